@@ -1,0 +1,20 @@
+"""Dataset intake: datalists, splits, the pre-flight check and the embedded demo data."""
+
+from pipeline.data.datalist import DATALIST_NAMES, IMAGE_SUFFIXES, load_datalist, split_datalist
+from pipeline.data.demo import ensure_demo_dataset, synthesize_ct_slice, write_demo_dataset
+from pipeline.data.preflight import DatasetCheckError, DatasetReport, Finding, check_dataset, preflight
+
+__all__ = [
+    "DATALIST_NAMES",
+    "IMAGE_SUFFIXES",
+    "DatasetCheckError",
+    "DatasetReport",
+    "Finding",
+    "check_dataset",
+    "ensure_demo_dataset",
+    "load_datalist",
+    "preflight",
+    "split_datalist",
+    "synthesize_ct_slice",
+    "write_demo_dataset",
+]

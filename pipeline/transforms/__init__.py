@@ -1,0 +1,53 @@
+"""Preparation transforms: intensity scaling per modality, channel count, binary masks.
+
+Logic lives in :mod:`pipeline.transforms.array`, the ``...d`` dictionary wrappers in
+:mod:`pipeline.transforms.dictionary`, mask helpers in :mod:`pipeline.transforms.utils`. Resizing and augmentation
+use MONAI's transforms directly (see the :mod:`pipeline.transforms.array` docstring for the recipe).
+"""
+
+from __future__ import annotations
+
+from pipeline.transforms.array import (
+    BONE_WINDOW,
+    BRAIN_WINDOW,
+    CT_MODALITIES,
+    LUNG_WINDOW,
+    MEDIASTINUM_WINDOW,
+    NON_CT_MODALITIES,
+    SOFT_TISSUE_WINDOW,
+    AdjustChannels,
+    BinarizeMask,
+    CTWindow,
+    ScaleIntensityForModality,
+    ScaleIntensityNonCT,
+)
+from pipeline.transforms.dictionary import (
+    AdjustChannelsd,
+    BinarizeMaskd,
+    CTWindowd,
+    ScaleIntensityForModalityd,
+    ScaleIntensityNonCTd,
+)
+from pipeline.transforms.utils import auto_mask_threshold, mask_value_report
+
+__all__ = [
+    "BONE_WINDOW",
+    "BRAIN_WINDOW",
+    "CT_MODALITIES",
+    "LUNG_WINDOW",
+    "MEDIASTINUM_WINDOW",
+    "NON_CT_MODALITIES",
+    "SOFT_TISSUE_WINDOW",
+    "AdjustChannels",
+    "AdjustChannelsd",
+    "BinarizeMask",
+    "BinarizeMaskd",
+    "CTWindow",
+    "CTWindowd",
+    "ScaleIntensityForModality",
+    "ScaleIntensityForModalityd",
+    "ScaleIntensityNonCT",
+    "ScaleIntensityNonCTd",
+    "auto_mask_threshold",
+    "mask_value_report",
+]

@@ -1,0 +1,184 @@
+"""Dataset intake: turn a dataset folder or a datalist JSON into a list of image/label items, and split it.
+
+Two layouts are accepted (the same as ``../shared/data/lung_ct`` and MONAI's decathlon datalists):
+
+* a folder with ``images/`` and ``masks/`` whose files pair up by name (``images/a.tif`` with ``masks/a.tif``;
+  the suffixes may differ, ``images/a.jpg`` pairs with ``masks/a.png``). An optional ``pairs.csv`` with a
+  ``filename`` (or ``image`` and ``mask``) column and an optional ``split`` column fixes the pairing and the split;
+* a decathlon-style JSON file (``{"training": [{"image": ..., "label": ...}], "validation": [...]}``), given as
+  the path itself or found as ``dataset.json`` / ``datalist.json`` in the folder. Paths are relative to the
+  JSON file's folder.
+
+Nothing is dropped here: an image without a mask (or a mask without an image) is returned with the missing
+partner set to ``None`` so that the pre-flight check (:mod:`pipeline.data.preflight`) reports it by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DATALIST_NAMES", "IMAGE_SUFFIXES", "load_datalist", "split_datalist"]
+
+logger = logging.getLogger(__name__)
+
+DATALIST_NAMES = ("dataset.json", "datalist.json")
+"""File names looked for in ``dataset_dir`` when it holds a decathlon-style datalist."""
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm", ".dicom", ".nii", ".nii.gz")
+"""Suffixes that count as slices when a folder is scanned (other files, such as README.txt, are ignored)."""
+
+TRAIN, VAL = "train", "val"
+_SPLIT_ALIASES = {"train": TRAIN, "training": TRAIN, "val": VAL, "valid": VAL, "validation": VAL}
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _is_slice(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _normalise_split(value: str, where: str) -> str:
+    key = value.strip().lower()
+    if key == "":
+        return ""
+    if key not in _SPLIT_ALIASES:
+        raise ValueError(f"{where}: split value {value!r} is not one of {sorted(_SPLIT_ALIASES)}.")
+    return _SPLIT_ALIASES[key]
+
+
+def _from_json(path: Path) -> list[dict]:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the datalist JSON ({e}).") from e
+    if not isinstance(content, dict) or "training" not in content:
+        raise ValueError(f"{path}: a datalist needs a 'training' list of {{'image': ..., 'label': ...}} items.")
+    items = []
+    for section, split in (("training", ""), ("validation", VAL)):
+        for i, entry in enumerate(content.get(section, [])):
+            if not isinstance(entry, dict) or "image" not in entry:
+                raise ValueError(f"{path}: item {i} of '{section}' has no 'image' key.")
+            item = {
+                "image": str(path.parent / entry["image"]),
+                "label": str(path.parent / entry["label"]) if entry.get("label") else None,
+            }
+            entry_split = entry.get("split", split)
+            item["split"] = _normalise_split(str(entry_split), f"{path} item {i}") if entry_split else split
+            for key, value in entry.items():
+                item.setdefault(key, value)
+            items.append(item)
+    return items
+
+
+def _read_pairs_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not ({"filename"} <= rows[0].keys() or {"image", "mask"} <= rows[0].keys()):
+        raise ValueError(f"{path}: expected a 'filename' column or 'image' and 'mask' columns, got {list(rows[0])}.")
+    return rows
+
+
+def _from_folder(root: Path) -> list[dict]:
+    image_dir, mask_dir = root / "images", root / "masks"
+    if not image_dir.is_dir() or not mask_dir.is_dir():
+        raise ValueError(
+            f"{root}: expected 'images/' and 'masks/' folders with matching file names, or a datalist JSON "
+            f"({' or '.join(DATALIST_NAMES)})."
+        )
+    images = {_stem(p): p for p in sorted(image_dir.iterdir()) if _is_slice(p)}
+    masks = {_stem(p): p for p in sorted(mask_dir.iterdir()) if _is_slice(p)}
+    pairs_csv = root / "pairs.csv"
+    if pairs_csv.is_file():
+        items = []
+        for i, row in enumerate(_read_pairs_csv(pairs_csv), start=2):
+            image_name, mask_name = row.get("image") or row["filename"], row.get("mask") or row["filename"]
+            image, mask = image_dir / image_name, mask_dir / mask_name
+            split = _normalise_split(row.get("split") or "", f"{pairs_csv} line {i}")
+            items.append({"image": str(image) if image.exists() else None, "label": str(mask) if mask.exists() else None,
+                          "split": split, "name": image_name})
+        listed = {_stem(Path(item["name"])) for item in items}
+        unlisted = sorted(set(images) - listed)
+        if unlisted:
+            logger.warning("%s: %d image(s) not listed in pairs.csv are not used, e.g. %s", pairs_csv.name,
+                           len(unlisted), images[unlisted[0]].name)
+        return items
+    items = []
+    for stem in sorted(set(images) | set(masks)):
+        image, mask = images.get(stem), masks.get(stem)
+        items.append({"image": str(image) if image else None, "label": str(mask) if mask else None, "split": "",
+                      "name": (image or mask).name})
+    return items
+
+
+def load_datalist(dataset_dir: str | Path) -> list[dict]:
+    """Read the image/label items of a dataset.
+
+    Args:
+        dataset_dir: a folder with ``images/`` and ``masks/`` (and optionally ``pairs.csv``), a folder holding a
+            ``dataset.json``/``datalist.json``, or the path of a decathlon-style JSON datalist.
+
+    Returns:
+        One dict per case with ``"image"`` and ``"label"`` paths (``None`` where the partner file is missing),
+        ``"split"`` (``"train"``, ``"val"`` or ``""`` when the source does not fix it) and ``"name"``.
+
+    Raises:
+        ValueError: when the folder or file does not exist or follows neither layout, naming the path.
+    """
+    path = Path(dataset_dir)
+    if not path.exists():
+        raise ValueError(f"dataset_dir {path} does not exist.")
+    if path.is_file():
+        items = _from_json(path)
+    else:
+        json_file = next((path / n for n in DATALIST_NAMES if (path / n).is_file()), None)
+        items = _from_json(json_file) if json_file is not None else _from_folder(path)
+    for item in items:
+        item.setdefault("name", Path(item["image"] or item["label"]).name)
+    if not items:
+        raise ValueError(f"{path}: no image/mask pairs found (looked for {', '.join(IMAGE_SUFFIXES)} files).")
+    return items
+
+
+def split_datalist(items: Sequence[dict], val_fraction: float = 0.2, seed: int = 0) -> dict[str, list[dict]]:
+    """Split items into training and validation sets.
+
+    A split fixed by the source (``pairs.csv``'s ``split`` column, a datalist's ``validation`` section) is
+    honoured. Otherwise a seeded shuffle puts ``round(val_fraction * N)`` items (at least one) in validation, so the
+    same seed and data give the same split on any machine.
+
+    Args:
+        items: the output of :func:`load_datalist`.
+        val_fraction: share of unsplit items that go to validation, in (0, 1). Default 0.2.
+        seed: seed of the shuffle. Default 0.
+
+    Returns:
+        ``{"train": [...], "val": [...]}``.
+
+    Raises:
+        ValueError: when ``val_fraction`` is outside (0, 1), or when either set would be empty.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    fixed = {TRAIN: [i for i in items if i.get("split") == TRAIN], VAL: [i for i in items if i.get("split") == VAL]}
+    free = [i for i in items if not i.get("split")]
+    if free:
+        order = np.random.default_rng(seed).permutation(len(free))
+        n_val = 0 if fixed[VAL] else max(1, round(val_fraction * len(free)))
+        fixed[VAL] += [free[k] for k in sorted(order[:n_val])]
+        fixed[TRAIN] += [free[k] for k in sorted(order[n_val:])]
+    for name, subset in fixed.items():
+        if not subset:
+            raise ValueError(f"the {name} split is empty ({len(items)} items in all); add items or change the split.")
+    return fixed

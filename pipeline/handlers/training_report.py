@@ -1,0 +1,193 @@
+"""A training log a person can follow: one line per epoch, a metrics CSV, and a closing summary.
+
+MONAI's ``StatsHandler`` logs per iteration and prints the trainer and the evaluator separately; this handler
+puts one epoch on one line (loss, every validation metric, learning rate, time), appends the same row to
+``metrics.csv``, and at the end says where the model, the TensorBoard logs and the metrics went.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine, Events
+
+__all__ = ["TrainingReport"]
+
+logger = logging.getLogger("pipeline.training")
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+class TrainingReport:
+    """Per-epoch line, ``metrics.csv`` and ``summary.json`` for a supervised training run.
+
+    Attach it to the trainer after MONAI's ``ValidationHandler`` and checkpoint savers, so that each epoch's
+    validation has run and the final checkpoint exists when it reports.
+
+    Args:
+        output_dir: the run's output folder; ``metrics.csv`` and ``summary.json`` are written there, and the summary
+            lists the checkpoints found in ``output_dir/models`` and the TensorBoard folder ``output_dir/logs``.
+        evaluator: the validation engine whose metrics are reported.
+        optimizer: the optimizer whose learning rate is reported.
+        key_metric: the evaluator metric that selects the best model.
+        progress_bar: show an iteration progress bar (ignite's ``ProgressBar``); default: only when stderr is a
+            terminal, so that CI logs keep one line per epoch.
+        run_name: what the summary calls the run (the model name).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        evaluator: Engine | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        key_metric: str = "val_iou",
+        progress_bar: bool | None = None,
+        run_name: str = "model",
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.evaluator = evaluator
+        self.optimizer = optimizer
+        self.key_metric = key_metric
+        self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        self.run_name = run_name
+        self.history: list[dict[str, float]] = []
+        self._val_metrics: dict[str, float] | None = None
+        self._val_seconds = 0.0
+        self._loss_sum = 0.0
+        self._loss_count = 0
+        self._start = self._epoch_start = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        engine.add_event_handler(Events.COMPLETED, self._completed)
+        if self.evaluator is not None:
+            self.evaluator.add_event_handler(Events.STARTED, self._validation_started)
+            self.evaluator.add_event_handler(Events.COMPLETED, self._validation_completed)
+        if self.progress_bar:
+            from ignite.handlers import ProgressBar
+
+            ProgressBar(persist=False).attach(engine, output_transform=lambda output: {"loss": self._loss(output)})
+
+    @staticmethod
+    def _loss(output: object) -> float:
+        if isinstance(output, list):  # MONAI decollates the batch: every item carries the batch loss
+            output = output[0]
+        loss = output["loss"] if isinstance(output, dict) else output
+        return float(loss.item() if isinstance(loss, torch.Tensor) else loss)
+
+    def _started(self, engine: Engine) -> None:
+        self._start = time.perf_counter()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        logger.info(
+            "training %s: %d training batches per epoch, up to %d epochs; outputs in %s",
+            self.run_name,
+            engine.state.epoch_length,
+            engine.state.max_epochs,
+            self.output_dir,
+        )
+
+    def _epoch_started(self, _: Engine) -> None:
+        self._epoch_start = time.perf_counter()
+        self._loss_sum, self._loss_count = 0.0, 0
+        self._val_metrics, self._val_seconds = None, 0.0
+
+    def _iteration_completed(self, engine: Engine) -> None:
+        self._loss_sum += self._loss(engine.state.output)
+        self._loss_count += 1
+
+    def _validation_started(self, _: Engine) -> None:
+        self._val_start = time.perf_counter()
+
+    def _validation_completed(self, evaluator: Engine) -> None:
+        self._val_seconds = time.perf_counter() - self._val_start
+        self._val_metrics = {k: float(v) for k, v in evaluator.state.metrics.items() if isinstance(v, (int, float))}
+
+    def _epoch_completed(self, engine: Engine) -> None:
+        seconds = time.perf_counter() - self._epoch_start
+        row: dict[str, float] = {
+            "epoch": engine.state.epoch,
+            "loss": self._loss_sum / max(self._loss_count, 1),
+            "lr": self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else float("nan"),
+        }
+        if self._val_metrics is not None:
+            row.update(self._val_metrics)
+        row["seconds"] = seconds
+        self.history.append(row)
+        metrics = "  ".join(f"{k} {_fmt(v)}" for k, v in (self._val_metrics or {}).items())
+        logger.info(
+            "epoch %d/%d  loss %s  %s  lr %.1e  %.1f s%s",
+            engine.state.epoch,
+            engine.state.max_epochs,
+            _fmt(row["loss"]),
+            metrics,
+            row["lr"],
+            seconds,
+            f" (validation {self._val_seconds:.1f} s)" if self._val_metrics is not None else "",
+        )
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        columns: list[str] = []
+        for row in self.history:
+            columns += [k for k in row if k not in columns]
+        path = self.output_dir / "metrics.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.history)
+        os.replace(tmp, path)
+
+    def best(self) -> dict[str, float] | None:
+        """The epoch row with the highest key metric, or ``None`` before any validation."""
+        scored = [r for r in self.history if not math.isnan(r.get(self.key_metric, float("nan")))]
+        return max(scored, key=lambda r: r[self.key_metric]) if scored else None
+
+    def _completed(self, engine: Engine) -> None:
+        wall = time.perf_counter() - self._start
+        best, last = self.best(), (self.history[-1] if self.history else {})
+        stopped_early = engine.state.epoch < engine.state.max_epochs
+        models = sorted(str(p) for p in (self.output_dir / "models").glob("*.pt"))
+        logs = self.output_dir / "logs"
+        summary = {
+            "model": self.run_name,
+            "epochs_run": engine.state.epoch,
+            "max_epochs": engine.state.max_epochs,
+            "stopped_early": stopped_early,
+            "wall_time_s": round(wall, 1),
+            "key_metric": self.key_metric,
+            "best": best,
+            "last": last,
+            "checkpoints": models,
+            "tensorboard": str(logs) if logs.is_dir() else None,
+            "metrics_csv": str(self.output_dir / "metrics.csv"),
+        }
+        path = self.output_dir / "summary.json"
+        path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        lines = [
+            f"finished {self.run_name}: {engine.state.epoch} epoch(s) in {wall:.0f} s"
+            + (" (stopped early)" if stopped_early else ""),
+        ]
+        if best is not None:
+            others = "  ".join(f"{k} {_fmt(v)}" for k, v in best.items() if k.startswith("val_"))
+            lines.append(f"  best epoch {int(best['epoch'])}: {others}")
+        lines += [f"  checkpoint:  {m}" for m in models]
+        if logs.is_dir():
+            lines.append(f"  TensorBoard: {logs}  (tensorboard --logdir {logs})")
+        lines.append(f"  metrics:     {self.output_dir / 'metrics.csv'}, {path}")
+        logger.info("\n".join(lines))

@@ -1,0 +1,90 @@
+"""``LoadSlice``: one 2D slice from PNG, JPEG, TIFF, DICOM or NIfTI as a channel-first ``MetaTensor``.
+
+One orientation for every format, numpy display order: rows top to bottom, columns left to right, as the image is
+shown by an image viewer (PNG/JPEG/TIFF), a DICOM viewer (row = ``Rows`` direction) or a radiological NIfTI viewer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from monai.config import DtypeLike
+from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
+from monai.transforms import EnsureChannelFirst, Transform
+from monai.utils import ImageMetaKey
+
+from pipeline.io.dicom import load_dicom_slice
+from pipeline.io.nifti import load_nifti_slice
+from pipeline.io.pillow import load_pil_slice
+from pipeline.io.readers import SliceFileNotFoundError, SliceReadError, reader_for
+
+__all__ = ["LoadSlice"]
+
+
+class LoadSlice(Transform):
+    """Load one 2D slice, naming the reader per file type, into a (C, H, W) ``MetaTensor``.
+
+    MONAI's ``LoadImage`` picks a reader by trial (``.tif`` goes to the DICOM reader when ITK is absent) and its
+    readers disagree about axis order; here the reader is chosen by :func:`pipeline.io.readers.reader_for` and every
+    format loads to the same array for the same picture. DICOM rescale slope/intercept are applied and MONOCHROME1
+    is inverted; NIfTI volumes give one chosen slice.
+
+    Args:
+        dtype: dtype of the returned tensor; ``None`` keeps the stored one.
+        slice_index: slice of a 3D NIfTI volume (see :func:`pipeline.io.nifti.load_nifti_slice`).
+        frame_index: frame of a multi-frame DICOM or page of a multi-page TIFF.
+
+    Example::
+
+        image = LoadSlice()("images/ID_0000.tif")  # MetaTensor (1, 512, 512), float32 HU
+    """
+
+    def __init__(
+        self, dtype: DtypeLike | torch.dtype = np.float32, slice_index: int | None = None, frame_index: int | None = None
+    ) -> None:
+        self.dtype = dtype
+        self.slice_index = slice_index
+        self.frame_index = frame_index
+
+    def __call__(
+        self, filename: str | os.PathLike, slice_index: int | None = None, frame_index: int | None = None
+    ) -> MetaTensor:
+        """Load ``filename``.
+
+        Args:
+            filename: path of the slice file.
+            slice_index: overrides the constructor's ``slice_index`` for this call.
+            frame_index: overrides the constructor's ``frame_index`` for this call.
+
+        Returns:
+            (C, H, W) tensor, C = 1 for grayscale and 3 for RGB; ``meta["filename_or_obj"]`` is ``filename``.
+
+        Raises:
+            SliceReadError: the file is missing (``SliceFileNotFoundError``), of an unsupported type, unreadable, or
+                not one 2D slice; the message names the file.
+        """
+        path = os.fspath(filename)
+        if not os.path.isfile(path):
+            raise SliceFileNotFoundError(f"{path}: file not found")
+        slice_index = self.slice_index if slice_index is None else slice_index
+        frame_index = self.frame_index if frame_index is None else frame_index
+        reader = reader_for(path)
+        if isinstance(reader, PILReader):
+            array, meta = load_pil_slice(path, reader, frame_index)
+        elif isinstance(reader, PydicomReader):
+            array, meta = load_dicom_slice(path, reader, frame_index)
+        elif isinstance(reader, NibabelReader):
+            array, meta = load_nifti_slice(path, reader, slice_index)
+        else:  # pragma: no cover - reader_for returns one of the three
+            raise SliceReadError(f"{path}: no loader for reader {type(reader).__name__}")
+        if array.ndim == 3 and array.shape[-1] not in (3, 4):
+            raise SliceReadError(f"{path}: expected a grayscale or RGB slice, got array of shape {array.shape}")
+        if array.ndim == 3 and array.shape[-1] == 4:
+            array = array[..., :3]
+        meta[ImageMetaKey.FILENAME_OR_OBJ] = path
+        # Writable and contiguous: Pillow hands out read-only buffers, which torch refuses to share safely.
+        array = np.require(array, dtype=self.dtype, requirements=["C", "W"])
+        image = MetaTensor.ensure_torch_and_prune_meta(array, meta)
+        return EnsureChannelFirst()(image)

@@ -1,0 +1,48 @@
+"""``LoadSliced``: the dictionary wrapper of :class:`pipeline.io.array.LoadSlice`."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import DtypeLike, KeysCollection
+from monai.transforms import MapTransform
+
+from pipeline.io.array import LoadSlice
+
+__all__ = ["LoadSliced"]
+
+
+class LoadSliced(MapTransform):
+    """Load the file named under each key into a (C, H, W) ``MetaTensor``; see :class:`LoadSlice`.
+
+    Args:
+        keys: keys whose values are file paths.
+        dtype: dtype of the loaded tensors.
+        slice_index_key: item key holding a per-item slice index of a 3D NIfTI volume (used when present).
+        frame_index_key: item key holding a per-item DICOM frame / TIFF page index (used when present).
+        allow_missing_keys: don't raise for missing keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        dtype: DtypeLike | torch.dtype = np.float32,
+        slice_index_key: str = "slice_index",
+        frame_index_key: str = "frame_index",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadSlice(dtype=dtype)
+        self.slice_index_key = slice_index_key
+        self.frame_index_key = frame_index_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        slice_index = d.get(self.slice_index_key)
+        frame_index = d.get(self.frame_index_key)
+        for key in self.key_iterator(d):
+            d[key] = self.loader(d[key], slice_index=slice_index, frame_index=frame_index)
+        return d

@@ -1,0 +1,119 @@
+"""Which MONAI reader loads which file, and the error every slice reader raises.
+
+MONAI's ``LoadImage`` picks a reader by trying each registered one; without ITK it sends ``.tif`` to the DICOM
+reader and fails. Here the reader is named per suffix instead, and files whose suffix says nothing (DICOM files are
+often stored without one, or named by their UID, e.g. ``1.2.840.113619.2.55.3.604``) are recognised by the DICOM
+magic bytes.
+
+The readers are configured for this package's one orientation (numpy display order, see ``pipeline.io.array``):
+``PILReader(reverse_indexing=False)`` and ``PydicomReader(swap_ij=False)`` keep the stored pixel array as it is, and
+``NibabelReader`` leaves reorientation to ``pipeline.io.nifti``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from monai.data import ImageReader, NibabelReader, PILReader, PydicomReader
+
+__all__ = [
+    "DICOM_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "PIL_SUFFIXES",
+    "SUPPORTED_SUFFIXES",
+    "SliceFileNotFoundError",
+    "SliceReadError",
+    "file_suffix",
+    "is_dicom_file",
+    "reader_for",
+]
+
+PIL_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom")
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
+# Files with any other suffix (or none) are still loaded when they carry the DICOM magic bytes.
+SUPPORTED_SUFFIXES: tuple[str, ...] = PIL_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES
+
+_DICOM_PREAMBLE_LENGTH = 128
+_DICOM_MAGIC = b"DICM"
+
+
+class SliceReadError(ValueError):
+    """A file could not be loaded as one 2D slice; the message names the file and the problem.
+
+    Messages never contain DICOM patient attributes (names, IDs, dates): only the path, which the caller chose.
+    """
+
+
+class SliceFileNotFoundError(SliceReadError, FileNotFoundError):
+    """The file does not exist. Caught by ``except SliceReadError`` and by ``except FileNotFoundError``."""
+
+
+def file_suffix(path: str | os.PathLike) -> str:
+    """Lower-case suffix of ``path``, treating ``.nii.gz`` as one suffix.
+
+    Args:
+        path: file path.
+
+    Returns:
+        e.g. ``".png"``, ``".nii.gz"``, or ``""`` when the name has no suffix.
+    """
+    name = Path(path).name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return Path(name).suffix
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a DICOM Part 10 file: a 128-byte preamble followed by ``b"DICM"``.
+
+    Reads 132 bytes; never raises for missing, unreadable or short files (returns ``False``).
+
+    Args:
+        path: file path.
+
+    Returns:
+        ``True`` when the magic bytes are present.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_DICOM_PREAMBLE_LENGTH + len(_DICOM_MAGIC))
+    except OSError:
+        return False
+    return head[_DICOM_PREAMBLE_LENGTH:] == _DICOM_MAGIC
+
+
+def reader_for(path: str | os.PathLike) -> ImageReader:
+    """The MONAI reader that loads ``path``, chosen by suffix (DICOM magic bytes for any other suffix).
+
+    A new reader instance is returned on each call: MONAI readers keep per-call state (``filenames``) between
+    ``read`` and ``get_data``, so sharing one across threads (``CacheDataset`` fills its cache with a thread pool)
+    is not safe. Construction costs microseconds.
+
+    Args:
+        path: file path. Only read (132 bytes) when its suffix is not one of ``SUPPORTED_SUFFIXES``.
+
+    Returns:
+        ``PILReader(reverse_indexing=False)`` for PNG/JPEG/TIFF, ``PydicomReader(swap_ij=False, prune_metadata=True)``
+        for DICOM, ``NibabelReader()`` for NIfTI.
+
+    Raises:
+        SliceFileNotFoundError: the suffix is not a supported one and the file does not exist.
+        SliceReadError: the suffix is not supported and the file is not DICOM.
+    """
+    suffix = file_suffix(path)
+    if suffix in PIL_SUFFIXES:
+        return PILReader(reverse_indexing=False)
+    if suffix in NIFTI_SUFFIXES:
+        return NibabelReader(as_closest_canonical=False)
+    if suffix in DICOM_SUFFIXES or is_dicom_file(path):
+        # prune_metadata keeps only geometry tags (no patient attributes) in the meta dict.
+        return PydicomReader(swap_ij=False, prune_metadata=True, affine_lps_to_ras=True)
+    if not os.path.exists(path):
+        raise SliceFileNotFoundError(f"{path}: file not found")
+    shown = f"suffix {suffix!r}" if suffix else "no suffix"
+    raise SliceReadError(
+        f"{path}: unsupported file type ({shown}, and not a DICOM file); supported suffixes: "
+        f"{', '.join(SUPPORTED_SUFFIXES)}, or any DICOM file (128-byte preamble + 'DICM')"
+    )
