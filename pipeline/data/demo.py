@@ -15,19 +15,20 @@ phantom's line integrals, so it shows the streaks of a real reconstruction, at h
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import logging
 import os
 import shutil
-import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image
 from scipy import ndimage
-from skimage import draw, filters, morphology, transform
+from skimage import draw, filters, transform
 
 __all__ = ["ensure_demo_dataset", "is_complete_demo_dataset", "synthesize_ct_slice", "write_demo_dataset"]
 
@@ -35,11 +36,14 @@ logger = logging.getLogger(__name__)
 
 #: Written last into a finished dataset folder; also records the generation parameters.
 MARKER_NAME = "demo_dataset.json"
+#: Bumped whenever the generator's output changes, so that datasets made by an older version are regenerated.
+GENERATOR_VERSION = 2
 
 _AIR_HU = -1000.0
 _FAT_HU = -100.0
 _SOFT_HU = 40.0
 _NOISE_RES = 128  # resolution of the filtered back-projection that produces the noise texture
+_PROJ_RES = 64  # resolution of the forward projection that only sets the (smooth) noise variance per ray
 _NOISE_ANGLES = 90
 
 
@@ -49,14 +53,29 @@ def _ellipse(
     """Approximate signed distance (negative inside) to a rotated (super-)ellipse on normalised coordinates."""
     cos, sin = np.cos(angle), np.sin(angle)
     x, y = u - cx, v - cy
-    xr, yr = x * cos + y * sin, -x * sin + y * cos
-    return ((np.abs(xr / a) ** power + np.abs(yr / b) ** power) ** (1.0 / power) - 1.0) * min(a, b)
+    xr, yr = (x * cos + y * sin) / a, (y * cos - x * sin) / b
+    if power == 2.0:  # the common case, several times cheaper than a general power
+        return (np.hypot(xr, yr) - 1.0) * min(a, b)
+    radius = (np.abs(xr) ** power + np.abs(yr) ** power) ** (1.0 / power)
+    return (radius - 1.0) * min(a, b)
+
+
+def _upsample_rows(a: np.ndarray, n_out: int) -> np.ndarray:
+    """Linear interpolation of ``a`` along axis 0 to ``n_out`` rows, end points aligned (``ndimage.zoom(order=1)``).
+
+    Plain element-wise arithmetic rather than a matrix product, so the result does not depend on BLAS threading.
+    """
+    n_in = a.shape[0]
+    pos = np.arange(n_out) * ((n_in - 1) / (n_out - 1))
+    lo = np.minimum(pos.astype(int), n_in - 2)
+    frac = (pos - lo)[:, None]
+    return a[lo] * (1.0 - frac) + a[lo + 1] * frac
 
 
 def _smooth_field(rng: np.random.Generator, size: int, sigma: float = 2.0, coarse: int = 24) -> np.ndarray:
     """Unit-variance smooth random field of shape ``(size, size)``, correlated over ``size / coarse * sigma``."""
     field = filters.gaussian(rng.standard_normal((coarse, coarse)), sigma=sigma, mode="wrap")
-    field = ndimage.zoom(field, size / coarse, order=1, mode="nearest")[:size, :size]
+    field = _upsample_rows(_upsample_rows(field, size).T, size).T  # separable bilinear, cheaper than ndimage.zoom
     return (field - field.mean()) / (field.std() + 1e-8)
 
 
@@ -69,7 +88,9 @@ def _vessel_points(rng: np.random.Generator, size: int, start: tuple[float, floa
     """Centre lines of branching vessels growing from a hilum, as rows of ``(row, col, radius)`` in pixels."""
     px = size / 256.0
     points = []
-    stack = [(*start, direction + rng.uniform(-1.2, 1.2), rng.uniform(1.0, 2.2) * px, 0) for _ in range(rng.integers(3, 7))]
+    stack = [
+        (*start, direction + rng.uniform(-1.2, 1.2), rng.uniform(1.0, 2.2) * px, 0) for _ in range(rng.integers(3, 7))
+    ]
     while stack and len(points) < 400:
         row, col, ang, rad, depth = stack.pop()
         for _ in range(int(rng.integers(12, 35))):
@@ -110,11 +131,13 @@ def _fbp_noise(rng: np.random.Generator, hu: np.ndarray, inside: np.ndarray) -> 
     noisier and filtered back-projection turns that into the characteristic streaky noise of CT.
     """
     size = hu.shape[0]
-    low = transform.resize(hu, (_NOISE_RES, _NOISE_RES), order=1, anti_aliasing=True, preserve_range=True)
-    circle = _ellipse(*_grid(_NOISE_RES), 0.0, 0.0, 0.97, 0.97) < 0
+    low = transform.resize(hu, (_PROJ_RES, _PROJ_RES), order=1, anti_aliasing=True, preserve_range=True)
+    circle = _ellipse(*_grid(_PROJ_RES), 0.0, 0.0, 0.97, 0.97) < 0
     mu = np.clip(low + 1000.0, 0.0, None) / 1000.0 * circle  # in units of water attenuation
     theta = np.linspace(0.0, 180.0, _NOISE_ANGLES, endpoint=False)
-    line_integral = transform.radon(mu, theta=theta, circle=True) * (0.19 * 40.0 / _NOISE_RES)  # 0.19/cm, 40 cm FOV
+    line_integral = transform.radon(mu, theta=theta, circle=True) * (0.19 * 40.0 / _PROJ_RES)  # 0.19/cm, 40 cm FOV
+    # The variance only needs the smooth line integrals: project at low resolution, resample to the detector.
+    line_integral = _upsample_rows(line_integral, _NOISE_RES)
     sino_noise = rng.standard_normal(line_integral.shape) * np.exp(np.clip(line_integral, 0.0, 12.0) / 2.0)
     noise = transform.iradon(sino_noise, theta=theta, circle=True, filter_name="shepp-logan")
     noise = transform.resize(noise, (size, size), order=1, preserve_range=True)
@@ -146,9 +169,10 @@ def synthesize_ct_slice(rng: np.random.Generator, size: int = 256) -> tuple[np.n
         size: output height and width in pixels. Defaults to 256.
 
     Returns:
-        ``(image, mask)``: ``image`` is an int16 array of shape ``(size, size)`` in HU (air about -1000, padding
-        outside the scan circle about -2000 when present), ``mask`` a uint8 array of the same shape with values
-        {0, 1}.
+        ``(image, mask)``: ``image`` is an int16 array of shape ``(size, size)`` in HU (soft tissue about 40; a
+        random scanner gain, as in the reference scans, puts air between about -1030 and -810 and aerated lung
+        between about -880 and -650; three slices in four have padding of about -1800 to -2500 outside the scan
+        circle), ``mask`` a uint8 array of the same shape with values {0, 1}.
 
     Raises:
         ValueError: when ``size`` is smaller than 64.
@@ -262,7 +286,7 @@ def synthesize_ct_slice(rng: np.random.Generator, size: int = 256) -> tuple[np.n
     )
     hu[lungs] = lung_hu[lungs]
     points, hila = [np.zeros((0, 3))], []
-    for side, side_mask in zip((-1.0, 1.0), side_masks):
+    for side, side_mask in zip((-1.0, 1.0), side_masks, strict=True):
         rows = np.flatnonzero(side_mask.any(axis=1))
         if rows.size:  # the hilum: the medial edge of the lung about halfway down
             row = int(rows[int(rng.uniform(0.35, 0.6) * rows.size)])
@@ -357,6 +381,17 @@ def _case_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, 1, index])
 
 
+def _read_marker(root: Path) -> dict | None:
+    """The completion marker of a demo dataset written by this module, or None when there is none."""
+    try:
+        recorded = json.loads((root / MARKER_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("generator") != __name__:
+        return None
+    return recorded
+
+
 def is_complete_demo_dataset(root: str | Path, **params: object) -> bool:
     """Whether ``root`` holds a finished demo dataset, generated with ``params`` when any are given.
 
@@ -365,23 +400,36 @@ def is_complete_demo_dataset(root: str | Path, **params: object) -> bool:
         params: generation parameters (``num_cases``, ``size``, ``val_fraction``, ``seed``) that must match.
 
     Returns:
-        True when the completion marker exists, matches ``params`` and every file in ``pairs.csv`` exists.
+        True when the completion marker exists, comes from this generator version, matches ``params`` and every
+        file in ``pairs.csv`` exists.
     """
     root = Path(root)
-    marker = root / MARKER_NAME
-    if not marker.is_file() or not (root / "pairs.csv").is_file():
+    recorded = _read_marker(root)
+    if recorded is None or recorded.get("version") != GENERATOR_VERSION:
+        return False
+    if any(recorded.get(key) != value for key, value in params.items()):
         return False
     try:
-        recorded = json.loads(marker.read_text())
         with open(root / "pairs.csv", newline="") as f:
             names = [row["filename"] for row in csv.DictReader(f)]
     except (OSError, ValueError, KeyError):
         return False
-    if any(recorded.get(key) != value for key, value in params.items()):
-        return False
     return len(names) == recorded.get("num_cases") and all(
         (root / "images" / n).is_file() and (root / "masks" / n).is_file() for n in names
     )
+
+
+def _check_replaceable(root: Path) -> None:
+    """Raise unless ``root`` is absent, an empty folder or a (possibly damaged) demo dataset written here.
+
+    A dataset written by this module always carries its marker (the folder appears by an atomic rename), so a
+    folder without one, such as a user's ``images/`` + ``masks/`` + ``pairs.csv`` dataset, is never touched.
+    """
+    if not root.exists() and not root.is_symlink():
+        return
+    if root.is_dir() and not root.is_symlink() and (not any(root.iterdir()) or _read_marker(root) is not None):
+        return
+    raise FileExistsError(f"{root} exists and is not a demo dataset written by {__name__}; refusing to replace it")
 
 
 def write_demo_dataset(
@@ -398,11 +446,11 @@ def write_demo_dataset(
         root/images/case_0000.tif   int16 HU, uncompressed
         root/masks/case_0000.tif    uint8 {0, 1}, LZW
         root/pairs.csv              filename,split (train / val)
-        root/demo_dataset.json      generation parameters, written last
+        root/demo_dataset.json      generation parameters, the marker of a finished demo dataset
 
     Everything is written into a temporary sibling folder that is renamed to ``root`` at the end, so an interrupted
-    run never leaves a folder that looks complete. An existing ``root`` is replaced only if it is a demo dataset
-    (complete or not) or empty.
+    run never leaves a folder that looks complete. An existing ``root`` is replaced only if it is empty or a demo
+    dataset written by this function (it carries ``demo_dataset.json``); anything else is left alone.
 
     Args:
         root: output folder.
@@ -416,7 +464,8 @@ def write_demo_dataset(
 
     Raises:
         ValueError: for ``num_cases < 1``, ``size < 64`` or ``val_fraction`` outside [0, 1).
-        FileExistsError: when ``root`` exists and holds something other than a demo dataset.
+        FileExistsError: when ``root`` exists and holds something other than a demo dataset (checked before any
+            work and again before the final rename).
     """
     if num_cases < 1:
         raise ValueError(f"num_cases must be at least 1, got {num_cases}")
@@ -425,8 +474,11 @@ def write_demo_dataset(
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root)
+    _check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    # mkdir (not mkdtemp, which is private to the user) so the finished folder gets the usual umask permissions.
+    tmp = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
     try:
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
@@ -441,8 +493,9 @@ def write_demo_dataset(
             writer = csv.writer(f)
             writer.writerow(["filename", "split"])
             writer.writerows([name, "val" if i in val else "train"] for i, name in enumerate(names))
-        params = {"num_cases": num_cases, "size": size, "val_fraction": val_fraction, "seed": seed}
-        (tmp / MARKER_NAME).write_text(json.dumps({**params, "generator": __name__}, indent=2) + "\n")
+        marker = {"num_cases": num_cases, "size": size, "val_fraction": val_fraction, "seed": seed}
+        marker.update(generator=__name__, version=GENERATOR_VERSION)
+        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
         _replace_dir(tmp, root)
     finally:
         if tmp.exists():
@@ -451,13 +504,11 @@ def write_demo_dataset(
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, removing a previous (possibly partial) demo dataset at ``dst``."""
+    """Move ``src`` to ``dst``, first removing an empty folder or a previous demo dataset at ``dst``."""
+    _check_replaceable(dst)
     if dst.exists():
-        known = {"images", "masks", "pairs.csv", MARKER_NAME}
-        if not dst.is_dir() or any(p.name not in known for p in dst.iterdir()):
-            raise FileExistsError(f"{dst} exists and is not a demo dataset; refusing to overwrite it")
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-        os.replace(dst, old / dst.name)
+        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:12]}"
+        os.replace(dst, old)  # out of the way in one step, then deleted
         shutil.rmtree(old, ignore_errors=True)
     os.replace(src, dst)
 
@@ -465,27 +516,44 @@ def _replace_dir(src: Path, dst: Path) -> None:
 def ensure_demo_dataset(root: str | Path, **kwargs: object) -> Path:
     """Return ``root`` after generating the demo dataset there unless a complete one already exists.
 
+    An existing dataset is reused only when the parameters recorded in its ``demo_dataset.json`` equal the requested
+    ones, the defaults of :func:`write_demo_dataset` filling in what ``kwargs`` leaves out; otherwise it is
+    regenerated. A folder that is not a demo dataset is never replaced.
+
     Args:
         root: dataset folder, e.g. ``datasets/demo_ct``.
-        kwargs: forwarded to :func:`write_demo_dataset` (``num_cases``, ``size``, ``val_fraction``, ``seed``); an
-            existing dataset generated with other values is regenerated.
+        kwargs: forwarded to :func:`write_demo_dataset` (``num_cases``, ``size``, ``val_fraction``, ``seed``).
 
     Returns:
         ``root`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        TypeError: for a keyword that :func:`write_demo_dataset` does not take.
+        FileExistsError: when ``root`` exists and is neither empty nor a demo dataset.
     """
     root = Path(root)
-    if is_complete_demo_dataset(root, **kwargs):
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(write_demo_dataset).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    unknown = set(kwargs) - set(defaults)
+    if unknown:
+        raise TypeError(f"ensure_demo_dataset() got unexpected keyword arguments {sorted(unknown)}")
+    params = {**defaults, **kwargs}
+    if is_complete_demo_dataset(root, **params):
         logger.info("Reusing the demo dataset in %s", root)
         return root
+    if _read_marker(root) is not None:
+        logger.info("Regenerating the demo dataset in %s: incomplete, older or made with other parameters", root)
     start = time.perf_counter()
     try:
-        write_demo_dataset(root, **kwargs)
+        write_demo_dataset(root, **params)
     except OSError:
-        # Another process may have finished the same dataset first (os.replace onto a non-empty folder fails).
-        if not is_complete_demo_dataset(root, **kwargs):
+        # Another process may have finished the same dataset at the same time (the final rename then fails).
+        if not is_complete_demo_dataset(root, **params):
             raise
         logger.info("Reusing the demo dataset in %s written by another process", root)
         return root
-    num_cases = json.loads((root / MARKER_NAME).read_text())["num_cases"]
-    logger.info("Generated %d demo cases into %s in %.1f s", num_cases, root, time.perf_counter() - start)
+    logger.info("Generated %d demo cases into %s in %.1f s", params["num_cases"], root, time.perf_counter() - start)
     return root

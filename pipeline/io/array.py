@@ -32,7 +32,8 @@ class LoadSlice(Transform):
     is inverted; NIfTI volumes give one chosen slice.
 
     Args:
-        dtype: dtype of the returned tensor; ``None`` keeps the stored one.
+        dtype: dtype of the returned tensor; ``None`` keeps the dtype the reader decodes to (Pillow gives int32
+            for int16 TIFF).
         slice_index: slice of a 3D NIfTI volume (see :func:`pipeline.io.nifti.load_nifti_slice`).
         frame_index: frame of a multi-frame DICOM or page of a multi-page TIFF.
 
