@@ -1,3 +1,11 @@
-"""2D medical image segmentation on MONAI: transforms, networks, dataset intake and bundle helpers."""
+"""2D medical image segmentation on MONAI: transforms, networks, dataset intake and bundle helpers.
+
+Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$import pipeline"`` makes
+``pipeline.data``, ``pipeline.io`` and the others available to its expressions.
+"""
 
 __version__ = "0.1.0"
+
+from pipeline import data, handlers, io, networks, transforms
+
+__all__ = ["__version__", "data", "handlers", "io", "networks", "transforms"]

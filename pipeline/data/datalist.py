@@ -106,19 +106,35 @@ def _from_folder(root: Path) -> list[dict]:
             image_name, mask_name = row.get("image") or row["filename"], row.get("mask") or row["filename"]
             image, mask = image_dir / image_name, mask_dir / mask_name
             split = _normalise_split(row.get("split") or "", f"{pairs_csv} line {i}")
-            items.append({"image": str(image) if image.exists() else None, "label": str(mask) if mask.exists() else None,
-                          "split": split, "name": image_name})
+            items.append(
+                {
+                    "image": str(image) if image.exists() else None,
+                    "label": str(mask) if mask.exists() else None,
+                    "split": split,
+                    "name": image_name,
+                }
+            )
         listed = {_stem(Path(item["name"])) for item in items}
         unlisted = sorted(set(images) - listed)
         if unlisted:
-            logger.warning("%s: %d image(s) not listed in pairs.csv are not used, e.g. %s", pairs_csv.name,
-                           len(unlisted), images[unlisted[0]].name)
+            logger.warning(
+                "%s: %d image(s) not listed in pairs.csv are not used, e.g. %s",
+                pairs_csv.name,
+                len(unlisted),
+                images[unlisted[0]].name,
+            )
         return items
     items = []
     for stem in sorted(set(images) | set(masks)):
         image, mask = images.get(stem), masks.get(stem)
-        items.append({"image": str(image) if image else None, "label": str(mask) if mask else None, "split": "",
-                      "name": (image or mask).name})
+        items.append(
+            {
+                "image": str(image) if image else None,
+                "label": str(mask) if mask else None,
+                "split": "",
+                "name": (image or mask).name,
+            }
+        )
     return items
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.io import LoadSlice
-from pipeline.transforms import BinarizeMask, mask_value_report
+from pipeline.transforms import BinarizeMask, auto_mask_threshold, mask_value_report
 
 __all__ = ["DatasetCheckError", "DatasetReport", "Finding", "check_dataset", "preflight"]
 
@@ -112,7 +112,9 @@ def _check_pair(item: dict, loader: LoadSlice, root: str, empty_masks: str) -> t
     image, mask = arrays["image"], arrays["mask"]
     if image.shape[1:] != mask.shape[1:]:
         findings.append(
-            Finding(case, f"image is {image.shape[1:]} (H, W) but its mask {show(label_path)} is {mask.shape[1:]}", True)
+            Finding(
+                case, f"image is {image.shape[1:]} (H, W) but its mask {show(label_path)} is {mask.shape[1:]}", True
+            )
         )
     for key, array in arrays.items():
         bad = ~np.isfinite(array)
@@ -122,6 +124,15 @@ def _check_pair(item: dict, loader: LoadSlice, root: str, empty_masks: str) -> t
     if value_problem is not None:
         findings.append(Finding(show(label_path), f"mask is not binary: {value_problem}", True))
         return findings, float("nan")
+    notes = []
+    if mask.shape[0] > 1:
+        notes.append(f"{mask.shape[0]}-channel mask reduced to one (channel maximum)")
+    num_values = len(np.unique(mask))
+    if num_values > 2:
+        notes.append(f"{num_values} distinct values at edges (compression or interpolation noise)")
+    if notes:
+        threshold = auto_mask_threshold(mask)
+        findings.append(Finding(show(label_path), f"{'; '.join(notes)}; binarised at {threshold:g}", False))
     foreground = float(np.asarray(_BINARIZE(mask)).mean())
     if foreground == 0.0 and empty_masks != "ignore":
         findings.append(Finding(show(label_path), "mask is empty (no foreground pixel)", empty_masks == "error"))
@@ -181,4 +192,3 @@ def preflight(items: Sequence[dict], empty_masks: str = "warn", num_workers: int
         raise DatasetCheckError(report.summary())
     logger.info(report.summary())
     return list(items)
-

@@ -48,9 +48,7 @@ def create_lr_scheduler(
         ValueError: for an unknown ``name``.
     """
     if name == "plateau":
-        return ReduceLROnPlateau(
-            optimizer, mode="max", factor=plateau_factor, patience=plateau_patience, min_lr=min_lr
-        )
+        return ReduceLROnPlateau(optimizer, mode="max", factor=plateau_factor, patience=plateau_patience, min_lr=min_lr)
     if name == "cosine":
         return CosineAnnealingWarmRestarts(optimizer, T_0=cosine_cycle, eta_min=min_lr)
     if name == "constant":

@@ -1,4 +1,4 @@
-"""Loading 2D slices (PNG, JPEG, TIFF, DICOM, NIfTI) into channel-first MONAI ``MetaTensor`` s, one orientation for all."""
+"""Loading 2D slices (PNG, JPEG, TIFF, DICOM, NIfTI) into channel-first MONAI MetaTensors, one orientation."""
 
 from __future__ import annotations
 

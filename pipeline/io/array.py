@@ -43,7 +43,10 @@ class LoadSlice(Transform):
     """
 
     def __init__(
-        self, dtype: DtypeLike | torch.dtype = np.float32, slice_index: int | None = None, frame_index: int | None = None
+        self,
+        dtype: DtypeLike | torch.dtype = np.float32,
+        slice_index: int | None = None,
+        frame_index: int | None = None,
     ) -> None:
         self.dtype = dtype
         self.slice_index = slice_index

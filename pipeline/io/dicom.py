@@ -101,7 +101,9 @@ def _check_header(path: str | os.PathLike, ds: Dataset, frame_index: int | None)
         ``(number_of_frames, photometric_interpretation)``.
     """
     if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
-        raise SliceReadError(f"{path}: DICOM object has no PixelData (not an image, e.g. a report or presentation state)")
+        raise SliceReadError(
+            f"{path}: DICOM object has no PixelData (not an image, e.g. a report or presentation state)"
+        )
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if tsyntax is None:
         raise SliceReadError(f"{path}: DICOM file meta has no TransferSyntaxUID; cannot tell how pixels are encoded")

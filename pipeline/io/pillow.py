@@ -36,7 +36,9 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_pil_slice(path: str | os.PathLike, reader: PILReader, frame_index: int | None = None) -> tuple[np.ndarray, dict]:
+def load_pil_slice(
+    path: str | os.PathLike, reader: PILReader, frame_index: int | None = None
+) -> tuple[np.ndarray, dict]:
     """Decode one 2D image with ``reader`` and fix its metadata to the (H, W) display order.
 
     Args:

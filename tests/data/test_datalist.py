@@ -36,7 +36,9 @@ def _folder(root: Path, images: list[str], masks: list[str]) -> Path:
 )
 def test_folder_pairs(tmp_path, images, masks, expected):
     items = load_datalist(_folder(tmp_path, images, masks))
-    got = [(Path(i["image"]).name if i["image"] else None, Path(i["label"]).name if i["label"] else None) for i in items]
+    got = [
+        (Path(i["image"]).name if i["image"] else None, Path(i["label"]).name if i["label"] else None) for i in items
+    ]
     assert got == expected
     assert all(i["split"] == "" for i in items)
 
@@ -45,7 +47,11 @@ def test_pairs_csv_split_and_names(tmp_path):
     root = _folder(tmp_path, ["a.tif", "b.tif", "c.tif"], ["a.tif", "b.tif", "c.tif"])
     (root / "pairs.csv").write_text("filename,split\na.tif,train\nb.tif,val\nc.tif,train\n")
     items = load_datalist(root)
-    assert [(Path(i["image"]).name, i["split"]) for i in items] == [("a.tif", "train"), ("b.tif", "val"), ("c.tif", "train")]
+    assert [(Path(i["image"]).name, i["split"]) for i in items] == [
+        ("a.tif", "train"),
+        ("b.tif", "val"),
+        ("c.tif", "train"),
+    ]
     splits = split_datalist(items, val_fraction=0.5, seed=3)
     assert [Path(i["image"]).name for i in splits["val"]] == ["b.tif"]
 
@@ -67,7 +73,10 @@ def test_pairs_csv_bad_split_value(tmp_path):
 def test_decathlon_json(tmp_path):
     _folder(tmp_path, ["a.png", "b.png", "c.png"], ["a.png", "b.png", "c.png"])
     datalist = {
-        "training": [{"image": "images/a.png", "label": "masks/a.png"}, {"image": "images/b.png", "label": "masks/b.png"}],
+        "training": [
+            {"image": "images/a.png", "label": "masks/a.png"},
+            {"image": "images/b.png", "label": "masks/b.png"},
+        ],
         "validation": [{"image": "images/c.png", "label": "masks/c.png"}],
     }
     (tmp_path / "dataset.json").write_text(json.dumps(datalist))

@@ -25,6 +25,14 @@ def _mask(shape=(32, 40), high=1) -> np.ndarray:
     return mask
 
 
+def _noisy_edges(mask: np.ndarray) -> np.ndarray:
+    """Compression-like noise: a few intermediate values on the mask's left edge."""
+    noisy = mask.copy()
+    noisy[8:20, 9] = 40
+    noisy[8:20, 10] = 215
+    return noisy
+
+
 def _case(root: Path, name: str, image=None, mask=None) -> dict:
     item = {"image": None, "label": None, "name": name}
     if image is not None:
@@ -44,6 +52,8 @@ CASES = [
     ("labels 0/1/2", _image(), _mask() + (np.arange(40)[None, :] > 35).astype(np.uint8) * 2, "not binary", None),
     ("empty mask", _image(), _mask(high=0), None, "mask is empty"),
     ("constant image", np.full((32, 40), 7, np.uint8), _mask(), None, "image is constant"),
+    ("edge noise", _image(), _noisy_edges(_mask(high=255)), None, "distinct values at edges"),
+    ("RGB mask", _image(), np.repeat(_mask(high=255)[..., None], 3, axis=2), None, "3-channel mask reduced"),
 ]
 
 

@@ -59,9 +59,7 @@ def test_window_constants_match_level_and_width(window, level, width):
 
 
 _RAMP = np.arange(1000, dtype=np.float32).reshape(1, 20, 50)
-_RGB = np.stack([np.arange(16.0).reshape(4, 4), 2 * np.arange(16.0).reshape(4, 4), np.zeros((4, 4))]).astype(
-    np.float32
-)
+_RGB = np.stack([np.arange(16.0).reshape(4, 4), 2 * np.arange(16.0).reshape(4, 4), np.zeros((4, 4))]).astype(np.float32)
 _SPARSE = np.zeros((1, 100, 100), dtype=np.float32)
 _SPARSE[0, 0, :20] = 255.0  # 0.2 % bright pixels: the 0.5 and 99.5 percentiles are both 0
 
@@ -125,5 +123,5 @@ def test_modality_codes_are_disjoint():
 
 @pytest.mark.parametrize("modality", ["XY", "", "CTA", "X-ray", None, 1])
 def test_unknown_modality_lists_accepted_codes(modality):
-    with pytest.raises(ValueError, match="accepted DICOM modality codes: CT, MR, .*XR.*ES.*SM.*OT"):
+    with pytest.raises(ValueError, match=r"accepted DICOM modality codes: CT, MR, .*XR.*ES.*SM.*OT"):
         ScaleIntensityForModality(modality)

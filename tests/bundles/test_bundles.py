@@ -1,0 +1,156 @@
+"""Full bundle runs on a handful of tiny generated files, plus the config contracts every bundle must keep."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, verify_net_in_out
+
+from pipeline.data import DatasetCheckError, write_demo_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = ["cenet", "aspp", "inception_unet", "unet"]
+COMMON = REPO / "bundles" / "common" / "train.json"
+MODEL_KEYS = {"model_name", "bundle_root", "network_def"}
+# The smallest size each network takes, to keep CPU runs short.
+SIZES = {"cenet": 192, "aspp": 64, "inception_unet": 64, "unet": 64}
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    monkeypatch.chdir(REPO)  # the bundles are run from the repository root, as the README says
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    return write_demo_dataset(tmp_path_factory.mktemp("demo"), num_cases=6, size=96, val_fraction=0.34, seed=1)
+
+
+def _workflow(bundle: str, dataset_dir: Path, output_dir: Path, **override) -> ConfigWorkflow:
+    settings = {
+        "dataset_dir": str(dataset_dir),
+        "output_dir": str(output_dir),
+        "epochs": 1,
+        "batch_size": 2,
+        "spatial_size": [SIZES[bundle]] * 2,
+        "device": "cpu",
+        "num_workers": 0,
+    }
+    settings.update(override)
+    return ConfigWorkflow(
+        config_file=f"bundles/{bundle}/train.json",
+        workflow_type="train",
+        run_id="training",
+        init_id="initialize",
+        logging_file=False,
+        **settings,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_training_run(bundle, tiny_dataset, tmp_path):
+    workflow = _workflow(bundle, tiny_dataset, tmp_path, epochs=2)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+
+    models = tmp_path / "models"
+    assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
+    network = ConfigParser.load_config_file(f"bundles/{bundle}/metadata.json")  # metadata parses as JSON
+    assert "network_data_format" in network
+    state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    workflow.parser.get_parsed_content("network_def").load_state_dict(state)
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["model"] == bundle
+    for key in ("val_iou", "val_dice", "val_precision", "val_recall", "val_accuracy", "val_hd95"):
+        assert key in summary["last"], key
+    assert 0.0 <= summary["last"]["val_dice"] <= 1.0
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3  # header + one row per epoch
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "logs").iterdir())
+
+
+def test_preflight_stops_before_training(tmp_path):
+    data = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, seed=2)
+    victim = sorted((data / "masks").iterdir())[0]
+    victim.unlink()
+    workflow = _workflow("unet", data, tmp_path / "out")
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps errors raised inside config expressions
+        workflow.initialize()
+    cause = raised.value
+    while cause is not None and not isinstance(cause, DatasetCheckError):
+        cause = cause.__cause__
+    assert cause is not None and victim.name in str(cause)
+    assert not (tmp_path / "out" / "models").exists()
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_verify_net_in_out(bundle):
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=f"bundles/{bundle}/metadata.json",
+        config_file=f"bundles/{bundle}/train.json",
+        device="cpu",
+    )
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundle_files(bundle):
+    for name in ("train.json", "metadata.json", "logging.conf", "README.md"):
+        assert (REPO / "bundles" / bundle / name).is_file(), name
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundles_share_wiring(bundle):
+    """Each bundle says only what differs about its model; everything else comes from bundles/common/train.json."""
+    common = json.loads(COMMON.read_text())
+    config = json.loads((REPO / "bundles" / bundle / "train.json").read_text())
+    assert set(config) - MODEL_KEYS == set(common)
+    for key in common:
+        assert config[key] == f"%bundles/common/train.json::{key}", key
+    assert config["model_name"] == bundle and config["bundle_root"] == f"bundles/{bundle}"
+
+
+@pytest.mark.parametrize(
+    "override, key, expected",
+    [
+        ({}, "spatial_size", [192, 192]),
+        ({"recipe": "seeds"}, "spatial_size", [448, 448]),
+        ({"recipe": "seeds"}, "epochs", 100),
+        ({"recipe": "seeds"}, "patience", 15),
+        ({"recipe": "seeds", "epochs": 3}, "epochs", 3),
+        ({"learning_rate": 0.01}, "optimizer", 0.01),
+    ],
+)
+def test_plain_overrides(override, key, expected):
+    parser = ConfigParser()
+    parser.read_config("bundles/cenet/train.json")
+    parser.update(override)
+    parser.parse()
+    value = parser.get_parsed_content(key)
+    if key == "optimizer":
+        value = value.param_groups[0]["lr"]
+    assert value == expected
+
+
+@pytest.mark.slow
+def test_cli(tiny_dataset, tmp_path):
+    """The README's command line, with plain-name overrides."""
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "training",
+        "--config_file", "bundles/unet/train.json",
+        "--dataset_dir", str(tiny_dataset), "--output_dir", str(tmp_path), "--epochs", "1",
+        "--spatial_size", "[64,64]", "--batch_size", "2", "--learning_rate", "0.001", "--device", "cpu",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "epoch 1/1" in output and "val_iou" in output and "checkpoint:" in output
+    assert (tmp_path / "models" / "model.pt").is_file()
