@@ -1,6 +1,7 @@
-"""Ignite handlers that MONAI does not provide: per-epoch reporting and named learning-rate schedules."""
+"""Ignite handlers that MONAI does not provide: per-epoch reporting, named learning-rate schedules, honest HD95."""
 
+from pipeline.handlers.hausdorff import HD95Handler, HD95Metric
 from pipeline.handlers.lr_schedule import LR_SCHEDULES, EpochLrSchedule, create_lr_scheduler
 from pipeline.handlers.training_report import TrainingReport
 
-__all__ = ["LR_SCHEDULES", "EpochLrSchedule", "TrainingReport", "create_lr_scheduler"]
+__all__ = ["LR_SCHEDULES", "EpochLrSchedule", "HD95Handler", "HD95Metric", "TrainingReport", "create_lr_scheduler"]

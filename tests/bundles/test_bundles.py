@@ -59,7 +59,11 @@ def test_training_run(bundle, tiny_dataset, tmp_path):
     workflow = _workflow(bundle, tiny_dataset, tmp_path, epochs=2)
     workflow.initialize()
     workflow.run()
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
     workflow.finalize()
+    # validation metrics are computed at native resolution: the prediction is resized back to the label's grid
+    last = evaluator.state.output[-1]
+    assert last["pred"].shape == last["label"].shape and last["label"].shape[-2:] == (96, 96)
 
     models = tmp_path / "models"
     assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
