@@ -158,3 +158,16 @@ def test_cli(tiny_dataset, tmp_path):
     output = result.stdout + result.stderr
     assert "epoch 1/1" in output and "val_iou" in output and "checkpoint:" in output
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_training_is_deterministic(tiny_dataset, tmp_path):
+    """The same seed on the same data gives the same loss and metrics (seeded split, weights, shuffling, augmentation)."""
+    summaries = []
+    for run in ("a", "b"):
+        workflow = _workflow("unet", tiny_dataset, tmp_path / run, epochs=2)
+        workflow.initialize()
+        workflow.run()
+        workflow.finalize()
+        summaries.append(json.loads((tmp_path / run / "summary.json").read_text())["last"])
+    for key in ("loss", "val_iou", "val_dice"):
+        assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-5, abs=1e-6), key
