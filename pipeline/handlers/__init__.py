@@ -1,7 +1,17 @@
-"""Ignite handlers that MONAI does not provide: per-epoch reporting, named learning-rate schedules, honest HD95."""
+"""Ignite handlers that MONAI does not provide: per-epoch reporting, named LR schedules, honest HD95, NaN stop."""
 
 from pipeline.handlers.hausdorff import HD95Handler, HD95Metric
 from pipeline.handlers.lr_schedule import LR_SCHEDULES, EpochLrSchedule, create_lr_scheduler
+from pipeline.handlers.nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
 from pipeline.handlers.training_report import TrainingReport
 
-__all__ = ["LR_SCHEDULES", "EpochLrSchedule", "HD95Handler", "HD95Metric", "TrainingReport", "create_lr_scheduler"]
+__all__ = [
+    "LR_SCHEDULES",
+    "EpochLrSchedule",
+    "HD95Handler",
+    "HD95Metric",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
+    "TrainingReport",
+    "create_lr_scheduler",
+]

@@ -161,7 +161,7 @@ def test_cli(tiny_dataset, tmp_path):
 
 
 def test_training_is_deterministic(tiny_dataset, tmp_path):
-    """The same seed on the same data gives the same loss and metrics (seeded split, weights, shuffling, augmentation)."""
+    """The same seed on the same data gives the same loss and metrics (split, weights, shuffling, augmentation)."""
     summaries = []
     for run in ("a", "b"):
         workflow = _workflow("unet", tiny_dataset, tmp_path / run, epochs=2)
