@@ -83,10 +83,9 @@ class LoadSlice(Transform):
             array, meta = load_nifti_slice(path, reader, slice_index)
         else:  # pragma: no cover - reader_for returns one of the three
             raise SliceReadError(f"{path}: no loader for reader {type(reader).__name__}")
-        if array.ndim == 3 and array.shape[-1] not in (3, 4):
+        # the per-format loaders already drop alpha (Pillow) and refuse other sample counts (DICOM)
+        if array.ndim == 3 and array.shape[-1] != 3:
             raise SliceReadError(f"{path}: expected a grayscale or RGB slice, got array of shape {array.shape}")
-        if array.ndim == 3 and array.shape[-1] == 4:
-            array = array[..., :3]
         meta[ImageMetaKey.FILENAME_OR_OBJ] = path
         # Writable and contiguous: Pillow hands out read-only buffers, which torch refuses to share safely.
         array = np.require(array, dtype=self.dtype, requirements=["C", "W"])
