@@ -1,0 +1,37 @@
+"""What an inference run hands back: DICOM SEG and NIfTI label files, overlay pictures, measurements and JSON.
+
+Every file is written atomically (temporary name, then ``os.replace``). Nothing here logs patient attributes or
+folder names; files are named by file name only.
+"""
+
+from __future__ import annotations
+
+from pipeline.outputs.nifti import LPS_TO_RAS, write_label_nifti
+from pipeline.outputs.overlay import (
+    montage,
+    overlay_outline,
+    to_uint8,
+    write_mask_png,
+    write_overlay_montage,
+    write_side_by_side,
+)
+from pipeline.outputs.report import atomic_output, mask_measurements, write_json
+from pipeline.outputs.seg import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
+
+__all__ = [
+    "LPS_TO_RAS",
+    "NOT_FOR_CLINICAL_USE",
+    "atomic_output",
+    "mask_measurements",
+    "montage",
+    "overlay_outline",
+    "read_dicom_seg",
+    "run_dciodvfy",
+    "to_uint8",
+    "write_dicom_seg",
+    "write_json",
+    "write_label_nifti",
+    "write_mask_png",
+    "write_overlay_montage",
+    "write_side_by_side",
+]

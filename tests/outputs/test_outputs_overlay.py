@@ -1,0 +1,227 @@
+"""Overlay pictures: windowing, outline colours and positions, montage layout, PNG files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.outputs import (
+    montage,
+    overlay_outline,
+    to_uint8,
+    write_mask_png,
+    write_overlay_montage,
+    write_side_by_side,
+)
+
+RED, GREEN = (255, 0, 0), (0, 255, 0)
+
+# 0..100: the 1st/99th percentiles are 1 and 99, so v maps to (v - 1) * 255 / 98, clipped
+_RAMP_EXPECTED = np.rint(np.clip(np.arange(101) - 1, 0, 98) * 255 / 98)[None]
+TO_UINT8_CASES = [
+    # (name, image, window, expected)
+    ("window", np.array([[-1000.0, -600.0], [-200.0, 400.0]]), (-1000, -200), np.array([[0, 128], [255, 255]])),
+    ("window_clips_below", np.array([[-2000.0, 0.0]]), (-1000, 0), np.array([[0, 255]])),
+    ("percentile", np.arange(101, dtype=float).reshape(1, 101), None, _RAMP_EXPECTED),
+    ("constant", np.full((2, 2), 7.0), None, np.zeros((2, 2))),
+    ("nan_is_black", np.array([[np.nan, 0.0, 10.0]]), (0, 10), np.array([[0, 0, 255]])),
+    ("all_nan", np.full((2, 2), np.nan), None, np.zeros((2, 2))),
+    ("integer_input", np.array([[0, 50, 100]], np.int16), (0, 100), np.array([[0, 128, 255]])),
+]
+
+
+@pytest.mark.parametrize(("name", "image", "window", "expected"), TO_UINT8_CASES, ids=[c[0] for c in TO_UINT8_CASES])
+def test_to_uint8(name, image, window, expected):
+    out = to_uint8(image, window)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("image", "window", "message"),
+    [(np.zeros((2, 2, 2)), None, "2D"), (np.zeros((2, 2)), (5, 5), "high > low"), (np.zeros((2, 2)), (5, 1), "high")],
+)
+def test_to_uint8_bad_input(image, window, message):
+    with pytest.raises(ValueError, match=message):
+        to_uint8(image, window)
+
+
+def _square_mask(size: int, lo: int, hi: int) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    mask[lo:hi, lo:hi] = 1
+    return mask
+
+
+def test_overlay_outline_colours_and_positions():
+    image = np.full((16, 16), 100.0)
+    image[0, 0] = 0.0  # so the percentile window is not degenerate: background is 255 grey
+    mask, second = _square_mask(16, 4, 10), _square_mask(16, 6, 12)
+    rgb = overlay_outline(image, mask, window=(0, 100), second_mask=second, color=(255, 0, 0), second_color=GREEN)
+    assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
+    assert tuple(rgb[4, 4]) == RED  # corner of the first square's 1-pixel inner boundary
+    assert tuple(rgb[11, 11]) == GREEN  # corner of the second
+    assert tuple(rgb[6, 9]) == GREEN  # where the outlines cross, the second is drawn over the first
+    assert tuple(rgb[7, 7]) == (255, 255, 255)  # inside both: image grey, untouched
+    assert tuple(rgb[0, 0]) == (0, 0, 0)
+    outline = np.all(rgb == RED, axis=-1)
+    assert outline.sum() == 20 - 2  # 6x6 square ring = 20 pixels, the 2 crossings overdrawn green
+    assert not (outline & (mask == 0)).any()  # inner boundary: never outside the mask
+
+
+def test_overlay_outline_without_mask_is_grey():
+    image = np.random.default_rng(0).normal(size=(8, 8))
+    rgb = overlay_outline(image, np.zeros((8, 8)))
+    np.testing.assert_array_equal(rgb, np.repeat(to_uint8(image)[..., None], 3, axis=-1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mask2d": np.zeros((8, 9))}, "does not match"),
+        ({"second_mask": np.zeros((9, 8))}, "does not match"),
+        ({"color": (300, 0, 0)}, "color"),
+        ({"color": (1, 2)}, "color"),
+    ],
+)
+def test_overlay_outline_bad_input(kwargs, message):
+    args = {"image2d": np.zeros((8, 8)), "mask2d": np.zeros((8, 8)), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        overlay_outline(args.pop("image2d"), args.pop("mask2d"), **args)
+
+
+MONTAGE_CASES = [
+    # (n tiles, columns, expected shape for 4x6 tiles)
+    (1, None, (4, 6, 3)),
+    (4, None, (8, 12, 3)),
+    (5, None, (8, 18, 3)),
+    (5, 5, (4, 30, 3)),
+    (5, 2, (12, 12, 3)),
+    (3, 1, (12, 6, 3)),
+]
+
+
+@pytest.mark.parametrize(("n", "columns", "shape"), MONTAGE_CASES)
+def test_montage_layout(n, columns, shape):
+    tiles = [np.full((4, 6, 3), i + 1, np.uint8) for i in range(n)]
+    out = montage(tiles, columns)
+    assert out.shape == shape and out.dtype == np.uint8
+    cols = shape[1] // 6
+    for i in range(n):
+        r, c = divmod(i, cols)
+        assert (out[r * 4 : (r + 1) * 4, c * 6 : (c + 1) * 6] == i + 1).all()
+    assert (out == 0).sum() == out.size - n * 4 * 6 * 3  # empty cells black
+
+
+@pytest.mark.parametrize(
+    ("tiles", "columns", "message"),
+    [
+        ([], None, "at least one"),
+        ([np.zeros((4, 4, 3)), np.zeros((4, 5, 3))], None, "tile 1"),
+        ([np.zeros((4, 4))], None, r"\(H, W, 3\)"),
+        ([np.zeros((4, 4, 3))], 0, "columns"),
+    ],
+)
+def test_montage_bad_input(tiles, columns, message):
+    with pytest.raises(ValueError, match=message):
+        montage(tiles, columns)
+
+
+MONTAGE_FILE_CASES = [
+    # (name, mask slices with foreground, max_tiles, tile_size, expected png shape)
+    ("all_slices", [1, 2, 3, 4], 16, 32, (64, 64, 3)),  # 4 tiles on a 2 x 2 grid
+    ("limited", list(range(10)), 4, 32, (64, 64, 3)),
+    ("one_slice", [5], 16, 48, (48, 48, 3)),
+    ("empty_mask_spreads_over_volume", [], 3, 32, (64, 64, 3)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "occupied", "max_tiles", "tile_size", "shape"),
+    MONTAGE_FILE_CASES,
+    ids=[c[0] for c in MONTAGE_FILE_CASES],
+)
+def test_write_overlay_montage(tmp_path, name, occupied, max_tiles, tile_size, shape):
+    volume = np.random.default_rng(1).normal(size=(10, 24, 40)).astype(np.float32)
+    mask = np.zeros(volume.shape, np.uint8)
+    for k in occupied:
+        mask[k, 6:18, 10:30] = 1
+    path = write_overlay_montage(
+        volume, mask, tmp_path / "sub" / f"{name}.png", max_tiles=max_tiles, tile_size=tile_size
+    )
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.mode == "RGB"
+        rgb = np.asarray(image)
+    assert rgb.shape == shape
+    assert np.all(rgb == RED, axis=-1).any() == bool(occupied)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_montage_tiles_keep_aspect_and_label_slices(tmp_path):
+    volume = np.zeros((3, 20, 40), np.float32)
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[:, 5:15, 10:30] = 1
+    rgb = np.asarray(Image.open(write_overlay_montage(volume, mask, tmp_path / "m.png", tile_size=64, window=(0, 1))))
+    assert rgb.shape == (128, 128, 3)  # 3 tiles on a 2 x 2 grid
+    tile = rgb[:64, :64]
+    assert not tile[48:].any()  # 40x20 image fitted to 64x32, centred: black bands of 16 rows
+    red = np.argwhere(np.all(tile == RED, axis=-1))
+    assert red[:, 0].min() == 16 + 8 and red[:, 0].max() == 16 + 23  # mask rows 5..14 scaled x1.6 -> 8..23
+    assert red[:, 1].min() == 16 and red[:, 1].max() == 47  # mask columns 10..29 -> 16..47
+    band = tile[:16].astype(int)
+    assert ((band[..., 0] > 200) & (band[..., 0] == band[..., 1]) & (band[..., 2] == 0)).any()  # yellow label
+
+
+def test_write_overlay_montage_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="one shape"):
+        write_overlay_montage(np.zeros((2, 8, 8)), np.zeros((2, 8, 9)), tmp_path / "m.png")
+    with pytest.raises(ValueError, match="max_tiles"):
+        write_overlay_montage(np.zeros((2, 8, 8)), np.zeros((2, 8, 8)), tmp_path / "m.png", max_tiles=0)
+
+
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [
+        (np.array([[0, 1], [1, 0]], np.uint8), [[0, 255], [255, 0]]),
+        (np.array([[False, True]]), [[0, 255]]),
+        (np.array([[0.0, 2.0]]), [[0, 255]]),
+    ],
+)
+def test_write_mask_png(tmp_path, mask, expected):
+    with Image.open(write_mask_png(mask, tmp_path / "mask.png")) as image:
+        assert image.mode == "L"
+        np.testing.assert_array_equal(np.asarray(image), expected)
+
+
+def _case(name: str, shape: tuple[int, int], shift: int) -> dict:
+    label = np.zeros(shape, np.uint8)
+    label[4:12, 4:12] = 1
+    pred = np.roll(label, shift, axis=1)
+    return {"name": name, "image": np.random.default_rng(0).normal(size=shape), "label": label, "pred": pred}
+
+
+def test_write_side_by_side(tmp_path):
+    cases = [_case("perfect", (16, 16), 0), _case("shifted", (24, 16), 4), {**_case("given", (16, 32), 2), "dice": 0.5}]
+    path = write_side_by_side(cases, tmp_path / "cases.png", tile_size=64)
+    rgb = np.asarray(Image.open(path))
+    band = (rgb.shape[0] - 3 * 64) // 4  # title band + one caption band per row
+    assert band > 8 and rgb.shape == (4 * band + 3 * 64, 3 * 64, 3)
+    for r in range(3):
+        top = band + r * (band + 64) + band
+        image_tile, label_tile, pred_tile = (rgb[top : top + 64, c * 64 : (c + 1) * 64] for c in range(3))
+        assert not np.all(image_tile == RED, axis=-1).any() and not np.all(image_tile == GREEN, axis=-1).any()
+        assert np.all(label_tile == GREEN, axis=-1).any() and not np.all(label_tile == RED, axis=-1).any()
+        assert np.all(pred_tile == RED, axis=-1).any()
+
+
+@pytest.mark.parametrize(
+    ("cases", "message"),
+    [
+        ([], "at least one"),
+        ([{"name": "a", "image": np.zeros((4, 4)), "label": np.zeros((4, 4))}], r"lacks \['pred'\]"),
+        ([{"name": "b", "image": np.zeros((4, 4)), "label": np.zeros((4, 4)), "pred": np.zeros((4, 5))}], "'b'"),
+    ],
+)
+def test_write_side_by_side_bad_input(tmp_path, cases, message):
+    with pytest.raises(ValueError, match=message):
+        write_side_by_side(cases, tmp_path / "x.png")

@@ -1,0 +1,251 @@
+"""DICOM SEG writing: round trip, references, labelling, validation by dciodvfy, bad input, no PHI in messages."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.sr.coding import Code
+
+from pipeline.outputs import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
+
+REAL_STUDY = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom"
+ALGORITHM = {"algorithm_name": "cenet", "algorithm_version": "0.1.0"}
+needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
+
+
+def _blob(shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) > 0.7).astype(np.uint8)
+
+
+def _single_voxel(shape: tuple[int, int, int]) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask[-1, shape[1] - 1, 0] = True
+    return mask
+
+
+ROUND_TRIP_CASES = [
+    # (name, shape (N, H, W), mask builder)
+    ("random", (3, 32, 32), lambda s: _blob(s, 1)),
+    ("non_square", (3, 16, 24), lambda s: _blob(s, 2)),
+    ("one_slice", (1, 32, 32), lambda s: _blob(s, 3)),
+    ("single_voxel_bool", (3, 32, 32), _single_voxel),
+    ("full", (2, 16, 16), lambda s: np.ones(s, dtype=np.uint8)),
+    ("empty", (3, 32, 32), lambda s: np.zeros(s, dtype=np.uint8)),
+    ("float_0_1", (3, 32, 32), lambda s: _blob(s, 4).astype(np.float32)),
+]
+
+
+@pytest.mark.parametrize(("name", "shape", "build"), ROUND_TRIP_CASES, ids=[c[0] for c in ROUND_TRIP_CASES])
+def test_round_trip(tmp_path, ct_datasets, name, shape, build):
+    mask = build(shape)
+    sources = ct_datasets(np.zeros(shape, dtype=np.float32), tag=name)
+    path = write_dicom_seg(mask, sources, tmp_path / "seg.dcm", **ALGORITHM)
+    back = read_dicom_seg(path, sources)
+    assert back.dtype == np.uint8 and back.shape == shape
+    np.testing.assert_array_equal(back, np.asarray(mask).astype(np.uint8))
+    seg = pydicom.dcmread(path)
+    expected_frames = shape[0] if not np.any(mask) else int(np.any(mask, axis=(1, 2)).sum())
+    assert int(seg.NumberOfFrames) == expected_frames  # empty frames omitted, except when all are empty
+
+
+def test_read_in_other_order(tmp_path, ct_volume, lung_mask, ct_datasets):
+    sources = ct_datasets(ct_volume)
+    path = write_dicom_seg(lung_mask, sources, tmp_path / "seg.dcm", **ALGORITHM)
+    np.testing.assert_array_equal(read_dicom_seg(path, sources[::-1]), lung_mask[::-1])
+
+
+def test_references_labels_and_descriptions(tmp_path, ct_volume, lung_mask, ct_datasets):
+    sources = ct_datasets(ct_volume, series_number=3)
+    seg = pydicom.dcmread(write_dicom_seg(lung_mask, sources, tmp_path / "seg.dcm", **ALGORITHM))
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert seg.SegmentationType == "BINARY"
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    assert seg.SeriesInstanceUID != sources[0].SeriesInstanceUID
+    assert seg.SeriesNumber == 1003  # source series 3 + 1000
+    referenced = {
+        item.ReferencedSOPInstanceUID
+        for series in seg.ReferencedSeriesSequence
+        for item in series.ReferencedInstanceSequence
+    }
+    assert referenced == {ds.SOPInstanceUID for ds in sources}
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == sources[0].SeriesInstanceUID
+    # every frame names the source slice it segments, and sits where that slice is
+    by_uid = {ds.SOPInstanceUID: ds for ds in sources}
+    frame_sources = []
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        source = by_uid[frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        np.testing.assert_allclose(
+            [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient],
+            [float(v) for v in source.ImagePositionPatient],
+        )
+        frame_sources.append(source.SOPInstanceUID)
+    assert sorted(frame_sources) == sorted([sources[1].SOPInstanceUID, sources[2].SOPInstanceUID])
+    assert NOT_FOR_CLINICAL_USE in seg.SeriesDescription.lower()
+    assert NOT_FOR_CLINICAL_USE in seg.ContentDescription.lower()
+    assert seg.ContentLabel == "LUNG"
+    segment = seg.SegmentSequence[0]
+    assert segment.SegmentLabel == "Lung"
+    assert segment.SegmentAlgorithmType == "AUTOMATIC"
+    assert segment.SegmentAlgorithmName == "cenet"
+    category, prop = segment.SegmentedPropertyCategoryCodeSequence[0], segment.SegmentedPropertyTypeCodeSequence[0]
+    assert (category.CodeValue, category.CodingSchemeDesignator, category.CodeMeaning) == (
+        "91723000",
+        "SCT",
+        "Anatomical Structure",
+    )
+    assert (prop.CodeValue, prop.CodingSchemeDesignator, prop.CodeMeaning) == ("39607008", "SCT", "Lung structure")
+    algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("cenet", "0.1.0")
+    assert (seg.ManufacturerModelName, seg.SoftwareVersions) == ("cenet", "0.1.0")
+
+
+OPTION_CASES = [
+    # (kwargs, attribute, expected)
+    ({"series_description": "Lung mask"}, "SeriesDescription", f"Lung mask - {NOT_FOR_CLINICAL_USE}"),
+    ({"series_description": "x" * 80}, "SeriesDescription", "x" * 41 + f" - {NOT_FOR_CLINICAL_USE}"),
+    ({"series_description": "Research: Not for clinical use"}, "SeriesDescription", "Research: Not for clinical use"),
+    ({"segment_label": "Left lung"}, "ContentLabel", "LEFT_LUNG"),
+    ({"content_label": "LUNGS"}, "ContentLabel", "LUNGS"),
+    ({"series_number": 77}, "SeriesNumber", 77),
+    ({"series_instance_uid": "1.2.3.4"}, "SeriesInstanceUID", "1.2.3.4"),
+    ({"sop_instance_uid": "1.2.3.5"}, "SOPInstanceUID", "1.2.3.5"),
+    ({"manufacturer": "lab"}, "Manufacturer", "lab"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "attribute", "expected"), OPTION_CASES)
+def test_options(tmp_path, ct_volume, lung_mask, ct_datasets, kwargs, attribute, expected):
+    seg = pydicom.dcmread(write_dicom_seg(lung_mask, ct_datasets(ct_volume), tmp_path / "s.dcm", **ALGORITHM, **kwargs))
+    assert seg[attribute].value == expected
+
+
+@pytest.mark.parametrize(
+    "code",
+    [("10200004", "SCT", "Liver"), Code("10200004", "SCT", "Liver"), ("10200004", "Liver")],
+    ids=["triple", "pydicom_code", "pair_implies_sct"],
+)
+def test_property_code_forms(tmp_path, ct_volume, lung_mask, ct_datasets, code):
+    path = write_dicom_seg(
+        lung_mask, ct_datasets(ct_volume), tmp_path / "s.dcm", segmented_property_type=code, **ALGORITHM
+    )
+    prop = pydicom.dcmread(path).SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0]
+    assert (prop.CodeValue, prop.CodingSchemeDesignator, prop.CodeMeaning) == ("10200004", "SCT", "Liver")
+
+
+BAD_CASES = [
+    # (name, mask or builder, n sources, kwargs, message fragment)
+    ("shape_mismatch", np.zeros((3, 16, 32), np.uint8), 3, {}, "does not match the source series"),
+    ("too_few_planes", np.zeros((2, 32, 32), np.uint8), 3, {}, "does not match the source series"),
+    ("two_dimensional", np.zeros((32, 32), np.uint8), 1, {}, "does not match the source series"),
+    ("not_binary", np.full((3, 32, 32), 2, np.uint8), 3, {}, "must be binary"),
+    ("probabilities", np.full((3, 32, 32), 0.5, np.float32), 3, {}, "must be binary"),
+    ("no_sources", np.zeros((0, 32, 32), np.uint8), 0, {}, "source_datasets is empty"),
+    ("bad_code", np.zeros((3, 32, 32), np.uint8), 3, {"segmented_property_type": ("1",)}, "segmented_property_type"),
+    ("bad_code_str", np.zeros((3, 32, 32), np.uint8), 3, {"segmented_property_category": "91723000"}, "category"),
+]
+
+
+@pytest.mark.parametrize(("name", "mask", "n", "kwargs", "message"), BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_input(tmp_path, ct_datasets, name, mask, n, kwargs, message):
+    sources = ct_datasets(np.zeros((n, 32, 32), np.float32), tag=name) if n else []
+    with pytest.raises(ValueError, match=message):
+        write_dicom_seg(mask, sources, tmp_path / "seg.dcm", **ALGORITHM, **kwargs)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_sources_from_two_series_refused(tmp_path, ct_volume, lung_mask, ct_datasets):
+    sources = ct_datasets(ct_volume[:2], tag="a") + ct_datasets(ct_volume[2:], tag="b")
+    with pytest.raises(ValueError):
+        write_dicom_seg(lung_mask, sources, tmp_path / "seg.dcm", **ALGORITHM)
+
+
+def test_read_refuses_other_series_and_non_dicom(tmp_path, ct_volume, lung_mask, ct_datasets):
+    path = write_dicom_seg(lung_mask, ct_datasets(ct_volume), tmp_path / "seg.dcm", **ALGORITHM)
+    with pytest.raises(ValueError, match=r"seg\.dcm: the SEG does not reference 3 of the 3 source instances"):
+        read_dicom_seg(path, ct_datasets(ct_volume, tag="other"))
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not DICOM")
+    with pytest.raises(ValueError, match=r"^notes\.txt: not a readable DICOM SEG"):
+        read_dicom_seg(junk, ct_datasets(ct_volume))
+
+
+def test_atomic_replace(tmp_path, ct_volume, lung_mask, ct_datasets):
+    path = tmp_path / "out" / "seg.dcm"
+    sources = ct_datasets(ct_volume)
+    write_dicom_seg(lung_mask, sources, path, **ALGORITHM)
+    write_dicom_seg(np.zeros_like(lung_mask), sources, path, **ALGORITHM)
+    assert [p.name for p in path.parent.iterdir()] == ["seg.dcm"]
+    assert not read_dicom_seg(path, sources).any()
+
+
+def test_no_patient_name_in_logs_or_warnings(tmp_path, ct_volume, lung_mask, ct_datasets, caplog):
+    # a one-component name makes highdicom warn, quoting the name: that warning must not escape
+    sources = ct_datasets(ct_volume, patient_name="SECRETNAME", tag="phi")
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_dicom_seg(lung_mask, sources, tmp_path / "private_folder_SECRETNAME" / "seg.dcm", **ALGORITHM)
+    messages = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert any("seg.dcm" in m for m in messages)
+    assert not [m for m in messages if "SECRETNAME" in m]
+
+
+def _assert_valid(path) -> None:
+    errors, text = run_dciodvfy(path)
+    assert errors == 0, text
+
+
+@needs_dciodvfy
+@pytest.mark.parametrize("empty", [False, True], ids=["mask", "empty_mask"])
+def test_dciodvfy_reports_no_error(tmp_path, ct_volume, lung_mask, ct_datasets, empty):
+    mask = np.zeros_like(lung_mask) if empty else lung_mask
+    _assert_valid(write_dicom_seg(mask, ct_datasets(ct_volume), tmp_path / "seg.dcm", **ALGORITHM))
+
+
+def test_run_dciodvfy_without_the_tool(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert run_dciodvfy(tmp_path / "seg.dcm") is None
+
+
+@needs_dciodvfy
+def test_run_dciodvfy_counts_errors(tmp_path, ct_volume, ct_datasets):
+    broken = ct_datasets(ct_volume[:1])[0]
+    del broken.Rows  # a Type 1 attribute of the CT image IOD
+    broken.save_as(tmp_path / "broken.dcm", enforce_file_format=True)
+    errors, text = run_dciodvfy(tmp_path / "broken.dcm")
+    assert errors >= 1 and "Rows" in text
+
+
+def _first_real_series() -> list:
+    series_dirs = sorted(p for p in REAL_STUDY.glob("*/*/*") if p.is_dir())
+    if not series_dirs:
+        pytest.skip(f"real study not present at {REAL_STUDY}")
+    files = sorted(series_dirs[0].glob("*.dcm"))
+    datasets = [pydicom.dcmread(f) for f in files]
+    normal = np.cross(*np.asarray(datasets[0].ImageOrientationPatient, float).reshape(2, 3))
+    return sorted(datasets, key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
+
+
+@needs_dciodvfy
+def test_real_series(tmp_path):
+    from scipy import ndimage
+
+    datasets = _first_real_series()
+    hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in datasets])
+    body = np.stack([ndimage.binary_fill_holes(plane) for plane in hu > -400])
+    mask = body & (hu < -400)
+    for ds in datasets:
+        del ds.PixelData  # headers only, as the inference code passes them
+    start = time.perf_counter()
+    path = write_dicom_seg(mask, datasets, tmp_path / "seg.dcm", **ALGORITHM)
+    assert time.perf_counter() - start < 10.0
+    np.testing.assert_array_equal(read_dicom_seg(path, datasets), mask)
+    _assert_valid(path)
