@@ -1,7 +1,14 @@
-"""Dataset intake: datalists, splits, the pre-flight check and the embedded demo data."""
+"""Dataset intake: datalists, splits, the pre-flight check and the embedded demo data (2D slices and a DICOM study)."""
 
 from pipeline.data.datalist import DATALIST_NAMES, IMAGE_SUFFIXES, load_datalist, split_datalist
 from pipeline.data.demo import ensure_demo_dataset, synthesize_ct_slice, write_demo_dataset
+from pipeline.data.demo_dicom import (
+    ensure_demo_study,
+    is_complete_demo_study,
+    synthesize_ct_volume,
+    write_ct_series,
+    write_demo_study,
+)
 from pipeline.data.preflight import DatasetCheckError, DatasetReport, Finding, check_dataset, preflight
 
 __all__ = [
@@ -12,9 +19,14 @@ __all__ = [
     "Finding",
     "check_dataset",
     "ensure_demo_dataset",
+    "ensure_demo_study",
+    "is_complete_demo_study",
     "load_datalist",
     "preflight",
     "split_datalist",
     "synthesize_ct_slice",
+    "synthesize_ct_volume",
+    "write_ct_series",
     "write_demo_dataset",
+    "write_demo_study",
 ]

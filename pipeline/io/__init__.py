@@ -1,4 +1,5 @@
-"""Loading 2D slices (PNG, JPEG, TIFF, DICOM, NIfTI) into channel-first MONAI MetaTensors, one orientation."""
+"""Loading 2D slices (PNG, JPEG, TIFF, DICOM, NIfTI) into channel-first MONAI MetaTensors, one orientation; and DICOM
+series: finding, selecting and loading them as volumes."""
 
 from __future__ import annotations
 
@@ -16,18 +17,39 @@ from pipeline.io.readers import (
     is_dicom_file,
     reader_for,
 )
+from pipeline.io.series import (
+    DicomSeries,
+    DicomSeriesError,
+    SeriesRules,
+    SkippedFile,
+    group_series,
+    read_header,
+    scan_dicom_folder,
+    select_series,
+)
+from pipeline.io.volume import SeriesVolume, load_series_volume
 
 __all__ = [
     "DICOM_SUFFIXES",
     "NIFTI_SUFFIXES",
     "PIL_SUFFIXES",
     "SUPPORTED_SUFFIXES",
+    "DicomSeries",
+    "DicomSeriesError",
     "LoadSlice",
     "LoadSliced",
+    "SeriesRules",
+    "SeriesVolume",
+    "SkippedFile",
     "SliceFileNotFoundError",
     "SliceReadError",
     "file_suffix",
+    "group_series",
     "invert_monochrome1",
     "is_dicom_file",
+    "load_series_volume",
+    "read_header",
     "reader_for",
+    "scan_dicom_folder",
+    "select_series",
 ]

@@ -29,7 +29,7 @@ from pydicom.pixels import apply_color_lut, get_decoder
 
 from pipeline.io.readers import SliceReadError
 
-__all__ = ["MAX_DICOM_VALUES", "invert_monochrome1", "load_dicom_slice"]
+__all__ = ["MAX_DICOM_VALUES", "check_decodable", "invert_monochrome1", "load_dicom_slice"]
 
 # Refuse objects declaring more than this many pixel values (rows x columns x samples x frames) before decoding:
 # a corrupt header must give an error, not a multi-gigabyte allocation. 2**28 values = 1 GiB as float32.
@@ -61,6 +61,13 @@ _MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 # pydicom converts the YBR family to RGB while decoding (``as_rgb=True``).
 _COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"})
 _PALETTE = "PALETTE COLOR"
+# Transfer syntaxes added to the standard after pydicom 3.0's UID dictionary, named in messages all the same.
+_NEWER_TRANSFER_SYNTAXES = {
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+    "1.2.840.10008.1.2.8.1": "Deflated Image Frame Compression",
+}
 
 
 def invert_monochrome1(array: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -94,30 +101,46 @@ def invert_monochrome1(array: np.ndarray, ds: Dataset) -> np.ndarray:
     return slope * (lo + hi) + 2.0 * intercept - array
 
 
+def check_decodable(ds: Dataset, name: str) -> None:
+    """Refuse a dataset whose pixel data pydicom cannot decode here, before anything is decoded.
+
+    Args:
+        ds: the dataset (its pixel data may be deferred or not yet read).
+        name: how messages name the file, e.g. its path or, where paths may carry patient identifiers, its file name.
+
+    Raises:
+        SliceReadError: no PixelData element, no TransferSyntaxUID, a transfer syntax pydicom has no decoder for, or a
+            compressed one whose decoder plugin is not installed (the message names the transfer syntax by UID and name
+            and the packages that would decode it).
+    """
+    if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
+        raise SliceReadError(
+            f"{name}: DICOM object has no PixelData (not an image, e.g. a report or presentation state)"
+        )
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if tsyntax is None:
+        raise SliceReadError(f"{name}: DICOM file meta has no TransferSyntaxUID; cannot tell how pixels are encoded")
+    ts_name = _NEWER_TRANSFER_SYNTAXES.get(str(tsyntax), tsyntax.name)
+    ts_label = f"{tsyntax} ({ts_name})" if ts_name != str(tsyntax) else str(tsyntax)
+    try:
+        decoder = get_decoder(tsyntax)
+    except (NotImplementedError, ValueError) as e:
+        raise SliceReadError(f"{name}: transfer syntax {ts_label} is not supported by pydicom") from e
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+        raise SliceReadError(
+            f"{name}: pixel data is compressed with transfer syntax {ts_label} and no decoder for it is installed "
+            f"(install one of: {missing})"
+        )
+
+
 def _check_header(path: str | os.PathLike, ds: Dataset, frame_index: int | None) -> tuple[int, str]:
     """Refuse what cannot be decoded into one 2D slice, before any pixel is decoded.
 
     Returns:
         ``(number_of_frames, photometric_interpretation)``.
     """
-    if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
-        raise SliceReadError(
-            f"{path}: DICOM object has no PixelData (not an image, e.g. a report or presentation state)"
-        )
-    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if tsyntax is None:
-        raise SliceReadError(f"{path}: DICOM file meta has no TransferSyntaxUID; cannot tell how pixels are encoded")
-    ts_label = f"{tsyntax} ({tsyntax.name})" if tsyntax.name != str(tsyntax) else str(tsyntax)
-    try:
-        decoder = get_decoder(tsyntax)
-    except (NotImplementedError, ValueError) as e:
-        raise SliceReadError(f"{path}: transfer syntax {ts_label} is not supported by pydicom") from e
-    if not decoder.is_available:
-        missing = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
-        raise SliceReadError(
-            f"{path}: pixel data is compressed with transfer syntax {ts_label} and no decoder for it is installed "
-            f"(install one of: {missing})"
-        )
+    check_decodable(ds, str(path))
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if photometric not in _MONOCHROME | _COLOUR | {_PALETTE}:
         raise SliceReadError(f"{path}: unsupported PhotometricInterpretation {photometric!r}")
