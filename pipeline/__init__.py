@@ -6,6 +6,6 @@ Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$im
 
 __version__ = "0.1.0"
 
-from pipeline import data, handlers, io, networks, transforms
+from pipeline import data, handlers, inference, io, networks, outputs, transforms
 
-__all__ = ["__version__", "data", "handlers", "io", "networks", "transforms"]
+__all__ = ["__version__", "data", "handlers", "inference", "io", "networks", "outputs", "transforms"]

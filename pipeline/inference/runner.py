@@ -1,0 +1,343 @@
+"""Inference over everything under one input path, one output folder per series or image, failures isolated.
+
+Per DICOM series (in ``<output_dir>/<study label>/<series label>/``): ``seg.dcm`` (DICOM SEG referencing the source
+instances), ``labels.nii.gz`` (label volume in the series' patient geometry), ``overlay.png`` (montage of slices with
+the mask outlined) and ``report.json`` (series UID, slice count, spacing, segmented volume, per-slice area,
+warnings, timings). Per 2D image (in ``<output_dir>/images/``): ``<name>_mask.png`` (0/255) and
+``<name>_overlay.png``. ``<output_dir>/summary.json`` lists every input with its status, the series that selection
+left out and the files that were skipped, each with the reason.
+
+One bad series or image is reported (logged, and in the summary with its reason) and the others still run; the run
+then ends with ``InferenceError`` so that the exit status says something failed. Labels and file names are
+de-identified: series and studies are named by modality, series number and a hash of their UID, never by the
+folders they came from, and files are named by file name only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from PIL import Image
+
+from pipeline.inference.predictor import SlicePredictor
+from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
+from pipeline.io import LoadSlice, SliceReadError
+from pipeline.io.series import DicomSeries, SeriesRules
+from pipeline.io.volume import SeriesVolume, load_series_volume
+from pipeline.outputs import (
+    atomic_output,
+    mask_measurements,
+    write_dicom_seg,
+    write_json,
+    write_label_nifti,
+    write_mask_png,
+    write_overlay_montage,
+)
+from pipeline.outputs.overlay import overlay_outline
+
+__all__ = ["InferenceError", "InferenceRunner", "SegmentDescription"]
+
+logger = logging.getLogger("pipeline.inference")
+
+#: Errors that concern one input and must not stop the others. Anything else (a bug, out of memory) propagates.
+_INPUT_ERRORS = (SliceReadError, ValueError, OSError)
+
+
+class InferenceError(RuntimeError):
+    """Some inputs could not be segmented; the others were, and every outcome is in ``summary.json``."""
+
+
+@dataclass(frozen=True)
+class SegmentDescription:
+    """What the model segments, for the DICOM SEG segment description and the reports.
+
+    Attributes:
+        label: segment label, e.g. ``"Lung"``.
+        category: SNOMED CT (code, meaning) of the segmented property category, e.g.
+            ``("91723000", "Anatomical Structure")``.
+        property_type: SNOMED CT (code, meaning) of the segmented property type, e.g.
+            ``("39607008", "Lung structure")``.
+    """
+
+    label: str = "Lung"
+    category: tuple[str, str] = ("91723000", "Anatomical Structure")
+    property_type: tuple[str, str] = ("39607008", "Lung structure")
+
+
+class InferenceRunner:
+    """Segment every 2D image and selected DICOM series under ``input`` and write the outputs.
+
+    Args:
+        predictor: runs the network on in-memory (C, H, W) slices and returns masks at native size.
+        input: an image file, a single DICOM file, a folder of images, a DICOM study folder or a folder of studies.
+        output_dir: where outputs go (created).
+        series_rules: DICOM series selection rules.
+        segment: segment description for DICOM SEG (label and SNOMED codes).
+        algorithm_name: algorithm name written into DICOM SEG and the reports (the bundle's model name).
+        algorithm_version: algorithm version (the bundle's version).
+        checkpoint: weights file the network was loaded from; only its file name is reported.
+        overlay_window: intensity window for overlays, e.g. the CT lung window; ``None``: 1st-99th percentile.
+        min_image_size: smallest height or width accepted; smaller images are refused with a clear error.
+        batch_size: images loaded and predicted together (memory bound for folders of images).
+    """
+
+    def __init__(
+        self,
+        predictor: SlicePredictor,
+        input: str | os.PathLike,
+        output_dir: str | os.PathLike,
+        series_rules: SeriesRules | None = None,
+        segment: SegmentDescription | None = None,
+        algorithm_name: str = "pipeline",
+        algorithm_version: str = "0",
+        checkpoint: str | os.PathLike | None = None,
+        overlay_window: Sequence[float] | None = None,
+        min_image_size: int = 32,
+        batch_size: int = 32,
+    ) -> None:
+        if input is None or str(input) == "":
+            raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
+        self.predictor = predictor
+        self.input = Path(input)
+        self.output_dir = Path(output_dir)
+        self.series_rules = series_rules or SeriesRules()
+        self.segment = segment or SegmentDescription()
+        self.algorithm_name = algorithm_name
+        self.algorithm_version = str(algorithm_version)
+        self.checkpoint_name = Path(checkpoint).name if checkpoint else None
+        self.overlay_window = tuple(overlay_window) if overlay_window is not None else None
+        self.min_image_size = min_image_size
+        self.batch_size = batch_size
+        self.loader = LoadSlice()
+
+    # ---------------------------------------------------------------------------------------------------- series
+    def _predict_volume(self, volume: SeriesVolume) -> np.ndarray:
+        items = [{"image": MetaTensor(torch.from_numpy(np.ascontiguousarray(s))[None])} for s in volume.array]
+        masks = self.predictor(items)
+        return torch.stack([m[0] for m in masks]).numpy().astype(np.uint8)
+
+    def run_series(self, series: DicomSeries) -> dict[str, Any]:
+        """Load, segment and write one DICOM series.
+
+        Returns:
+            The series report (also written to ``report.json``).
+        """
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        volume = load_series_volume(series)
+        timings["read_s"] = time.perf_counter() - start
+
+        self.predictor.reset_timers()
+        tick = time.perf_counter()
+        mask = self._predict_volume(volume)
+        timings["predict_s"] = time.perf_counter() - tick
+        timings["model_forward_s"] = self.predictor.forward_seconds
+
+        folder = self.output_dir / series.study_label / series.label
+        folder.mkdir(parents=True, exist_ok=True)
+        tick = time.perf_counter()
+        write_dicom_seg(
+            mask,
+            volume.datasets,
+            folder / "seg.dcm",
+            segment_label=self.segment.label,
+            segmented_property_category=tuple(self.segment.category),
+            segmented_property_type=tuple(self.segment.property_type),
+            algorithm_name=self.algorithm_name,
+            algorithm_version=self.algorithm_version,
+        )
+        timings["write_seg_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        write_label_nifti(mask, volume.affine, folder / "labels.nii.gz")
+        timings["write_nifti_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        write_overlay_montage(volume.array, mask, folder / "overlay.png", window=self.overlay_window)
+        timings["write_overlay_s"] = time.perf_counter() - tick
+
+        measured = mask_measurements(mask, volume.spacing)
+        timings["total_s"] = time.perf_counter() - start
+        report = {
+            "series_label": series.label,
+            "study_instance_uid": series.study_uid,
+            "series_instance_uid": series.series_uid,
+            "series_number": series.series_number,
+            "modality": series.modality,
+            "series_description": series.description,
+            "num_slices": volume.num_slices,
+            "slice_shape": list(volume.array.shape[1:]),
+            "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
+            "segment": self.segment.label,
+            "segmented_volume_ml": measured["volume_ml"],
+            "segmented_voxels": measured["voxels"],
+            "per_slice": measured["per_slice"],
+            "warnings": list(volume.warnings),
+            "model": {"name": self.algorithm_name, "version": self.algorithm_version, "weights": self.checkpoint_name},
+            "outputs": ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"],
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+        }
+        write_json(report, folder / "report.json")
+        logger.info(
+            "%s: %d slices %dx%d, spacing %.2f x %.2f x %.2f mm: %s %.1f mL; %.2f s (model %.2f s) -> %s",
+            series.label,
+            volume.num_slices,
+            *volume.array.shape[1:],
+            *volume.spacing,
+            self.segment.label.lower(),
+            measured["volume_ml"],
+            timings["total_s"],
+            timings["model_forward_s"],
+            folder.relative_to(self.output_dir).as_posix(),
+        )
+        for warning in volume.warnings:
+            logger.warning("%s: %s", series.label, warning)
+        return report
+
+    # ---------------------------------------------------------------------------------------------------- images
+    def _load_image(self, image: ImageInput) -> MetaTensor:
+        array = self.loader(image.path)
+        height, width = array.shape[-2:]
+        if min(height, width) < self.min_image_size:
+            raise ValueError(
+                f"{image.path.name}: image is {height}x{width} pixels; the model needs at least "
+                f"{self.min_image_size} pixels in each direction"
+            )
+        return array
+
+    def _write_image_outputs(self, image: ImageInput, array: MetaTensor, pred: torch.Tensor) -> dict[str, Any]:
+        folder = self.output_dir / "images"
+        mask = pred[0].numpy().astype(np.uint8)
+        mask_path = write_mask_png(mask, folder / f"{image.name}_mask.png")
+        display = array.numpy().mean(axis=0) if array.shape[0] > 1 else array.numpy()[0]
+        overlay = overlay_outline(display, mask)
+        overlay_path = folder / f"{image.name}_overlay.png"
+        _save_rgb(overlay, overlay_path)
+        area = int(mask.sum())
+        return {
+            "area_px": area,
+            "fraction": round(area / mask.size, 6),
+            "outputs": [p.relative_to(self.output_dir).as_posix() for p in (mask_path, overlay_path)],
+        }
+
+    def run_images(self, images: Sequence[ImageInput], records: list[dict[str, Any]]) -> None:
+        """Segment 2D images in batches; append one record per image to ``records``."""
+        for start in range(0, len(images), self.batch_size):
+            loaded: list[tuple[ImageInput, MetaTensor]] = []
+            for image in images[start : start + self.batch_size]:
+                try:
+                    loaded.append((image, self._load_image(image)))
+                except _INPUT_ERRORS as e:
+                    records.append(_failure(image.name, "image", e))
+            if not loaded:
+                continue
+            tick = time.perf_counter()
+            preds = self.predictor([{"image": array} for _, array in loaded])
+            seconds = (time.perf_counter() - tick) / len(loaded)
+            for (image, array), pred in zip(loaded, preds, strict=True):
+                try:
+                    record = self._write_image_outputs(image, array, pred)
+                except _INPUT_ERRORS as e:
+                    records.append(_failure(image.name, "image", e))
+                    continue
+                records.append({"input": image.name, "kind": "image", "status": "ok", **record, "seconds": seconds})
+                logger.info("%s: %d foreground pixels -> %s", image.name, record["area_px"], record["outputs"][0])
+
+    # ------------------------------------------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        """Segment everything, write the outputs and ``summary.json``.
+
+        Returns:
+            The summary (also written to ``<output_dir>/summary.json``).
+
+        Raises:
+            FileNotFoundError: the input does not exist.
+            ValueError: nothing to segment was found, or the network cannot take the preprocessed input.
+            InferenceError: after all inputs ran, when at least one of them failed.
+        """
+        start = time.perf_counter()
+        inputs = find_inputs(self.input, self.series_rules)
+        if not len(inputs):
+            raise ValueError(_nothing_found(inputs))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.predictor.check_input([{"image": MetaTensor(torch.zeros(1, 64, 64))}])
+
+        records: list[dict[str, Any]] = []
+        for series in inputs.series:
+            try:
+                report = self.run_series(series)
+            except _INPUT_ERRORS as e:
+                records.append(_failure(series.label, "dicom series", e))
+                continue
+            records.append(
+                {
+                    "input": series.label,
+                    "kind": "dicom series",
+                    "status": "ok",
+                    "series_instance_uid": series.series_uid,
+                    "num_slices": report["num_slices"],
+                    "segmented_volume_ml": report["segmented_volume_ml"],
+                    "warnings": report["warnings"],
+                    "seconds": report["timings"]["total_s"],
+                    "model_forward_s": report["timings"]["model_forward_s"],
+                }
+            )
+        self.run_images(inputs.images, records)
+
+        failed = [r for r in records if r["status"] == "failed"]
+        summary = {
+            "model": {"name": self.algorithm_name, "version": self.algorithm_version, "weights": self.checkpoint_name},
+            "inputs": records,
+            "not_selected": [
+                {"input": s.label, "series_instance_uid": s.series_uid, "reason": why} for s, why in inputs.rejected
+            ],
+            "skipped_files": [{"file": f.path.name, "reason": f.reason} for f in inputs.skipped],
+            "num_ok": len(records) - len(failed),
+            "num_failed": len(failed),
+            "wall_time_s": round(time.perf_counter() - start, 3),
+        }
+        write_json(summary, self.output_dir / "summary.json")
+        logger.info(
+            "inference done: %d ok, %d failed, %d series not selected, %d files skipped in %.1f s; summary.json in %s",
+            summary["num_ok"],
+            len(failed),
+            len(inputs.rejected),
+            len(inputs.skipped),
+            summary["wall_time_s"],
+            self.output_dir,
+        )
+        if failed:
+            raise InferenceError(
+                f"{len(failed)} of {len(records)} inputs failed (the others were written): "
+                + "; ".join(r["error"] for r in failed)
+            )
+        return summary
+
+
+def _failure(name: str, kind: str, error: Exception) -> dict[str, Any]:
+    message = str(error)
+    logger.error("%s: %s", name, message)
+    return {"input": name, "kind": kind, "status": "failed", "error": message}
+
+
+def _nothing_found(inputs: InferenceInputs) -> str:
+    message = "nothing to segment: no 2D image and no selectable DICOM series in the input"
+    if inputs.rejected:
+        reasons = "; ".join(f"{s.label}: {reason}" for s, reason in inputs.rejected)
+        message += f" ({len(inputs.rejected)} series not selected: {reasons})"
+    if inputs.skipped:
+        message += f" ({len(inputs.skipped)} files skipped, e.g. {inputs.skipped[0].reason})"
+    return message
+
+
+def _save_rgb(rgb: np.ndarray, path: Path) -> Path:
+    with atomic_output(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+    return path

@@ -1,0 +1,97 @@
+"""Benchmark (not a test): end-to-end DICOM study inference against model-forward-only time, side by side.
+
+End to end = ``InferenceRunner.run()`` of a bundle's ``inference.json``: scan and select series, read and sort the
+slices, preprocess, forward, invert the resize, threshold, write DICOM SEG, NIfTI, overlay montage and JSON reports.
+Model only = the same network's forward pass (through the same inferer) over the same slices, already preprocessed
+and in memory, in the same batches. Both are timed in one process, alternating, after one warm-up run, so that
+machine noise hits both alike.
+
+Run from the repository root::
+
+    python tests/benchmarks/bench_study_inference.py --bundle cenet --input ../shared/data/dicom \
+        --checkpoint outputs/cenet/models/model.pt --spatial_size 256 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from monai.bundle import ConfigParser
+
+from pipeline.inference import find_inputs
+from pipeline.io.volume import load_series_volume
+
+
+def _parser(args: argparse.Namespace, output_dir: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(f"bundles/{args.bundle}/inference.json")
+    parser.read_meta(f"bundles/{args.bundle}/metadata.json")
+    overrides = {"input": args.input, "output_dir": output_dir, "device": args.device}
+    if args.checkpoint:
+        overrides["checkpoint"] = args.checkpoint
+    if args.spatial_size:
+        overrides["spatial_size"] = [args.spatial_size, args.spatial_size]
+    parser.update(overrides)
+    return parser
+
+
+def _prepared(predictor, slice_hu) -> torch.Tensor:
+    return predictor.preprocessing({"image": torch.from_numpy(slice_hu)[None]})["image"]
+
+
+def _model_only(parser: ConfigParser, args: argparse.Namespace) -> tuple[float, int]:
+    """Seconds for the network forward over every selected slice (preprocessed beforehand), and the slice count."""
+    predictor = parser.get_parsed_content("predictor")
+    inputs = find_inputs(args.input, parser.get_parsed_content("series_rules"))
+    batches = []
+    for series in inputs.series:
+        volume = load_series_volume(series)
+        images = torch.stack([_prepared(predictor, s) for s in volume.array])
+        batches.extend(images[i : i + predictor.batch_size] for i in range(0, len(images), predictor.batch_size))
+    predictor.reset_timers()
+    with torch.inference_mode():
+        for batch in batches:
+            predictor.forward_batch(batch)
+    return predictor.forward_seconds, sum(len(b) for b in batches)
+
+
+def main() -> None:
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("--bundle", default="cenet")
+    cli.add_argument("--input", required=True, help="DICOM study folder (or any inference input)")
+    cli.add_argument("--checkpoint", default=None)
+    cli.add_argument("--spatial_size", type=int, default=None)
+    cli.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu")
+    cli.add_argument("--repeats", type=int, default=3)
+    args = cli.parse_args()
+
+    with tempfile.TemporaryDirectory() as out:
+        parser = _parser(args, out)
+        parser.parse()
+        runner = parser.get_parsed_content("runner")
+        runner.run()  # warm-up: first-call costs (allocator, highdicom's tables, lazy imports)
+        end_to_end, model_only, in_run_model = [], [], []
+        slices = 0
+        for _ in range(args.repeats):
+            tick = time.perf_counter()
+            summary = runner.run()
+            end_to_end.append(time.perf_counter() - tick)
+            in_run_model.append(sum(r.get("model_forward_s", 0.0) for r in summary["inputs"]))
+            seconds, slices = _model_only(parser, args)
+            model_only.append(seconds)
+
+    e2e, model, inside = (statistics.median(v) for v in (end_to_end, model_only, in_run_model))
+    print(f"bundle {args.bundle}, device {args.device}, {slices} slices, {torch.get_num_threads()} threads")
+    for name, median, runs in (("end to end", e2e, end_to_end), ("model only", model, model_only)):
+        shown = ", ".join(f"{t:.2f}" for t in runs)
+        print(f"{name:<11}: {median:.2f} s  ({slices / median:.1f} slices/s)  runs: {shown}")
+    print(f"model inside the end-to-end runs: {inside:.2f} s")
+    print(f"ratio end-to-end / model-only: {e2e / model:.3f}  (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

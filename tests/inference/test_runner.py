@@ -1,0 +1,244 @@
+"""Inference runs end to end on synthetic studies and images, with a real network whose answer is known.
+
+``BrightRegion`` is a 1x1 convolution with fixed weights: after the CT window [-1000, 400] HU scales intensities to
+[0, 1], its logit is positive exactly where HU > -300. The expected mask is therefore known for every input, which
+makes geometry (slice order, orientation, NIfTI affine, SEG frames) checkable voxel by voxel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, Resized
+from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import generate_uid
+from torch import nn
+
+from pipeline.data.demo_dicom import write_ct_series
+from pipeline.inference import InferenceError, InferenceRunner, SlicePredictor
+from pipeline.outputs import read_dicom_seg, run_dciodvfy
+from pipeline.transforms import AdjustChannelsd, ScaleIntensityForModalityd
+
+SIZE = 32
+THRESHOLD_HU = -300.0
+
+
+class BrightRegion(nn.Module):
+    """Logit 40 * (x - t): positive where the windowed intensity exceeds the HU threshold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        level = (THRESHOLD_HU + 1000.0) / 1400.0
+        with torch.no_grad():
+            self.conv.weight.fill_(40.0)
+            self.conv.bias.fill_(-40.0 * level)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _predictor(spatial_size: int = SIZE) -> SlicePredictor:
+    preprocessing = Compose(
+        [
+            AdjustChannelsd("image", num_channels=1),
+            ScaleIntensityForModalityd("image", modality="CT", window=(-1000, 400)),
+            Resized("image", spatial_size=(spatial_size, spatial_size), mode="bilinear", anti_aliasing=True),
+        ]
+    )
+    postprocessing = Compose(
+        [
+            Activationsd("pred", sigmoid=True),
+            Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False),
+            AsDiscreted("pred", threshold=0.5),
+        ]
+    )
+    inferer = SlidingWindowInferer(roi_size=(spatial_size, spatial_size), sw_batch_size=4)
+    return SlicePredictor(BrightRegion(), preprocessing, inferer, postprocessing, batch_size=4)
+
+
+def _phantom(num_slices: int, seed: int = 0) -> np.ndarray:
+    """Air background with a bright box whose extent changes along z, so that slice order matters."""
+    volume = np.full((num_slices, SIZE, SIZE), -1000.0, dtype=np.float32)
+    for k in range(num_slices):
+        volume[k, 4 : 10 + k, 6 : 20 + (k % 3)] = 200.0
+    return volume
+
+
+def _series(folder: Path, volume: np.ndarray, number: int, study_uid: str, **kwargs) -> tuple[str, list[Path]]:
+    series_uid = generate_uid()
+    files = write_ct_series(
+        folder,
+        volume,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        series_number=number,
+        description=f"Synthetic {number}",
+        **kwargs,
+    )
+    return series_uid, files
+
+
+def _only(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.rglob(pattern))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_study_outputs_match_geometry(tmp_path):
+    """Shuffled instance numbers, two series: each mask lands on the right slices and patient coordinates."""
+    study = tmp_path / "Doe^Jane 12345" / "study"
+    study_uid = generate_uid()
+    volume = _phantom(6)
+    rng = np.random.default_rng(0)
+    shuffled = [int(i) for i in rng.permutation(6) + 1]
+    uid_a, files_a = _series(study / "series a", volume, 2, study_uid, instance_numbers=shuffled)
+    _series(study / "series b", volume[::-1].copy(), 3, study_uid)
+    (study / "README.txt").write_text("exported by a PACS")
+
+    summary = InferenceRunner(_predictor(), study, tmp_path / "out", algorithm_name="test", algorithm_version="1").run()
+
+    assert summary["num_ok"] == 2 and summary["num_failed"] == 0
+    assert [s["file"] for s in summary["skipped_files"]] == ["README.txt"]
+    report_path = next(p for p in (tmp_path / "out").rglob("report.json") if json.loads(p.read_text())[
+        "series_instance_uid"] == uid_a)  # fmt: skip
+    report = json.loads(report_path.read_text())
+    folder = report_path.parent
+    expected = (volume > THRESHOLD_HU).astype(np.uint8)  # written in ascending position order
+
+    nifti = nib.load(folder / "labels.nii.gz")
+    labels = np.asarray(nifti.dataobj).transpose(2, 1, 0)
+    np.testing.assert_array_equal(labels, expected)
+    # voxel (column 7, row 5, slice 3) -> patient LPS from the DICOM header of that slice, RAS in NIfTI
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files_a]
+    headers.sort(key=lambda d: d.ImagePositionPatient[2])
+    ds = headers[3]
+    row_dir, col_dir = np.array(ds.ImageOrientationPatient[:3]), np.array(ds.ImageOrientationPatient[3:])
+    lps = np.array(ds.ImagePositionPatient) + 7 * ds.PixelSpacing[1] * row_dir + 5 * ds.PixelSpacing[0] * col_dir
+    ras = nifti.affine @ np.array([7, 5, 3, 1.0])
+    np.testing.assert_allclose(ras[:3], lps * np.array([-1, -1, 1]), atol=1e-4)
+
+    seg = read_dicom_seg(folder / "seg.dcm", headers)
+    np.testing.assert_array_equal(seg, expected)
+    voxel_ml = ds.PixelSpacing[0] * ds.PixelSpacing[1] * report["spacing_mm"]["slice"] / 1000.0
+    assert report["segmented_volume_ml"] == pytest.approx(expected.sum() * voxel_ml, rel=1e-6)
+    assert report["num_slices"] == 6 and len(report["per_slice"]) == 6
+    assert (folder / "overlay.png").is_file()
+
+    # no directory name (patient name / ID in PACS exports) in any file name or JSON
+    for path in (tmp_path / "out").rglob("*"):
+        assert "Doe" not in str(path.relative_to(tmp_path)) and "12345" not in str(path.relative_to(tmp_path))
+        if path.suffix == ".json":
+            assert "Doe" not in path.read_text() and "12345" not in path.read_text()
+
+
+def test_seg_passes_dciodvfy(tmp_path):
+    study_uid = generate_uid()
+    _series(tmp_path / "study", _phantom(4), 5, study_uid)
+    InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out").run()
+    result = run_dciodvfy(_only(tmp_path / "out", "seg.dcm"))
+    if result is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    errors, text = result
+    assert errors == 0, text
+
+
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        ("missing_position", "ImagePositionPatient"),
+        ("no_codec", "1.2.840.10008.1.2.4.110"),
+    ],
+)
+def test_bad_series_fails_alone(tmp_path, break_it, message, caplog):
+    """One broken series fails with a message naming the file and the problem; the other is still written."""
+    study_uid = generate_uid()
+    good_uid, _ = _series(tmp_path / "study" / "good", _phantom(4), 2, study_uid)
+    _, bad_files = _series(tmp_path / "study" / "Patient^Bad", _phantom(4), 3, study_uid)
+    victim = bad_files[1]
+    ds = pydicom.dcmread(victim)
+    if break_it == "missing_position":
+        del ds.ImagePositionPatient
+        ds.save_as(victim, enforce_file_format=True)
+    else:  # relabel as JPEG XL, which pydicom 3 has no decoder for (the bytes are never decoded)
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.110"
+        ds.PixelData = encapsulate([b"\xff\x0a" + bytes(64)])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(victim, implicit_vr=False, little_endian=True, force_encoding=True)
+
+    with caplog.at_level(logging.INFO), pytest.raises(InferenceError, match=message):
+        InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out").run()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    failed = [r for r in summary["inputs"] if r["status"] == "failed"]
+    ok = [r for r in summary["inputs"] if r["status"] == "ok"]
+    assert len(failed) == 1 and victim.name in failed[0]["error"] and message in failed[0]["error"]
+    assert [r["series_instance_uid"] for r in ok] == [good_uid]
+    assert len(list((tmp_path / "out").rglob("seg.dcm"))) == 1
+    assert "Patient^Bad" not in failed[0]["error"]  # the file is named without its folders
+
+
+def test_images_folder_with_bad_files(tmp_path):
+    """2D images: masks (0/255) and overlays for the good ones; the tiny and the corrupt image fail alone."""
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    picture = np.full((40, 48), -1000, dtype=np.int16)
+    picture[10:30, 5:25] = 300
+    Image.fromarray(picture.astype(np.int32)).save(images / "sub" / "good.tif")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "tiny.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+    with pytest.raises(InferenceError, match="2 of 3 inputs failed"):
+        InferenceRunner(_predictor(), images, tmp_path / "out").run()
+    mask = np.asarray(Image.open(tmp_path / "out" / "images" / "sub" / "good_mask.png"))
+    np.testing.assert_array_equal(mask, np.where(picture > THRESHOLD_HU, 255, 0))
+    assert (tmp_path / "out" / "images" / "sub" / "good_overlay.png").is_file()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    errors = {r["input"]: r.get("error", "") for r in summary["inputs"]}
+    assert "8x8 pixels" in errors["tiny"] and "broken.png" in errors["broken"]
+
+
+@pytest.mark.parametrize("shape", [(SIZE, SIZE), (96, 80), (20 * 3, 50 * 3)])
+def test_single_image_file_mask_at_native_size(tmp_path, shape):
+    """The model runs at SIZE x SIZE; the mask comes back on the image's own grid (exact when no resize is needed)."""
+    picture = np.full(shape, -1000, dtype=np.int16)
+    picture[shape[0] // 4 : shape[0] // 2, shape[1] // 5 : shape[1] * 3 // 4] = 100
+    path = tmp_path / "slice.tif"
+    Image.fromarray(picture.astype(np.int32)).save(path)
+    summary = InferenceRunner(_predictor(), path, tmp_path / "out").run()
+    mask = np.asarray(Image.open(tmp_path / "out" / "images" / "slice_mask.png")) > 0
+    truth = picture > THRESHOLD_HU
+    assert mask.shape == shape and summary["inputs"][0]["area_px"] == mask.sum()
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou == 1.0 if shape == (SIZE, SIZE) else iou > 0.9
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="nothing to segment"):
+        InferenceRunner(_predictor(), tmp_path / "empty", tmp_path / "out").run()
+
+
+def test_network_size_checked_before_any_input(tmp_path):
+    """A model input size the network cannot take fails once, up front, with the network's own message."""
+
+    class NeedsMultipleOf16(nn.Module):
+        def forward(self, x):
+            if x.shape[-1] % 16:
+                raise ValueError(f"NeedsMultipleOf16 needs H and W multiples of 16; got {tuple(x.shape)}")
+            return x[:, :1]
+
+    predictor = _predictor(spatial_size=24)
+    predictor.network = NeedsMultipleOf16()
+    _series(tmp_path / "study", _phantom(3), 1, generate_uid())
+    with pytest.raises(ValueError, match="multiples of 16"):
+        InferenceRunner(predictor, tmp_path / "study", tmp_path / "out").run()
+    assert not list((tmp_path / "out").rglob("seg.dcm"))
