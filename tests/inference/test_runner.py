@@ -242,3 +242,21 @@ def test_network_size_checked_before_any_input(tmp_path):
     with pytest.raises(ValueError, match="multiples of 16"):
         InferenceRunner(predictor, tmp_path / "study", tmp_path / "out").run()
     assert not list((tmp_path / "out").rglob("seg.dcm"))
+
+
+def test_sliding_window_when_the_slice_is_larger_than_the_model_input(tmp_path):
+    """Without a resize, a 40 x 48 slice runs as 16 x 16 windows and the mask still covers the whole slice."""
+    preprocessing = Compose(
+        [
+            AdjustChannelsd("image", num_channels=1),
+            ScaleIntensityForModalityd("image", modality="CT", window=(-1000, 400)),
+        ]
+    )
+    postprocessing = Compose([Activationsd("pred", sigmoid=True), AsDiscreted("pred", threshold=0.5)])
+    inferer = SlidingWindowInferer(roi_size=(16, 16), sw_batch_size=4, overlap=0.25)
+    predictor = SlicePredictor(BrightRegion(), preprocessing, inferer, postprocessing, batch_size=2)
+    picture = np.full((3, 40, 48), -1000.0, dtype=np.float32)
+    picture[:, 7:33, 3:41] = 250.0
+    picture[1, 20:, :] = -1000.0
+    masks = predictor([{"image": torch.from_numpy(s)[None]} for s in picture])
+    np.testing.assert_array_equal(torch.stack([m[0] for m in masks]).numpy(), picture > THRESHOLD_HU)
