@@ -30,8 +30,8 @@ from PIL import Image
 
 from pipeline.inference.predictor import SlicePredictor
 from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
-from pipeline.io import LoadSlice, SliceReadError
-from pipeline.io.series import DicomSeries, SeriesRules
+from pipeline.io import LoadSlice
+from pipeline.io.series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
 from pipeline.io.volume import SeriesVolume, load_series_volume
 from pipeline.outputs import (
     atomic_output,
@@ -47,9 +47,6 @@ from pipeline.outputs.overlay import overlay_outline
 __all__ = ["InferenceError", "InferenceRunner", "SegmentDescription"]
 
 logger = logging.getLogger("pipeline.inference")
-
-#: Errors that concern one input and must not stop the others. Anything else (a bug, out of memory) propagates.
-_INPUT_ERRORS = (SliceReadError, ValueError, OSError)
 
 
 class InferenceError(RuntimeError):
@@ -197,8 +194,6 @@ class InferenceRunner:
             timings["model_forward_s"],
             folder.relative_to(self.output_dir).as_posix(),
         )
-        for warning in volume.warnings:
-            logger.warning("%s: %s", series.label, warning)
         return report
 
     # ---------------------------------------------------------------------------------------------------- images
@@ -227,6 +222,26 @@ class InferenceRunner:
             "outputs": [p.relative_to(self.output_dir).as_posix() for p in (mask_path, overlay_path)],
         }
 
+    def _predict_images(self, loaded: list[tuple[ImageInput, MetaTensor]], records: list[dict[str, Any]]) -> list:
+        """Predictions for a batch; when the batch fails, each image alone, so that one bad image fails alone."""
+        try:
+            return list(self.predictor([{"image": array} for _, array in loaded]))
+        except MemoryError:
+            raise
+        except Exception:
+            if len(loaded) == 1:
+                raise
+        predictions = []
+        for image, array in loaded:
+            try:
+                predictions.append(self.predictor([{"image": array}])[0])
+            except MemoryError:
+                raise
+            except Exception as e:
+                records.append(_failure(image.name, "image", e, image.path))
+                predictions.append(None)
+        return predictions
+
     def run_images(self, images: Sequence[ImageInput], records: list[dict[str, Any]]) -> None:
         """Segment 2D images in batches; append one record per image to ``records``."""
         for start in range(0, len(images), self.batch_size):
@@ -234,18 +249,30 @@ class InferenceRunner:
             for image in images[start : start + self.batch_size]:
                 try:
                     loaded.append((image, self._load_image(image)))
-                except _INPUT_ERRORS as e:
-                    records.append(_failure(image.name, "image", e))
+                except MemoryError:
+                    raise
+                except Exception as e:
+                    records.append(_failure(image.name, "image", e, image.path))
             if not loaded:
                 continue
             tick = time.perf_counter()
-            preds = self.predictor([{"image": array} for _, array in loaded])
+            try:
+                preds = self._predict_images(loaded, records)
+            except MemoryError:
+                raise
+            except Exception as e:  # a batch of one that failed
+                records.append(_failure(loaded[0][0].name, "image", e, loaded[0][0].path))
+                continue
             seconds = (time.perf_counter() - tick) / len(loaded)
             for (image, array), pred in zip(loaded, preds, strict=True):
+                if pred is None:
+                    continue
                 try:
                     record = self._write_image_outputs(image, array, pred)
-                except _INPUT_ERRORS as e:
-                    records.append(_failure(image.name, "image", e))
+                except MemoryError:
+                    raise
+                except Exception as e:
+                    records.append(_failure(image.name, "image", e, image.path))
                     continue
                 records.append({"input": image.name, "kind": "image", "status": "ok", **record, "seconds": seconds})
                 logger.info("%s: %d foreground pixels -> %s", image.name, record["area_px"], record["outputs"][0])
@@ -270,11 +297,26 @@ class InferenceRunner:
         self.predictor.check_input([{"image": MetaTensor(torch.zeros(1, 64, 64))}])
 
         records: list[dict[str, Any]] = []
+        try:
+            self._run_all(inputs, records)
+        finally:  # also when something unexpected stops the run: say what was done
+            summary = self._write_summary(inputs, records, start)
+        failed = [r for r in records if r["status"] == "failed"]
+        if failed:
+            raise InferenceError(
+                f"{len(failed)} of {len(records)} inputs failed (the others were written): "
+                + "; ".join(f"{r['input']}: {r['error']}" for r in failed)
+            )
+        return summary
+
+    def _run_all(self, inputs: InferenceInputs, records: list[dict[str, Any]]) -> None:
         for series in inputs.series:
             try:
                 report = self.run_series(series)
-            except _INPUT_ERRORS as e:
-                records.append(_failure(series.label, "dicom series", e))
+            except MemoryError:
+                raise
+            except Exception as e:
+                records.append(_failure(series.label, "dicom series", e, series.files[0]))
                 continue
             records.append(
                 {
@@ -291,6 +333,7 @@ class InferenceRunner:
             )
         self.run_images(inputs.images, records)
 
+    def _write_summary(self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float) -> dict[str, Any]:
         failed = [r for r in records if r["status"] == "failed"]
         summary = {
             "model": {"name": self.algorithm_name, "version": self.algorithm_version, "weights": self.checkpoint_name},
@@ -313,16 +356,12 @@ class InferenceRunner:
             summary["wall_time_s"],
             self.output_dir,
         )
-        if failed:
-            raise InferenceError(
-                f"{len(failed)} of {len(records)} inputs failed (the others were written): "
-                + "; ".join(r["error"] for r in failed)
-            )
         return summary
 
 
-def _failure(name: str, kind: str, error: Exception) -> dict[str, Any]:
-    message = str(error)
+def _failure(name: str, kind: str, error: Exception, path: Path) -> dict[str, Any]:
+    """Log and record one input's failure; the message names files by file name only."""
+    message = safe_error_text(error, path) if not isinstance(error, DicomSeriesError) else str(error)
     logger.error("%s: %s", name, message)
     return {"input": name, "kind": kind, "status": "failed", "error": message}
 

@@ -9,13 +9,14 @@ images, one per file.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.io.readers import DICOM_SUFFIXES, NIFTI_SUFFIXES, PIL_SUFFIXES, file_suffix, is_dicom_file
-from pipeline.io.series import DicomSeries, SeriesRules, SkippedFile, group_series, select_series
+from pipeline.io.series import DicomSeries, SeriesRules, SkippedFile, group_series, iter_files, select_series
 
 __all__ = ["PROJECTION_MODALITIES", "ImageInput", "InferenceInputs", "find_inputs"]
 
@@ -32,9 +33,10 @@ class ImageInput:
 
     Attributes:
         path: the file.
-        name: output stem, unique within a run: the path relative to the input folder without suffix for ordinary
-            images; ``<series label>_<index>`` for DICOM images found in a folder (their folder names may carry
-            patient identifiers).
+        name: output stem, unique within a run, without folder names (they may carry patient identifiers): the file
+            name without suffix, prefixed by a hash of its folder when it lies in a subfolder of the input, with
+            ``_2``, ``_3``... appended when two files would share a name (``a.png``, ``a.jpg``); and
+            ``<series label>_<index>`` for projection DICOM images.
     """
 
     path: Path
@@ -61,18 +63,23 @@ class InferenceInputs:
         return len(self.images) + len(self.series)
 
 
-def _stem(relative: Path) -> str:
-    name = relative.as_posix()
+def _stem(name: str) -> str:
     suffix = file_suffix(name)
     return name[: len(name) - len(suffix)] if suffix else name
 
 
-def _walk(root: Path) -> list[Path]:
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(folder, f) for f in sorted(files) if not f.startswith("."))
-    return found
+def _image_name(path: Path, root: Path, used: set[str]) -> str:
+    """A unique output stem for ``path`` that shows its file name but none of its folder names."""
+    relative = path.relative_to(root)
+    stem = _stem(relative.name)
+    if relative.parent != Path("."):
+        stem = f"{hashlib.sha1(relative.parent.as_posix().encode()).hexdigest()[:8]}_{stem}"
+    name, count = stem, 1
+    while name in used:
+        count += 1
+        name = f"{stem}_{count}"
+    used.add(name)
+    return name
 
 
 def find_inputs(path: str | os.PathLike, rules: SeriesRules | None = None) -> InferenceInputs:
@@ -91,19 +98,20 @@ def find_inputs(path: str | os.PathLike, rules: SeriesRules | None = None) -> In
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"inference input {path} does not exist")
+        raise FileNotFoundError("the inference input does not exist (path not repeated: it may hold patient data)")
     if path.is_file():
         suffix = file_suffix(path)
         if suffix in _IMAGE_SUFFIXES or suffix in DICOM_SUFFIXES or is_dicom_file(path):
-            return InferenceInputs(images=[ImageInput(path, _stem(Path(path.name)))])
+            return InferenceInputs(images=[ImageInput(path, _stem(path.name))])
         raise ValueError(f"{path.name}: not an image this pipeline reads (suffix {suffix or 'none'!r}, not DICOM)")
 
     inputs = InferenceInputs()
     dicom_files = []
-    for file in _walk(path):
+    used: set[str] = set()
+    for file in iter_files(path):
         suffix = file_suffix(file)
         if suffix in _IMAGE_SUFFIXES:
-            inputs.images.append(ImageInput(file, _stem(file.relative_to(path))))
+            inputs.images.append(ImageInput(file, _image_name(file, path, used)))
         elif suffix in DICOM_SUFFIXES or is_dicom_file(file):
             dicom_files.append(file)
         else:

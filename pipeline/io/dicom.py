@@ -35,7 +35,8 @@ __all__ = ["MAX_DICOM_VALUES", "check_decodable", "invert_monochrome1", "load_di
 # a corrupt header must give an error, not a multi-gigabyte allocation. 2**28 values = 1 GiB as float32.
 MAX_DICOM_VALUES = 2**28
 
-_PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+#: Elements that can hold an image's pixels.
+PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Everything pydicom needs to decode pixels and MONAI needs for the affine; nothing about the patient.
 _SLIM_KEYWORDS = (
     "SamplesPerPixel",
@@ -55,7 +56,7 @@ _SLIM_KEYWORDS = (
     "PixelSpacing",
     "ExtendedOffsetTable",
     "ExtendedOffsetTableLengths",
-    *_PIXEL_DATA_KEYWORDS,
+    *PIXEL_DATA_KEYWORDS,
 )
 _MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 # pydicom converts the YBR family to RGB while decoding (``as_rgb=True``).
@@ -113,7 +114,7 @@ def check_decodable(ds: Dataset, name: str) -> None:
             compressed one whose decoder plugin is not installed (the message names the transfer syntax by UID and name
             and the packages that would decode it).
     """
-    if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
+    if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
         raise SliceReadError(
             f"{name}: DICOM object has no PixelData (not an image, e.g. a report or presentation state)"
         )

@@ -23,13 +23,14 @@ import os
 import re
 import string
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 
+from pipeline.io.dicom import PIXEL_DATA_KEYWORDS
 from pipeline.io.readers import SliceReadError, is_dicom_file
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "SeriesRules",
     "SkippedFile",
     "group_series",
+    "iter_files",
     "read_header",
     "safe_error_text",
     "scan_dicom_folder",
@@ -52,7 +54,6 @@ logger = logging.getLogger(__name__)
 HEADER_DEFER_SIZE = 1024
 # Direction cosines are rounded to this many decimals (about 0.06 degrees) to group slices by orientation.
 _ORIENTATION_DECIMALS = 3
-_PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class DicomSeriesError(SliceReadError):
@@ -267,8 +268,9 @@ def _name_parts(parts: list[DicomSeries]) -> None:
 def group_series(paths: Iterable[str | os.PathLike]) -> tuple[list[DicomSeries], list[SkippedFile]]:
     """Group DICOM files into series by (SeriesInstanceUID, rounded ImageOrientationPatient, Rows, Columns).
 
-    Each header is read once (pixel data deferred). A SeriesInstanceUID whose files differ in orientation or size
-    becomes several series with parts "a", "b", ... in their labels, and a warning is logged.
+    Each header is read once here, pixel data deferred (``load_series_volume`` reads the files again, with pixels).
+    A SeriesInstanceUID whose files differ in orientation or size becomes several series with parts "a", "b", ... in
+    their labels, and a warning is logged.
 
     Args:
         paths: candidate files.
@@ -286,7 +288,7 @@ def group_series(paths: Iterable[str | os.PathLike]) -> tuple[list[DicomSeries],
         except DicomSeriesError as e:
             _skip(skipped, path, str(e))
             continue
-        if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
+        if not any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
             reason = "no PixelData (not an image, e.g. a report, presentation state or DICOMDIR; or a truncated copy)"
             _skip(skipped, path, f"{path.name}: {reason}")
             continue
@@ -341,14 +343,11 @@ def scan_dicom_folder(root: str | os.PathLike) -> tuple[list[DicomSeries], list[
         )
     candidates: list[Path] = []
     skipped: list[SkippedFile] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_log_walk_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(f for f in filenames if not f.startswith(".")):
-            path = Path(dirpath, name)
-            if is_dicom_file(path):
-                candidates.append(path)
-            else:
-                _skip(skipped, path, f"{name}: not DICOM (no 128-byte preamble + 'DICM')")
+    for path in iter_files(root):
+        if is_dicom_file(path):
+            candidates.append(path)
+        else:
+            _skip(skipped, path, f"{path.name}: not DICOM (no 128-byte preamble + 'DICM')")
     series, unusable = group_series(candidates)
     skipped += unusable
     n_files = len(candidates) + len(skipped) - len(unusable)
@@ -357,6 +356,17 @@ def scan_dicom_folder(root: str | os.PathLike) -> tuple[list[DicomSeries], list[
     else:
         logger.warning("No DICOM image series found: %d files looked at, %d skipped", n_files, len(skipped))
     return series, skipped
+
+
+def iter_files(root: str | os.PathLike) -> Iterator[Path]:
+    """Every file under ``root``, recursively, in sorted order; hidden files and folders are left out.
+
+    A folder that cannot be listed is skipped with a logged warning that does not show its path.
+    """
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_log_walk_error):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            yield Path(dirpath, name)
 
 
 def _log_walk_error(error: OSError) -> None:

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_rescale, pixel_array
 
-from pipeline.io.dicom import MAX_DICOM_VALUES, check_decodable, invert_monochrome1
+from pipeline.io.dicom import MAX_DICOM_VALUES, PIXEL_DATA_KEYWORDS, check_decodable, invert_monochrome1
 from pipeline.io.readers import SliceReadError
 from pipeline.io.series import DicomSeries, DicomSeriesError, read_header, safe_error_text
 
@@ -42,7 +42,6 @@ _MIN_STEP_MM = 1e-3
 # A slice stack whose step leans away from the slice normal by more than this (degrees) is reported as sheared.
 _MAX_TILT_DEGREES = 0.5
 _MAX_LISTED = 5  # gaps named one by one in a warning
-_PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 @dataclass
@@ -285,7 +284,7 @@ def _decode(series: DicomSeries, slices: list[_Slice]) -> np.ndarray:
                 array[k] += intercept
         if str(s.ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
             array[k] = invert_monochrome1(array[k], s.ds)
-        for keyword in _PIXEL_DATA_KEYWORDS:  # the decoded copy lives in ``array``
+        for keyword in PIXEL_DATA_KEYWORDS:  # the decoded copy lives in ``array``
             if keyword in s.ds:
                 delattr(s.ds, keyword)
     return array

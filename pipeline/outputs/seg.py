@@ -12,6 +12,7 @@ and highdicom's warning about the form of the patient's name (which quotes the n
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -73,6 +74,34 @@ def _binary_mask(mask: np.ndarray, source_datasets: Sequence[Dataset]) -> np.nda
             shown = ", ".join(str(v) for v in values[:6]) + (", ..." if values.size > 6 else "")
             raise ValueError(f"mask must be binary (0/1 or bool), got values {shown}")
     return mask.astype(np.uint8)
+
+
+# Type 2 attributes highdicom copies from the sources into the SEG (patient, general study modules): present but
+# possibly empty by the standard, yet often absent from anonymised exports; highdicom raises AttributeError then.
+_TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+
+
+def _with_type2_attributes(source_datasets: Sequence[Dataset]) -> list[Dataset]:
+    """The sources, with every missing Type 2 attribute highdicom copies added empty (on copies; inputs unchanged)."""
+    fixed = []
+    for ds in source_datasets:
+        missing = [keyword for keyword in _TYPE2_COPIED if keyword not in ds]
+        if missing:
+            ds = copy.deepcopy(ds)  # a shallow copy would share the element dict with the caller's dataset
+            for keyword in missing:
+                setattr(ds, keyword, None)
+        fixed.append(ds)
+    return fixed
 
 
 def _series_description(description: str | None, segment_label: str) -> str:
@@ -163,7 +192,7 @@ def write_dicom_seg(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_PERSON_NAME_WARNING, category=UserWarning)
         seg = hd.seg.Segmentation(
-            source_images=list(source_datasets),
+            source_images=_with_type2_attributes(source_datasets),
             pixel_array=mask,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=[segment],

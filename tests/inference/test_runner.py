@@ -189,21 +189,43 @@ def test_bad_series_fails_alone(tmp_path, break_it, message, caplog):
 def test_images_folder_with_bad_files(tmp_path):
     """2D images: masks (0/255) and overlays for the good ones; the tiny and the corrupt image fail alone."""
     images = tmp_path / "images"
-    (images / "sub").mkdir(parents=True)
+    (images / "Doe^Jane 12345").mkdir(parents=True)
     picture = np.full((40, 48), -1000, dtype=np.int16)
     picture[10:30, 5:25] = 300
-    Image.fromarray(picture.astype(np.int32)).save(images / "sub" / "good.tif")
+    Image.fromarray(picture.astype(np.int32)).save(images / "Doe^Jane 12345" / "good.tif")
+    Image.fromarray(picture.astype(np.int32)).save(images / "good.tif")
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(images / "good.png")  # same stem: must not overwrite
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "tiny.png")
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
 
-    with pytest.raises(InferenceError, match="2 of 3 inputs failed"):
+    (images / "Doe^Jane 12345" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+    with pytest.raises(InferenceError, match="3 of 6 inputs failed"):
         InferenceRunner(_predictor(), images, tmp_path / "out").run()
-    mask = np.asarray(Image.open(tmp_path / "out" / "images" / "sub" / "good_mask.png"))
-    np.testing.assert_array_equal(mask, np.where(picture > THRESHOLD_HU, 255, 0))
-    assert (tmp_path / "out" / "images" / "sub" / "good_overlay.png").is_file()
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    errors = {r["input"]: r.get("error", "") for r in summary["inputs"]}
+    out = tmp_path / "out" / "images"
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 6 and {"good_mask.png", "good_2_mask.png"} <= set(names)  # a.png and a.tif both kept
+    nested = next(n for n in names if n.endswith("_good_mask.png") and not n.startswith("good"))
+    for name in (nested, "good_2_mask.png"):  # good.png sorts before good.tif and keeps the plain name
+        mask = np.asarray(Image.open(out / name))
+        np.testing.assert_array_equal(mask, np.where(picture > THRESHOLD_HU, 255, 0))
+    summary_text = (tmp_path / "out" / "summary.json").read_text()
+    assert "Doe" not in summary_text and "12345" not in summary_text and "Doe" not in "".join(names)
+    errors = {r["input"]: r.get("error", "") for r in json.loads(summary_text)["inputs"]}
     assert "8x8 pixels" in errors["tiny"] and "broken.png" in errors["broken"]
+
+
+def test_anonymised_series_without_type2_attributes(tmp_path):
+    """Anonymised exports lack AccessionNumber, StudyID...: the SEG is still written (empty Type 2 values)."""
+    _, files = _series(tmp_path / "study", _phantom(3), 4, generate_uid())
+    for path in files:
+        ds = pydicom.dcmread(path)
+        for keyword in ("AccessionNumber", "StudyID", "PatientName", "StudyDate"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path, enforce_file_format=True)
+    summary = InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out").run()
+    assert summary["num_ok"] == 1 and len(list((tmp_path / "out").rglob("seg.dcm"))) == 1
 
 
 @pytest.mark.parametrize("shape", [(SIZE, SIZE), (96, 80), (20 * 3, 50 * 3)])

@@ -249,3 +249,20 @@ def test_real_series(tmp_path):
     assert time.perf_counter() - start < 10.0
     np.testing.assert_array_equal(read_dicom_seg(path, datasets), mask)
     _assert_valid(path)
+
+
+def test_anonymised_sources_without_type2_attributes(tmp_path, ct_volume, lung_mask, ct_datasets):
+    """Anonymised exports drop Type 2 patient/study attributes: the SEG has them empty, the sources stay as given."""
+    datasets = ct_datasets(ct_volume)
+    for ds in datasets:
+        for keyword in ("AccessionNumber", "StudyID", "PatientName", "PatientID", "StudyDate", "StudyTime"):
+            if keyword in ds:
+                delattr(ds, keyword)
+    path = write_dicom_seg(lung_mask, datasets, tmp_path / "seg.dcm", algorithm_name="t", algorithm_version="1")
+    np.testing.assert_array_equal(read_dicom_seg(path, datasets), lung_mask)
+    assert "AccessionNumber" not in datasets[0]
+    seg = pydicom.dcmread(path)
+    assert seg.AccessionNumber == "" and seg.PatientID == ""
+    result = run_dciodvfy(path)
+    if result is not None:
+        assert result[0] == 0, result[1]
