@@ -28,6 +28,7 @@ from pipeline.transforms.dictionary import (
     ScaleIntensityForModalityd,
     ScaleIntensityNonCTd,
 )
+from pipeline.transforms.postprocessing import mask_cleanup
 from pipeline.transforms.utils import auto_mask_threshold, mask_value_report
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "ScaleIntensityNonCT",
     "ScaleIntensityNonCTd",
     "auto_mask_threshold",
+    "mask_cleanup",
     "mask_value_report",
 ]
