@@ -6,6 +6,6 @@ Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$im
 
 __version__ = "0.1.0"
 
-from pipeline import data, handlers, inference, io, networks, outputs, transforms
+from pipeline import data, handlers, inference, inferers, io, networks, outputs, transforms
 
-__all__ = ["__version__", "data", "handlers", "inference", "io", "networks", "outputs", "transforms"]
+__all__ = ["__version__", "data", "handlers", "inference", "inferers", "io", "networks", "outputs", "transforms"]

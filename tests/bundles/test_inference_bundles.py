@@ -27,7 +27,7 @@ FROM_TRAIN = {
         **{k: k for k in ("keep_largest", "fill_holes", "mask_cleanup")},
         "train_output_dir": "output_dir",
         "image_resize": "validate#resize",
-        "inferer": "validate#inferer",
+        "sliding_inferer": "validate#inferer",
     },
     "evaluate": {
         **{k: k for k in ("imports", "recipe", "recipes", "spatial_size", "val_fraction", "seed", "modality")},
@@ -35,8 +35,12 @@ FROM_TRAIN = {
         **{k: k for k in ("dataset_dir", "datalist", "splits", "image_transforms", "prepare", "validate")},
         **{k: k for k in ("keep_largest", "fill_holes", "mask_cleanup")},
         "train_output_dir": "output_dir",
+        "sliding_inferer": "validate#inferer",
     },
 }
+
+
+PREDICT = json.loads((REPO / "bundles" / "common" / "predict.json").read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +67,7 @@ def test_configs_share_wiring(bundle, kind):
     common = json.loads((REPO / "bundles" / "common" / f"{kind}.json").read_text())
     expected = {key: f"%bundles/{bundle}/train.json::{key}" for key in MODEL_KEYS}
     expected |= {key: f"%bundles/common/train.json::{target}" for key, target in FROM_TRAIN[kind].items()}
+    expected |= {key: f"%bundles/common/predict.json::{key}" for key in PREDICT}
     expected |= {key: f"%bundles/common/{kind}.json::{key}" for key in common}
     assert config == expected
 
