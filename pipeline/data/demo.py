@@ -15,13 +15,7 @@ phantom's line integrals, so it shows the streaks of a real reconstruction, at h
 from __future__ import annotations
 
 import csv
-import inspect
-import json
 import logging
-import os
-import shutil
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +23,8 @@ import tifffile
 from PIL import Image
 from scipy import ndimage
 from skimage import draw, filters, transform
+
+from pipeline.data.generated import GeneratedFolder
 
 __all__ = ["ensure_demo_dataset", "is_complete_demo_dataset", "synthesize_ct_slice", "write_demo_dataset"]
 
@@ -38,6 +34,7 @@ logger = logging.getLogger(__name__)
 MARKER_NAME = "demo_dataset.json"
 #: Bumped whenever the generator's output changes, so that datasets made by an older version are regenerated.
 GENERATOR_VERSION = 2
+_FOLDER = GeneratedFolder(MARKER_NAME, __name__, GENERATOR_VERSION, "demo dataset")
 
 _AIR_HU = -1000.0
 _FAT_HU = -100.0
@@ -381,17 +378,6 @@ def _case_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, 1, index])
 
 
-def _read_marker(root: Path) -> dict | None:
-    """The completion marker of a demo dataset written by this module, or None when there is none."""
-    try:
-        recorded = json.loads((root / MARKER_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(recorded, dict) or recorded.get("generator") != __name__:
-        return None
-    return recorded
-
-
 def is_complete_demo_dataset(root: str | Path, **params: object) -> bool:
     """Whether ``root`` holds a finished demo dataset, generated with ``params`` when any are given.
 
@@ -404,10 +390,8 @@ def is_complete_demo_dataset(root: str | Path, **params: object) -> bool:
         file in ``pairs.csv`` exists.
     """
     root = Path(root)
-    recorded = _read_marker(root)
-    if recorded is None or recorded.get("version") != GENERATOR_VERSION:
-        return False
-    if any(recorded.get(key) != value for key, value in params.items()):
+    recorded = _FOLDER.matching_marker(root, params)
+    if recorded is None:
         return False
     try:
         with open(root / "pairs.csv", newline="") as f:
@@ -417,19 +401,6 @@ def is_complete_demo_dataset(root: str | Path, **params: object) -> bool:
     return len(names) == recorded.get("num_cases") and all(
         (root / "images" / n).is_file() and (root / "masks" / n).is_file() for n in names
     )
-
-
-def _check_replaceable(root: Path) -> None:
-    """Raise unless ``root`` is absent, an empty folder or a (possibly damaged) demo dataset written here.
-
-    A dataset written by this module always carries its marker (the folder appears by an atomic rename), so a
-    folder without one, such as a user's ``images/`` + ``masks/`` + ``pairs.csv`` dataset, is never touched.
-    """
-    if not root.exists() and not root.is_symlink():
-        return
-    if root.is_dir() and not root.is_symlink() and (not any(root.iterdir()) or _read_marker(root) is not None):
-        return
-    raise FileExistsError(f"{root} exists and is not a demo dataset written by {__name__}; refusing to replace it")
 
 
 def write_demo_dataset(
@@ -474,12 +445,8 @@ def write_demo_dataset(
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(root)
-    _check_replaceable(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir (not mkdtemp, which is private to the user) so the finished folder gets the usual umask permissions.
-    tmp = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    params = {"num_cases": num_cases, "size": size, "val_fraction": val_fraction, "seed": seed}
+    with _FOLDER.build(root, params) as (tmp, _):
         (tmp / "images").mkdir()
         (tmp / "masks").mkdir()
         names = [f"case_{i:04d}.tif" for i in range(num_cases)]
@@ -493,24 +460,7 @@ def write_demo_dataset(
             writer = csv.writer(f)
             writer.writerow(["filename", "split"])
             writer.writerows([name, "val" if i in val else "train"] for i, name in enumerate(names))
-        marker = {"num_cases": num_cases, "size": size, "val_fraction": val_fraction, "seed": seed}
-        marker.update(generator=__name__, version=GENERATOR_VERSION)
-        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
-        _replace_dir(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, first removing an empty folder or a previous demo dataset at ``dst``."""
-    _check_replaceable(dst)
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:12]}"
-        os.replace(dst, old)  # out of the way in one step, then deleted
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(src, dst)
 
 
 def ensure_demo_dataset(root: str | Path, **kwargs: object) -> Path:
@@ -531,29 +481,4 @@ def ensure_demo_dataset(root: str | Path, **kwargs: object) -> Path:
         TypeError: for a keyword that :func:`write_demo_dataset` does not take.
         FileExistsError: when ``root`` exists and is neither empty nor a demo dataset.
     """
-    root = Path(root)
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(write_demo_dataset).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    unknown = set(kwargs) - set(defaults)
-    if unknown:
-        raise TypeError(f"ensure_demo_dataset() got unexpected keyword arguments {sorted(unknown)}")
-    params = {**defaults, **kwargs}
-    if is_complete_demo_dataset(root, **params):
-        logger.info("Reusing the demo dataset in %s", root)
-        return root
-    if _read_marker(root) is not None:
-        logger.info("Regenerating the demo dataset in %s: incomplete, older or made with other parameters", root)
-    start = time.perf_counter()
-    try:
-        write_demo_dataset(root, **params)
-    except OSError:
-        # Another process may have finished the same dataset at the same time (the final rename then fails).
-        if not is_complete_demo_dataset(root, **params):
-            raise
-        logger.info("Reusing the demo dataset in %s written by another process", root)
-        return root
-    logger.info("Generated %d demo cases into %s in %.1f s", params["num_cases"], root, time.perf_counter() - start)
-    return root
+    return _FOLDER.ensure(root, write_demo_dataset, is_complete_demo_dataset, kwargs)

@@ -12,13 +12,8 @@ The patient is synthetic ("Demo^Synthetic", ID "DEMO0001"); the images are not s
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import os
-import shutil
-import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +29,8 @@ from pydicom.uid import (
 )
 from scipy import ndimage
 from skimage import transform
+
+from pipeline.data.generated import GeneratedFolder
 
 __all__ = [
     "DEMO_PATIENT_ID",
@@ -53,6 +50,7 @@ DEMO_PATIENT_ID = "DEMO0001"
 MARKER_NAME = ".demo_study.json"
 #: Bumped whenever the generator's output changes, so that studies made by an older version are regenerated.
 GENERATOR_VERSION = 1
+_FOLDER = GeneratedFolder(MARKER_NAME, __name__, GENERATOR_VERSION, "demo study")
 
 _INTERCEPT = -1024.0  # stored = HU + 1024, as in the reference study
 _BITS_STORED = 12  # stored 0..4095: HU -1024..3071
@@ -434,16 +432,6 @@ def _write_study_files(root: Path, size: int, num_slices: int, seed: int) -> Non
     )
 
 
-def _read_marker(root: Path) -> dict | None:
-    try:
-        recorded = json.loads((root / MARKER_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(recorded, dict) or recorded.get("generator") != __name__:
-        return None
-    return recorded
-
-
 def is_complete_demo_study(root: str | os.PathLike, **params: object) -> bool:
     """Whether ``root`` holds a finished demo study from this generator version, made with ``params`` if given.
 
@@ -455,22 +443,11 @@ def is_complete_demo_study(root: str | os.PathLike, **params: object) -> bool:
         True when the marker exists, matches the version and ``params``, and every file it lists exists.
     """
     root = Path(root)
-    recorded = _read_marker(root)
-    if recorded is None or recorded.get("version") != GENERATOR_VERSION:
-        return False
-    if any(recorded.get(key) != value for key, value in params.items()):
+    recorded = _FOLDER.matching_marker(root, params)
+    if recorded is None:
         return False
     files = recorded.get("files")
     return isinstance(files, list) and bool(files) and all((root / name).is_file() for name in files)
-
-
-def _check_replaceable(root: Path) -> None:
-    """Raise unless ``root`` is absent, an empty folder or a demo study written here (it carries the marker)."""
-    if not root.exists() and not root.is_symlink():
-        return
-    if root.is_dir() and not root.is_symlink() and (not any(root.iterdir()) or _read_marker(root) is not None):
-        return
-    raise FileExistsError(f"{root} exists and is not a demo study written by {__name__}; refusing to replace it")
 
 
 def write_demo_study(root: str | os.PathLike, *, size: int = 256, num_slices: int = 24, seed: int = 0) -> Path:
@@ -506,25 +483,9 @@ def write_demo_study(root: str | os.PathLike, *, size: int = 256, num_slices: in
     if num_slices < 2:
         raise ValueError(f"num_slices must be at least 2, got {num_slices}")
     root = Path(root)
-    _check_replaceable(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    with _FOLDER.build(root, {"size": size, "num_slices": num_slices, "seed": seed}) as (tmp, marker):
         _write_study_files(tmp, size, num_slices, seed)
-        files = [f"{folder}/{name}" for folder, names in _study_files(size, num_slices).items() for name in names]
-        marker = {"size": size, "num_slices": num_slices, "seed": seed, "files": files}
-        marker.update(generator=__name__, version=GENERATOR_VERSION)
-        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
-        _check_replaceable(root)
-        if root.exists():
-            old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:12]}"
-            os.replace(root, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        marker["files"] = [f"{folder}/{n}" for folder, names in _study_files(size, num_slices).items() for n in names]
     return root
 
 
@@ -543,26 +504,4 @@ def ensure_demo_study(root: str | os.PathLike, **kwargs: object) -> Path:
         TypeError: for a keyword :func:`write_demo_study` does not take.
         FileExistsError: ``root`` exists and is neither empty nor a demo study.
     """
-    root = Path(root)
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(write_demo_study).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    unknown = set(kwargs) - set(defaults)
-    if unknown:
-        raise TypeError(f"ensure_demo_study() got unexpected keyword arguments {sorted(unknown)}")
-    params = {**defaults, **kwargs}
-    if is_complete_demo_study(root, **params):
-        logger.info("Reusing the demo DICOM study in %s", root)
-        return root
-    start = time.perf_counter()
-    try:
-        write_demo_study(root, **params)
-    except OSError:
-        # Another process may have finished the same study at the same time (the final rename then fails).
-        if not is_complete_demo_study(root, **params):
-            raise
-        return root
-    logger.info("Generated the demo DICOM study into %s in %.1f s", root, time.perf_counter() - start)
-    return root
+    return _FOLDER.ensure(root, write_demo_study, is_complete_demo_study, kwargs)
