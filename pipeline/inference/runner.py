@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from PIL import Image
 
 from pipeline.inference.predictor import SlicePredictor
 from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
@@ -34,15 +33,14 @@ from pipeline.io import LoadSlice
 from pipeline.io.series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
 from pipeline.io.volume import SeriesVolume, load_series_volume
 from pipeline.outputs import (
-    atomic_output,
     mask_measurements,
     write_dicom_seg,
     write_json,
     write_label_nifti,
     write_mask_png,
     write_overlay_montage,
+    write_overlay_png,
 )
-from pipeline.outputs.overlay import overlay_outline
 
 __all__ = ["InferenceError", "InferenceRunner", "SegmentDescription"]
 
@@ -212,9 +210,7 @@ class InferenceRunner:
         mask = pred[0].numpy().astype(np.uint8)
         mask_path = write_mask_png(mask, folder / f"{image.name}_mask.png")
         display = array.numpy().mean(axis=0) if array.shape[0] > 1 else array.numpy()[0]
-        overlay = overlay_outline(display, mask)
-        overlay_path = folder / f"{image.name}_overlay.png"
-        _save_rgb(overlay, overlay_path)
+        overlay_path = write_overlay_png(display, mask, folder / f"{image.name}_overlay.png")
         area = int(mask.sum())
         return {
             "area_px": area,
@@ -374,9 +370,3 @@ def _nothing_found(inputs: InferenceInputs) -> str:
     if inputs.skipped:
         message += f" ({len(inputs.skipped)} files skipped, e.g. {inputs.skipped[0].reason})"
     return message
-
-
-def _save_rgb(rgb: np.ndarray, path: Path) -> Path:
-    with atomic_output(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
-    return path

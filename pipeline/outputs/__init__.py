@@ -13,6 +13,7 @@ from pipeline.outputs.overlay import (
     to_uint8,
     write_mask_png,
     write_overlay_montage,
+    write_overlay_png,
     write_side_by_side,
 )
 from pipeline.outputs.report import atomic_output, mask_measurements, write_json
@@ -33,5 +34,6 @@ __all__ = [
     "write_label_nifti",
     "write_mask_png",
     "write_overlay_montage",
+    "write_overlay_png",
     "write_side_by_side",
 ]

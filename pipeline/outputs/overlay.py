@@ -249,6 +249,23 @@ def write_overlay_montage(
     return _save_png(montage(tiles), path)
 
 
+def write_overlay_png(
+    image2d: np.ndarray, mask2d: np.ndarray, path: str | os.PathLike, *, window: Sequence[float] | None = None
+) -> Path:
+    """Write ``overlay_outline(image2d, mask2d, window=window)`` as an RGB PNG, atomically.
+
+    Args:
+        image2d: (H, W) image.
+        mask2d: (H, W) mask.
+        path: destination PNG.
+        window: display window ``(low, high)``; default the image's 1st-99th percentile.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    return _save_png(overlay_outline(image2d, mask2d, window=window), path)
+
+
 def write_mask_png(mask2d: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a 2D mask as an 8-bit PNG, 0 for background and 255 for foreground (non-zero), atomically.
 
