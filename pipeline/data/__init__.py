@@ -1,6 +1,6 @@
-"""Dataset intake: datalists, splits, the pre-flight check and the embedded demo data (2D slices and a DICOM study)."""
+"""Dataset intake: datalists, splits and folds, dataset recipes, the pre-flight check and the embedded demo data."""
 
-from pipeline.data.datalist import DATALIST_NAMES, IMAGE_SUFFIXES, load_datalist, split_datalist
+from pipeline.data.datalist import DATALIST_NAMES, IMAGE_SUFFIXES, assign_folds, load_datalist, split_datalist
 from pipeline.data.demo import ensure_demo_dataset, synthesize_ct_slice, write_demo_dataset
 from pipeline.data.demo_dicom import (
     ensure_demo_study,
@@ -10,19 +10,24 @@ from pipeline.data.demo_dicom import (
     write_demo_study,
 )
 from pipeline.data.preflight import DatasetCheckError, DatasetReport, Finding, check_dataset, preflight
+from pipeline.data.recipes import RECIPES, Recipe, prepare_dataset
 
 __all__ = [
     "DATALIST_NAMES",
     "IMAGE_SUFFIXES",
+    "RECIPES",
     "DatasetCheckError",
     "DatasetReport",
     "Finding",
+    "Recipe",
+    "assign_folds",
     "check_dataset",
     "ensure_demo_dataset",
     "ensure_demo_study",
     "is_complete_demo_study",
     "load_datalist",
     "preflight",
+    "prepare_dataset",
     "split_datalist",
     "synthesize_ct_slice",
     "synthesize_ct_volume",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATALIST_NAMES", "IMAGE_SUFFIXES", "load_datalist", "split_datalist"]
+__all__ = ["DATALIST_NAMES", "IMAGE_SUFFIXES", "assign_folds", "load_datalist", "split_datalist"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,33 +167,90 @@ def load_datalist(dataset_dir: str | Path) -> list[dict]:
     return items
 
 
-def split_datalist(items: Sequence[dict], val_fraction: float = 0.2, seed: int = 0) -> dict[str, list[dict]]:
-    """Split items into training and validation sets.
+def assign_folds(num_items: int, num_folds: int = 5, seed: int = 0) -> list[int]:
+    """Seeded k-fold assignment: a fold index for each of ``num_items`` items, fold sizes differing by at most one.
 
-    A split fixed by the source (``pairs.csv``'s ``split`` column, a datalist's ``validation`` section) is
-    honoured. Otherwise a seeded shuffle puts ``round(val_fraction * N)`` items (at least one) in validation, so the
-    same seed and data give the same split on any machine.
+    Args:
+        num_items: number of items.
+        num_folds: number of folds, at least 2 and at most ``num_items``. Default 5.
+        seed: seed of the shuffle; the same seed and count give the same folds on any machine. Default 0.
+
+    Returns:
+        ``folds[i]`` in ``range(num_folds)`` for item ``i``.
+
+    Raises:
+        ValueError: when ``num_folds`` is below 2 or above ``num_items``.
+    """
+    if not 2 <= num_folds <= num_items:
+        raise ValueError(f"num_folds must be between 2 and the number of items ({num_items}), got {num_folds}.")
+    order = np.random.default_rng(seed).permutation(num_items)
+    folds = [0] * num_items
+    for rank, index in enumerate(order):
+        folds[int(index)] = rank % num_folds
+    return folds
+
+
+def _fold_split(items: Sequence[dict], fold: int, num_folds: int, seed: int) -> dict[str, list[dict]]:
+    given = [item.get("fold") for item in items]
+    if all(f is None for f in given):
+        folds = assign_folds(len(items), num_folds, seed)
+    elif any(f is None for f in given):
+        missing = next(item for item in items if item.get("fold") is None)
+        raise ValueError(f"{missing.get('name')}: some items have a 'fold' and this one has none; give all or none.")
+    else:
+        folds = [int(f) for f in given]
+        num_folds = max(folds) + 1
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in 0..{num_folds - 1} ({num_folds} folds), got {fold}.")
+    return {
+        TRAIN: [item for item, f in zip(items, folds, strict=True) if f != fold],
+        VAL: [item for item, f in zip(items, folds, strict=True) if f == fold],
+    }
+
+
+def split_datalist(
+    items: Sequence[dict],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    fold: int | None = None,
+    num_folds: int = 5,
+) -> dict[str, list[dict]]:
+    """Split items into training and validation sets, by the source's split or by cross-validation fold.
+
+    Without ``fold``, a split fixed by the source (``pairs.csv``'s ``split`` column, a datalist's ``validation``
+    section or ``split`` keys) is honoured; a seeded shuffle puts ``round(val_fraction * N)`` of the other items (at
+    least one) in validation, so the same seed and data give the same split on any machine.
+
+    With ``fold``, every item takes part in k-fold cross-validation and the fixed split is ignored: fold ``fold``
+    validates and the others train. Items carry their fold as a ``"fold"`` key when a dataset recipe wrote the
+    datalist (``datasets/prepare.py``); otherwise :func:`assign_folds` assigns ``num_folds`` folds with ``seed``.
 
     Args:
         items: the output of :func:`load_datalist`.
         val_fraction: share of unsplit items that go to validation, in (0, 1). Default 0.2.
         seed: seed of the shuffle. Default 0.
+        fold: the validation fold for cross-validation, or ``None``. Default ``None``.
+        num_folds: number of folds when the items carry none. Default 5.
 
     Returns:
         ``{"train": [...], "val": [...]}``.
 
     Raises:
-        ValueError: when ``val_fraction`` is outside (0, 1), or when either set would be empty.
+        ValueError: when ``val_fraction`` or ``fold`` is out of range, when only some items have a fold, or when
+            either set would be empty.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
-    fixed = {TRAIN: [i for i in items if i.get("split") == TRAIN], VAL: [i for i in items if i.get("split") == VAL]}
-    free = [i for i in items if not i.get("split")]
-    if free:
-        order = np.random.default_rng(seed).permutation(len(free))
-        n_val = 0 if fixed[VAL] else max(1, round(val_fraction * len(free)))
-        fixed[VAL] += [free[k] for k in sorted(order[:n_val])]
-        fixed[TRAIN] += [free[k] for k in sorted(order[n_val:])]
+    if fold is not None:
+        fixed = _fold_split(items, int(fold), num_folds, seed)
+    else:
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+        fixed = {TRAIN: [i for i in items if i.get("split") == TRAIN], VAL: [i for i in items if i.get("split") == VAL]}
+        free = [i for i in items if not i.get("split")]
+        if free:
+            order = np.random.default_rng(seed).permutation(len(free))
+            n_val = 0 if fixed[VAL] else max(1, round(val_fraction * len(free)))
+            fixed[VAL] += [free[k] for k in sorted(order[:n_val])]
+            fixed[TRAIN] += [free[k] for k in sorted(order[n_val:])]
     for name, subset in fixed.items():
         if not subset:
             raise ValueError(f"the {name} split is empty ({len(items)} items in all); add items or change the split.")

@@ -171,3 +171,31 @@ def test_training_is_deterministic(tiny_dataset, tmp_path):
         summaries.append(json.loads((tmp_path / run / "summary.json").read_text())["last"])
     for key in ("loss", "val_iou", "val_dice"):
         assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-5, abs=1e-6), key
+
+
+def test_fold_trains_on_the_other_folds(tiny_dataset, tmp_path):
+    """``--fold N`` validates on fold N of a seeded k-fold split of all items and writes under ``<output>/foldN``."""
+    parser = ConfigParser()
+    parser.read_config("bundles/unet/train.json")
+    parser.update({"dataset_dir": str(tiny_dataset), "fold": 1, "num_folds": 3})
+    splits = parser.get_parsed_content("splits")
+    assert parser.get_parsed_content("output_dir") == "outputs/unet/fold1"
+    names = [{item["name"] for item in splits[part]} for part in ("train", "val")]
+    assert len(names[1]) == 2 and len(names[0]) == 4 and not names[0] & names[1]
+    other = ConfigParser()
+    other.read_config("bundles/unet/train.json")
+    other.update({"dataset_dir": str(tiny_dataset), "fold": 2, "num_folds": 3})
+    assert not names[1] & {item["name"] for item in other.get_parsed_content("splits")["val"]}
+
+
+@pytest.mark.slow
+def test_cosine_schedule_saves_snapshots(tiny_dataset, tmp_path):
+    """The snapshot recipe: with ``--lr_schedule cosine`` a checkpoint is kept at the end of every cycle."""
+    workflow = _workflow("unet", tiny_dataset, tmp_path, epochs=4, lr_schedule="cosine", cosine_cycle=2)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    snapshots = sorted(p.name for p in (tmp_path / "models").glob("snapshot*.pt"))
+    assert snapshots == ["snapshot_model_epoch=2.pt", "snapshot_model_epoch=4.pt"]
+    for name in snapshots:
+        torch.load(tmp_path / "models" / name, map_location="cpu", weights_only=True)

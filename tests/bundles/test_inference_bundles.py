@@ -24,7 +24,7 @@ FROM_TRAIN = {
     "inference": {
         **{k: k for k in ("imports", "recipe", "recipes", "spatial_size", "modality", "window")},
         **{k: k for k in ("in_channels", "out_channels", "amp", "device", "image_transforms")},
-        **{k: k for k in ("keep_largest", "fill_holes", "mask_cleanup")},
+        **{k: k for k in ("keep_largest", "fill_holes", "mask_cleanup", "fold")},
         "train_output_dir": "output_dir",
         "image_resize": "validate#resize",
         "sliding_inferer": "validate#inferer",
@@ -33,7 +33,7 @@ FROM_TRAIN = {
         **{k: k for k in ("imports", "recipe", "recipes", "spatial_size", "val_fraction", "seed", "modality")},
         **{k: k for k in ("window", "in_channels", "out_channels", "num_workers", "amp", "device", "demo_dir")},
         **{k: k for k in ("dataset_dir", "datalist", "splits", "image_transforms", "prepare", "validate")},
-        **{k: k for k in ("keep_largest", "fill_holes", "mask_cleanup")},
+        **{k: k for k in ("keep_largest", "fill_holes", "mask_cleanup", "fold", "num_folds")},
         "train_output_dir": "output_dir",
         "sliding_inferer": "validate#inferer",
     },

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import load_datalist, split_datalist
+from pipeline.data import assign_folds, load_datalist, split_datalist
 
 
 def _touch(path: Path) -> None:
@@ -121,3 +121,40 @@ def test_split_bad_fraction(fraction):
 def test_split_refuses_empty_train():
     with pytest.raises(ValueError, match="train split is empty"):
         split_datalist([{"image": "a", "label": "a", "split": "val"}])
+
+
+@pytest.mark.parametrize("num_items, num_folds", [(10, 5), (11, 5), (7, 2), (3, 3)])
+def test_assign_folds_is_balanced_and_seeded(num_items, num_folds):
+    folds = assign_folds(num_items, num_folds, seed=4)
+    sizes = [folds.count(k) for k in range(num_folds)]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == num_items
+    assert folds == assign_folds(num_items, num_folds, seed=4)
+    assert num_items < 7 or folds != assign_folds(num_items, num_folds, seed=5)
+
+
+@pytest.mark.parametrize("num_items, num_folds", [(5, 1), (3, 4)])
+def test_assign_folds_bad_count(num_items, num_folds):
+    with pytest.raises(ValueError, match="num_folds"):
+        assign_folds(num_items, num_folds)
+
+
+def test_fold_split_covers_every_item_once():
+    items = [{"name": f"c{i}", "split": "val" if i < 2 else "train"} for i in range(10)]
+    vals = [split_datalist(items, fold=k, num_folds=5, seed=1)["val"] for k in range(5)]
+    assert sorted(i["name"] for v in vals for i in v) == sorted(i["name"] for i in items)  # fixed split ignored
+    first = split_datalist(items, fold=0, num_folds=5, seed=1)
+    assert not {i["name"] for i in first["val"]} & {i["name"] for i in first["train"]}
+
+
+def test_fold_split_uses_the_folds_in_the_items():
+    items = [{"name": f"c{i}", "fold": i % 3} for i in range(9)]
+    split = split_datalist(items, fold=2, num_folds=5)  # num_folds is ignored: the items carry 3 folds
+    assert [i["name"] for i in split["val"]] == ["c2", "c5", "c8"]
+    with pytest.raises(ValueError, match=r"fold must be in 0\.\.2"):
+        split_datalist(items, fold=3)
+
+
+def test_fold_split_refuses_partial_folds():
+    items = [{"name": "a", "fold": 0}, {"name": "b"}, {"name": "c", "fold": 1}]
+    with pytest.raises(ValueError, match="b: some items have a 'fold'"):
+        split_datalist(items, fold=0)

@@ -1,0 +1,249 @@
+"""Dataset recipes: turn a public dataset, as its publisher distributes it, into a checked datalist with k folds.
+
+The user downloads and unpacks the data; a recipe never downloads. Each recipe finds the image/mask pairs in the
+source layout, the pre-flight check (:func:`pipeline.data.preflight`) reads every pair, and a decathlon-style
+``datalist.json`` is written with a seeded fold for each case, which ``--fold N`` in the bundles picks up:
+
+* ``kaggle_lung``: Kaggle "Finding and Measuring Lungs in CT Data" (``2d_images/`` + ``2d_masks/``, int16 HU TIFF
+  slices with 0/255 masks), or the same files already in ``images/`` + ``masks/`` with an optional ``pairs.csv``
+  (``filename,split``) whose split is kept as the default train/val split;
+* ``kvasir``: Kvasir-SEG (``Kvasir-SEG/images`` + ``masks``) or HyperKvasir's ``segmented-images``: RGB JPEGs of
+  varying size with 3-channel JPEG masks that carry compression noise (binarised at 127 on load);
+* ``montgomery``: the Montgomery County chest X-ray set (``CXR_png/`` + ``ManualMask/leftMask`` and ``rightMask``):
+  the left and right lung masks are merged into one mask per image, written as PNG next to the datalist;
+* ``folder``: any folder of images and masks, with the mask file named like the image plus an optional suffix
+  (``a.png`` with ``a_mask.png``).
+
+Paths in the datalist are relative to its folder, so the datalist and (for Montgomery) the merged masks can sit
+anywhere, for example ``data/kvasir/datalist.json`` beside the source.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.datalist import IMAGE_SUFFIXES, _normalise_split, _stem, assign_folds
+from pipeline.data.preflight import preflight
+from pipeline.io import LoadSlice
+from pipeline.outputs import write_json, write_mask_png
+
+__all__ = ["RECIPES", "Recipe", "find_folder_pairs", "prepare_dataset"]
+
+logger = logging.getLogger(__name__)
+
+DATALIST_NAME = "datalist.json"
+
+
+def _slices(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES)
+    )
+
+
+def _first_dir(source: Path, candidates: Sequence[str], what: str) -> Path:
+    for name in candidates:
+        if (source / name).is_dir():
+            return source / name
+    raise ValueError(f"{source}: no {what} folder; expected one of {', '.join(candidates)}.")
+
+
+def find_folder_pairs(
+    image_dir: Path,
+    mask_dir: Path,
+    mask_suffix: str = "",
+) -> list[dict]:
+    """Pair ``image_dir/<stem>.<ext>`` with ``mask_dir/<stem><mask_suffix>.<ext>`` (the extensions may differ).
+
+    Images without a mask and masks without an image are kept with the partner set to ``None``, so that the
+    pre-flight check names them.
+
+    Args:
+        image_dir: folder of images.
+        mask_dir: folder of masks (may be the same folder when ``mask_suffix`` tells masks apart).
+        mask_suffix: what the mask's stem adds to the image's, e.g. ``"_mask"``.
+
+    Returns:
+        Items with ``"image"``, ``"label"`` and ``"name"``, sorted by name.
+    """
+    masks = {_stem(p): p for p in _slices(mask_dir) if _stem(p).endswith(mask_suffix)}
+    images = {
+        _stem(p): p for p in _slices(image_dir) if not (mask_suffix and image_dir == mask_dir and _stem(p) in masks)
+    }
+    by_image = {stem: masks.get(stem + mask_suffix) for stem in images}
+    paired = {m for m in by_image.values() if m is not None}
+    items = [
+        {"image": str(images[stem]), "label": str(mask) if mask else None, "name": images[stem].name}
+        for stem, mask in by_image.items()
+    ]
+    items += [{"image": None, "label": str(m), "name": m.name} for m in masks.values() if m not in paired]
+    return sorted(items, key=lambda item: item["name"])
+
+
+def _kaggle_lung(source: Path, out: Path) -> list[dict]:
+    image_dir = _first_dir(source, ("2d_images", "images"), "image")
+    mask_dir = _first_dir(source, ("2d_masks", "masks"), "mask")
+    items = find_folder_pairs(image_dir, mask_dir)
+    pairs_csv = source / "pairs.csv"
+    if pairs_csv.is_file():
+        with pairs_csv.open(newline="") as f:
+            splits = {
+                row["filename"]: _normalise_split(row.get("split") or "", f"{pairs_csv} line {i}")
+                for i, row in enumerate(csv.DictReader(f), start=2)
+            }
+        for item in items:
+            item["split"] = splits.get(item["name"], "")
+    return items
+
+
+def _kvasir(source: Path, out: Path) -> list[dict]:
+    for root in (source, source / "Kvasir-SEG", source / "segmented-images"):
+        if (root / "images").is_dir() and (root / "masks").is_dir():
+            return find_folder_pairs(root / "images", root / "masks")
+    raise ValueError(f"{source}: expected images/ and masks/ (Kvasir-SEG/ or segmented-images/ of HyperKvasir).")
+
+
+def _montgomery(source: Path, out: Path) -> list[dict]:
+    root = source / "MontgomerySet" if (source / "MontgomerySet").is_dir() else source
+    image_dir = _first_dir(root, ("CXR_png",), "image")
+    left_dir = _first_dir(root, ("ManualMask/leftMask",), "left-lung mask")
+    right_dir = _first_dir(root, ("ManualMask/rightMask",), "right-lung mask")
+    left, right = find_folder_pairs(image_dir, left_dir), {p.name: p for p in _slices(right_dir)}
+    loader = LoadSlice()
+    items = []
+    for item in left:
+        if item["image"] is None:  # a left mask without an image: let the pre-flight check name it
+            items.append(item)
+            continue
+        left_mask, right_mask = item["label"], right.get(Path(item["label"] or "").name)
+        if left_mask is None or right_mask is None:
+            side = "left" if left_mask is None else "right"
+            items.append({**item, "label": None, "name": item["name"] + f" (no {side}-lung mask)"})
+            continue
+        masks = [loader(path).numpy()[0] for path in (left_mask, right_mask)]
+        if masks[0].shape != masks[1].shape:
+            raise ValueError(
+                f"{Path(left_mask).name}: left mask {masks[0].shape} and right mask {masks[1].shape} differ in size."
+            )
+        merged = (masks[0] > 127) | (masks[1] > 127)
+        item["label"] = str(write_mask_png(merged, out / "masks" / (_stem(Path(item["image"])) + ".png")))
+        items.append(item)
+    return items
+
+
+def _folder(
+    source: Path, out: Path, image_dir: str = "images", mask_dir: str = "masks", mask_suffix: str = ""
+) -> list[dict]:
+    images, masks = source / image_dir, source / mask_dir
+    for folder in (images, masks):
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: not a folder (set image_dir / mask_dir to the folders of images and masks).")
+    return find_folder_pairs(images, masks, mask_suffix)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A dataset recipe.
+
+    Attributes:
+        name: what ``datasets/prepare.py`` calls it.
+        title: the dataset, in words.
+        find: ``(source, out, **options) -> items``: the pairs in the source layout (it may write files under
+            ``out``, as the Montgomery recipe writes merged masks).
+        overrides: the bundle settings this data needs (``--modality``, ``--in_channels``), written into the
+            datalist as a hint for the training command.
+    """
+
+    name: str
+    title: str
+    find: Callable[..., list[dict]]
+    overrides: dict[str, object]
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("kaggle_lung", 'Kaggle "Finding and Measuring Lungs in CT Data" (2D)', _kaggle_lung, {"modality": "CT"}),
+        Recipe("kvasir", "Kvasir-SEG / HyperKvasir segmented polyps", _kvasir, {"modality": "ES", "in_channels": 3}),
+        Recipe("montgomery", "Montgomery County chest X-rays (left + right lungs)", _montgomery, {"modality": "XR"}),
+        Recipe("folder", "any folder of images and masks", _folder, {}),
+    )
+}
+
+
+def _relative(path: str | None, root: Path) -> str | None:
+    return None if path is None else os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+
+
+def prepare_dataset(
+    recipe: str,
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    num_folds: int = 5,
+    seed: int = 0,
+    empty_masks: str = "warn",
+    **options: str,
+) -> Path:
+    """Find the pairs of a dataset, check every one of them, and write ``out/datalist.json`` with k seeded folds.
+
+    Args:
+        recipe: a key of :data:`RECIPES`.
+        source: the unpacked dataset as the publisher distributes it.
+        out: folder for ``datalist.json`` (and any files the recipe writes); created.
+        num_folds: folds for cross-validation. Default 5.
+        seed: seed of the fold assignment. Default 0.
+        empty_masks: the pre-flight check's policy for empty masks (``ignore``, ``warn``, ``error``).
+        options: recipe options (``folder``: ``image_dir``, ``mask_dir``, ``mask_suffix``).
+
+    Returns:
+        The path of the datalist.
+
+    Raises:
+        ValueError: an unknown recipe or option, or a source folder that does not follow the layout.
+        pipeline.data.DatasetCheckError: when the pre-flight check finds fatal problems (every one is listed).
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
+    source, out = Path(source), Path(out)
+    if not source.is_dir():
+        raise ValueError(f"source {source} is not a folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    accepted = set(inspect.signature(RECIPES[recipe].find).parameters) - {"source", "out"}
+    if set(options) - accepted:
+        raise ValueError(
+            f"recipe {recipe!r} does not take the options {sorted(set(options) - accepted)}; "
+            f"it takes {sorted(accepted) or 'none'}."
+        )
+    items = RECIPES[recipe].find(source, out, **options)
+    if not items:
+        raise ValueError(f"{source}: no images found for the {recipe} recipe.")
+    items = preflight(items, empty_masks=empty_masks)
+    folds = assign_folds(len(items), num_folds, seed)
+    entries = []
+    for item, fold in zip(items, folds, strict=True):
+        entry = {"image": _relative(item["image"], out), "label": _relative(item["label"], out), "fold": fold}
+        if item.get("split"):
+            entry["split"] = item["split"]
+        entries.append(entry)
+    counts = np.bincount(folds, minlength=num_folds).tolist()
+    datalist = {
+        "name": RECIPES[recipe].title,
+        "recipe": recipe,
+        "bundle_overrides": RECIPES[recipe].overrides,
+        "num_folds": num_folds,
+        "seed": seed,
+        "fold_sizes": counts,
+        "training": entries,
+    }
+    path = write_json(datalist, out / DATALIST_NAME)
+    logger.info("%s: %d cases in %d folds %s, written to %s", recipe, len(entries), num_folds, counts, path)
+    return path
