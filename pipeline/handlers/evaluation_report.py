@@ -8,7 +8,10 @@ matrix counts, and writes:
 - ``summary.json``: mean, standard deviation, median, minimum and maximum of each metric over the images, the
   engine's own aggregate metrics, the number of images and the weights file name;
 - ``cases.png``: image | ground truth | prediction for a sample of images spread over the Dice ranking, from the
-  worst to the best, so that both failure modes and typical results are visible.
+  worst to the best, so that both failure modes and typical results are visible;
+- with ``save_cases``, ``cases/<index>_image.png`` (the image as displayed), ``_label.png`` and ``_pred.png`` (0/255
+  masks) for every image, named by its row in ``per_image.csv`` so that a comparison of several models
+  (:mod:`pipeline.compare`) can draw them side by side without reading the dataset again.
 
 Metrics are whatever the evaluator computes: in the bundles they are computed after ``Invertd`` has mapped the
 prediction back to the image's native resolution.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ from ignite.engine import Engine, Events
 from monai.metrics import compute_confusion_matrix_metric
 
 from pipeline.io import LoadSlice
-from pipeline.outputs import atomic_output, write_json, write_side_by_side
+from pipeline.outputs import atomic_output, write_image_png, write_json, write_mask_png, write_side_by_side
 
 __all__ = ["EvaluationReport"]
 
@@ -65,6 +69,7 @@ class EvaluationReport:
         confusion_metrics: metric names the evaluator computes with MONAI's ``ConfusionMatrix`` handler, mapped to
             the confusion-matrix metric each one is (their per-image details are TP/FP/TN/FN counts).
         dice_metric: the evaluator metric that ranks the images for the figure.
+        save_cases: also write every image with its ground truth and prediction as PNGs under ``cases/``.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class EvaluationReport:
         window: tuple[float, float] | None = None,
         confusion_metrics: dict[str, str] | None = None,
         dice_metric: str = "val_dice",
+        save_cases: bool = False,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.dataset_dir = os.fspath(dataset_dir) if dataset_dir else None
@@ -90,6 +96,8 @@ class EvaluationReport:
             "val_accuracy": "accuracy",
         }
         self.dice_metric = dice_metric
+        self.save_cases = save_cases
+        self._start = 0.0
         self._files: list[str] = []
         self._masks: list[tuple[tuple[int, int], np.ndarray, np.ndarray]] = []
 
@@ -101,6 +109,7 @@ class EvaluationReport:
 
     def _reset(self, engine: Engine) -> None:
         self._files, self._masks = [], []
+        self._start = time.perf_counter()
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output:
@@ -126,6 +135,7 @@ class EvaluationReport:
         return columns
 
     def _write(self, engine: Engine) -> None:
+        seconds = time.perf_counter() - self._start  # loading, preprocessing, inference, postprocessing, metrics
         self.output_dir.mkdir(parents=True, exist_ok=True)
         names = [_case_name(f, self.dataset_dir) for f in self._files]
         columns = self._per_image(engine)
@@ -143,6 +153,7 @@ class EvaluationReport:
             "model": self.run_name,
             "weights": self.weights_name,
             "num_images": len(names),
+            "seconds_per_image": seconds / max(len(names), 1),
             "resolution": "native (metrics computed on each image's own pixel grid)",
             "metrics": {k.removeprefix("val_"): float(v) for k, v in engine.state.metrics.items()},
             "per_image_statistics": {
@@ -158,6 +169,9 @@ class EvaluationReport:
             },
             "outputs": ["per_image.csv", "summary.json"],
         }
+        if self.save_cases:
+            self._write_cases()
+            summary["outputs"].append("cases/")
         figure = self._write_figure(names, columns)
         if figure is not None:
             summary["outputs"].append(figure.name)
@@ -166,6 +180,20 @@ class EvaluationReport:
         logger.info(
             "evaluation of %s on %d images: %s; written to %s", self.run_name, len(names), shown, self.output_dir
         )
+
+    def _unpack(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        shape, pred, label = self._masks[i]
+        size = shape[0] * shape[1]
+        return np.unpackbits(label)[:size].reshape(shape), np.unpackbits(pred)[:size].reshape(shape)
+
+    def _write_cases(self) -> None:
+        loader = LoadSlice()
+        for i, filename in enumerate(self._files):
+            label, pred = self._unpack(i)
+            stem = self.output_dir / "cases" / f"{i:04d}"
+            write_image_png(loader(filename).numpy().mean(axis=0), f"{stem}_image.png", window=self.window)
+            write_mask_png(label, f"{stem}_label.png")
+            write_mask_png(pred, f"{stem}_pred.png")
 
     def _write_figure(self, names: list[str], columns: dict[str, np.ndarray]) -> Path | None:
         dice_key = self.dice_metric.removeprefix("val_")
@@ -176,15 +204,13 @@ class EvaluationReport:
         loader = LoadSlice()
         cases = []
         for i in _sample_indices(order, self.num_figure_cases):
-            shape, pred, label = self._masks[i]
-            image = loader(self._files[i]).numpy()
-            size = shape[0] * shape[1]
+            label, pred = self._unpack(i)
             cases.append(
                 {
                     "name": names[i],
-                    "image": image.mean(axis=0),
-                    "label": np.unpackbits(label)[:size].reshape(shape),
-                    "pred": np.unpackbits(pred)[:size].reshape(shape),
+                    "image": loader(self._files[i]).numpy().mean(axis=0),
+                    "label": label,
+                    "pred": pred,
                     **({"dice": float(dice[i])} if dice is not None else {}),
                 }
             )

@@ -163,6 +163,7 @@ class TrainingReport:
         best, last = self.best(), (self.history[-1] if self.history else {})
         stopped_early = engine.state.epoch < engine.state.max_epochs
         models = sorted(str(p) for p in (self.output_dir / "models").glob("*.pt"))
+        network = getattr(engine, "network", None)  # MONAI's SupervisedTrainer keeps its network
         logs = self.output_dir / "logs"
         summary = {
             "model": self.run_name,
@@ -170,6 +171,7 @@ class TrainingReport:
             "max_epochs": engine.state.max_epochs,
             "stopped_early": stopped_early,
             "wall_time_s": round(wall, 1),
+            "num_parameters": sum(p.numel() for p in network.parameters()) if network is not None else None,
             "key_metric": self.key_metric,
             "best": best,
             "last": last,

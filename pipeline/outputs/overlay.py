@@ -266,6 +266,20 @@ def write_overlay_png(
     return _save_png(overlay_outline(image2d, mask2d, window=window), path)
 
 
+def write_image_png(image2d: np.ndarray, path: str | os.PathLike, window: Sequence[float] | None = None) -> Path:
+    """Write a 2D image as an 8-bit grey PNG for display (see :func:`to_uint8`), atomically.
+
+    Args:
+        image2d: (H, W) image.
+        path: destination PNG.
+        window: display window; default the image's 1st-99th percentile.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    return _save_png(to_uint8(_check_2d(image2d, "image2d"), window), path)
+
+
 def write_mask_png(mask2d: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a 2D mask as an 8-bit PNG, 0 for background and 255 for foreground (non-zero), atomically.
 

@@ -74,6 +74,8 @@ def test_training_run(bundle, tiny_dataset, tmp_path):
 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["epochs_run"] == 2 and summary["model"] == bundle
+    network = workflow.parser.get_parsed_content("network_def")
+    assert summary["num_parameters"] == sum(p.numel() for p in network.parameters()) > 0
     for key in ("val_iou", "val_dice", "val_precision", "val_recall", "val_accuracy", "val_hd95"):
         assert key in summary["last"], key
     assert 0.0 <= summary["last"]["val_dice"] <= 1.0

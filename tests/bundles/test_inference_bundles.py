@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
+from PIL import Image
 
 from pipeline.data import write_demo_dataset
 from pipeline.data.demo_dicom import write_demo_study
@@ -141,6 +143,7 @@ def test_evaluate(unet_weights, tmp_path):
         spatial_size=[64, 64],
         device="cpu",
         num_workers=0,
+        save_cases=True,
     )
     workflow.initialize()
     workflow.run()
@@ -151,3 +154,12 @@ def test_evaluate(unet_weights, tmp_path):
     mean_dice = sum(float(r["dice"]) for r in rows) / 3
     assert summary["metrics"]["dice"] == pytest.approx(mean_dice, abs=1e-5)
     assert (tmp_path / "eval" / "cases.png").is_file()
+    assert summary["seconds_per_image"] > 0
+    # save_cases: every image with its masks, named by its row; the saved prediction is the one that was scored
+    for i, row in enumerate(rows):
+        image, label, pred = (
+            np.asarray(Image.open(tmp_path / "eval" / "cases" / f"{i:04d}_{part}.png"))
+            for part in ("image", "label", "pred")
+        )
+        assert image.shape == label.shape == pred.shape == (64, 64) and image.dtype == np.uint8
+        assert int((pred > 0).sum()) == int(row["pred_px"]) and int((label > 0).sum()) == int(row["label_px"])
