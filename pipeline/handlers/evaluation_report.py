@@ -6,7 +6,7 @@ matrix counts, and writes:
 
 - ``per_image.csv``: one row per image (name relative to the dataset folder, every metric, mask areas);
 - ``summary.json``: mean, standard deviation, median, minimum and maximum of each metric over the images, the
-  engine's own aggregate metrics, the number of images and the weights file name;
+  engine's own aggregate metrics, the number of images and the weights file name(s);
 - ``cases.png``: image | ground truth | prediction for a sample of images spread over the Dice ranking, from the
   worst to the best, so that both failure modes and typical results are visible;
 - with ``save_cases``, ``cases/<index>_image.png`` (the image as displayed), ``_label.png`` and ``_pred.png`` (0/255
@@ -23,6 +23,7 @@ import csv
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class EvaluationReport:
         output_dir: folder for the three files (created).
         dataset_dir: images are named relative to this folder (their file name otherwise).
         run_name: what the summary calls the model.
-        weights: the weights file evaluated; only its file name is written.
+        weights: the weights file evaluated, or the files of an ensemble; only file names are written.
         num_figure_cases: rows in ``cases.png`` (0: no figure).
         window: intensity window for the figure (e.g. the CT lung window); ``None``: 1st-99th percentile.
         confusion_metrics: metric names the evaluator computes with MONAI's ``ConfusionMatrix`` handler, mapped to
@@ -77,7 +78,7 @@ class EvaluationReport:
         output_dir: str | os.PathLike,
         dataset_dir: str | os.PathLike | None = None,
         run_name: str = "model",
-        weights: str | os.PathLike | None = None,
+        weights: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         num_figure_cases: int = 6,
         window: tuple[float, float] | None = None,
         confusion_metrics: dict[str, str] | None = None,
@@ -87,7 +88,11 @@ class EvaluationReport:
         self.output_dir = Path(output_dir)
         self.dataset_dir = os.fspath(dataset_dir) if dataset_dir else None
         self.run_name = run_name
-        self.weights_name = Path(weights).name if weights else None
+        if isinstance(weights, (str, os.PathLike)) or weights is None:
+            self.weights_name: str | list[str] | None = Path(weights).name if weights else None
+        else:
+            names = [Path(w).name for w in weights]
+            self.weights_name = names[0] if len(names) == 1 else names
         self.num_figure_cases = num_figure_cases
         self.window = tuple(window) if window is not None else None
         self.confusion_metrics = confusion_metrics or {

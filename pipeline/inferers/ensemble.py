@@ -9,6 +9,7 @@ applies (sigmoid, ``Invertd``, threshold) stays as it is.
 from __future__ import annotations
 
 import copy
+import glob
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -33,18 +34,29 @@ def load_ensemble(
 
     Args:
         network: the architecture (its own weights are not used).
-        checkpoints: weights files, e.g. the ``model.pt`` of each fold.
+        checkpoints: weights files, e.g. the ``model.pt`` of each fold; an entry with ``*`` or ``?`` is a glob
+            pattern, e.g. ``outputs/inception_unet/models/snapshot_*.pt`` for every cosine-annealing snapshot.
         device: where the copies go.
 
     Returns:
-        The loaded networks in ``checkpoints`` order, in eval mode.
+        The loaded networks in ``checkpoints`` order (a pattern's matches sorted by name), in eval mode.
 
     Raises:
-        ValueError: no checkpoint, or a file that does not fit the network (the message names the file).
+        ValueError: no checkpoint, a pattern that matches nothing, or a file that does not fit the network (the
+            message names the file).
     """
-    if not checkpoints:
+    paths: list[str | os.PathLike] = []
+    for entry in checkpoints:
+        if any(c in os.fspath(entry) for c in "*?"):
+            matches = sorted(glob.glob(os.fspath(entry)))
+            if not matches:
+                raise ValueError(f"checkpoint pattern {os.fspath(entry)!r} matches no file")
+            paths += matches
+        else:
+            paths.append(entry)
+    if not paths:
         raise ValueError("load_ensemble needs at least one weights file")
-    return [load_state_dict_file(copy.deepcopy(network), path).to(device).eval() for path in checkpoints]
+    return [load_state_dict_file(copy.deepcopy(network), path).to(device).eval() for path in paths]
 
 
 class EnsembleInferer(Inferer):

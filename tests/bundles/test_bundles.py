@@ -199,5 +199,21 @@ def test_cosine_schedule_saves_snapshots(tiny_dataset, tmp_path):
     workflow.finalize()
     snapshots = sorted(p.name for p in (tmp_path / "models").glob("snapshot*.pt"))
     assert snapshots == ["snapshot_model_epoch=2.pt", "snapshot_model_epoch=4.pt"]
-    for name in snapshots:
-        torch.load(tmp_path / "models" / name, map_location="cpu", weights_only=True)
+    # the snapshot ensemble: every snapshot, by pattern, averaged by evaluate.json
+    evaluation = ConfigWorkflow(
+        config_file="bundles/unet/evaluate.json",
+        workflow_type="infer",
+        run_id="evaluating",
+        logging_file=False,
+        dataset_dir=str(tiny_dataset),
+        checkpoints=[str(tmp_path / "models" / "snapshot_*.pt")],
+        output_dir=str(tmp_path / "eval"),
+        spatial_size=[SIZES["unet"]] * 2,
+        device="cpu",
+        num_workers=0,
+    )
+    evaluation.initialize()
+    assert len(evaluation.parser.get_parsed_content("networks")) == 2
+    evaluation.run()
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["num_images"] == 2 and summary["weights"] == "snapshot_*.pt"

@@ -81,6 +81,12 @@ def test_load_ensemble(tmp_path):
         load_ensemble(nn.Conv2d(1, 1, 3, padding=1), [paths[0], tmp_path / "other.pt"])
     with pytest.raises(ValueError, match="at least one"):
         load_ensemble(nn.Conv2d(1, 1, 3), [])
+    # a glob pattern, as for cosine-annealing snapshots: every match, sorted by name
+    by_pattern = load_ensemble(nn.Conv2d(1, 1, 3, padding=1), [str(tmp_path / "fold?.pt")])
+    assert len(by_pattern) == 2
+    torch.testing.assert_close(by_pattern[1].weight, nets[1].weight)
+    with pytest.raises(ValueError, match=r"snapshot_\*\.pt' matches no file"):
+        load_ensemble(nn.Conv2d(1, 1, 3), [str(tmp_path / "snapshot_*.pt")])
 
 
 @pytest.mark.parametrize("config", ["bundles/unet/inference.json", "bundles/unet/evaluate.json"])
