@@ -24,8 +24,19 @@ __all__ = ["PLAIN", "RESERVED_ARGS", "RunResult", "default_variants", "run_bundl
 logger = logging.getLogger("pipeline.compare")
 
 PLAIN = "plain"
-RESERVED_ARGS = ("--config_file", "--dataset_dir", "--output_dir", "--checkpoint", "--checkpoints", "--save_cases")
-"""Arguments the comparison sets itself; forwarding them would make runs disagree with the report."""
+RESERVED_ARGS = (
+    "--config_file",
+    "--dataset_dir",
+    "--output_dir",
+    "--checkpoint",
+    "--checkpoints",
+    "--save_cases",
+    "--flip_tta",
+    "--fill_holes",
+    "--keep_largest",
+)
+"""Arguments the comparison sets itself (paths, and the evaluation variants); forwarding them would make runs disagree
+with the report."""
 
 _COMMAND_FILE = "command.json"
 

@@ -62,9 +62,14 @@ def test_holm(p, expected):
     assert holm(p) == pytest.approx(expected, nan_ok=True)
 
 
-def test_reserved_args_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="--output_dir is set by the comparison"):
-        run_bundle("unet", "datasets/demo_ct", tmp_path, ["--output_dir", "x"])
+@pytest.mark.parametrize(
+    "args", [["--output_dir", "x"], ["--flip_tta=true"], ["--epochs", "2", "--fill_holes", "true"]]
+)
+def test_reserved_args_are_refused(tmp_path, args):
+    name = next(a for a in args if a.startswith("--") and a != "--epochs").split("=")[0]
+    with pytest.raises(ValueError, match=f"{name} is set by the comparison"):
+        run_bundle("unet", "datasets/demo_ct", tmp_path, args)
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
