@@ -24,7 +24,7 @@ import csv
 import inspect
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from pipeline.data.datalist import IMAGE_SUFFIXES, _normalise_split, _stem, assi
 from pipeline.data.preflight import preflight
 from pipeline.io import LoadSlice
 from pipeline.outputs import write_json, write_mask_png
+from pipeline.transforms import BinarizeMask
 
 __all__ = ["RECIPES", "Recipe", "find_folder_pairs", "prepare_dataset"]
 
@@ -57,6 +58,15 @@ def _first_dir(source: Path, candidates: Sequence[str], what: str) -> Path:
     raise ValueError(f"{source}: no {what} folder; expected one of {', '.join(candidates)}.")
 
 
+def _by_stem(paths: Iterable[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in paths:
+        if _stem(path) in found:
+            raise ValueError(f"{path.parent}: {found[_stem(path)].name} and {path.name} have the same name; keep one.")
+        found[_stem(path)] = path
+    return found
+
+
 def find_folder_pairs(
     image_dir: Path,
     mask_dir: Path,
@@ -65,7 +75,7 @@ def find_folder_pairs(
     """Pair ``image_dir/<stem>.<ext>`` with ``mask_dir/<stem><mask_suffix>.<ext>`` (the extensions may differ).
 
     Images without a mask and masks without an image are kept with the partner set to ``None``, so that the
-    pre-flight check names them.
+    pre-flight check names them. With ``mask_suffix``, files in ``mask_dir`` without it are left out with a warning.
 
     Args:
         image_dir: folder of images.
@@ -74,11 +84,24 @@ def find_folder_pairs(
 
     Returns:
         Items with ``"image"``, ``"label"`` and ``"name"``, sorted by name.
+
+    Raises:
+        ValueError: when two files in one folder have the same name but for the suffix (``a.png`` and ``a.tif``).
     """
-    masks = {_stem(p): p for p in _slices(mask_dir) if _stem(p).endswith(mask_suffix)}
-    images = {
-        _stem(p): p for p in _slices(image_dir) if not (mask_suffix and image_dir == mask_dir and _stem(p) in masks)
-    }
+    masks = _by_stem(p for p in _slices(mask_dir) if _stem(p).endswith(mask_suffix))
+    images = _by_stem(
+        p for p in _slices(image_dir) if not (mask_suffix and image_dir == mask_dir and _stem(p) in masks)
+    )
+    if mask_suffix and image_dir != mask_dir:
+        ignored = [p.name for p in _slices(mask_dir) if not _stem(p).endswith(mask_suffix)]
+        if ignored:
+            logger.warning(
+                "%s: %d file(s) without the suffix %r are not used, e.g. %s",
+                mask_dir,
+                len(ignored),
+                mask_suffix,
+                ignored[0],
+            )
     by_image = {stem: masks.get(stem + mask_suffix) for stem in images}
     paired = {m for m in by_image.values() if m is not None}
     items = [
@@ -89,60 +112,63 @@ def find_folder_pairs(
     return sorted(items, key=lambda item: item["name"])
 
 
-def _kaggle_lung(source: Path, out: Path) -> list[dict]:
+def _kaggle_lung(source: Path) -> list[dict]:
     image_dir = _first_dir(source, ("2d_images", "images"), "image")
     mask_dir = _first_dir(source, ("2d_masks", "masks"), "mask")
     items = find_folder_pairs(image_dir, mask_dir)
     pairs_csv = source / "pairs.csv"
     if pairs_csv.is_file():
         with pairs_csv.open(newline="") as f:
-            splits = {
-                row["filename"]: _normalise_split(row.get("split") or "", f"{pairs_csv} line {i}")
-                for i, row in enumerate(csv.DictReader(f), start=2)
-            }
+            rows = list(csv.DictReader(f))
+        if rows and not ({"filename"} <= rows[0].keys() or {"image"} <= rows[0].keys()):
+            raise ValueError(f"{pairs_csv}: expected a 'filename' or an 'image' column, got {list(rows[0])}.")
+        splits = {
+            row.get("image") or row["filename"]: _normalise_split(row.get("split") or "", f"{pairs_csv} line {i}")
+            for i, row in enumerate(rows, start=2)
+        }
         for item in items:
             item["split"] = splits.get(item["name"], "")
     return items
 
 
-def _kvasir(source: Path, out: Path) -> list[dict]:
+def _kvasir(source: Path) -> list[dict]:
     for root in (source, source / "Kvasir-SEG", source / "segmented-images"):
         if (root / "images").is_dir() and (root / "masks").is_dir():
             return find_folder_pairs(root / "images", root / "masks")
     raise ValueError(f"{source}: expected images/ and masks/ (Kvasir-SEG/ or segmented-images/ of HyperKvasir).")
 
 
-def _montgomery(source: Path, out: Path) -> list[dict]:
+def _montgomery(source: Path) -> list[dict]:
     root = source / "MontgomerySet" if (source / "MontgomerySet").is_dir() else source
     image_dir = _first_dir(root, ("CXR_png",), "image")
-    left_dir = _first_dir(root, ("ManualMask/leftMask",), "left-lung mask")
-    right_dir = _first_dir(root, ("ManualMask/rightMask",), "right-lung mask")
-    left, right = find_folder_pairs(image_dir, left_dir), {p.name: p for p in _slices(right_dir)}
-    loader = LoadSlice()
-    items = []
-    for item in left:
-        if item["image"] is None:  # a left mask without an image: let the pre-flight check name it
-            items.append(item)
-            continue
-        left_mask, right_mask = item["label"], right.get(Path(item["label"] or "").name)
-        if left_mask is None or right_mask is None:
-            side = "left" if left_mask is None else "right"
-            items.append({**item, "label": None, "name": item["name"] + f" (no {side}-lung mask)"})
-            continue
-        masks = [loader(path).numpy()[0] for path in (left_mask, right_mask)]
-        if masks[0].shape != masks[1].shape:
-            raise ValueError(
-                f"{Path(left_mask).name}: left mask {masks[0].shape} and right mask {masks[1].shape} differ in size."
-            )
-        merged = (masks[0] > 127) | (masks[1] > 127)
-        item["label"] = str(write_mask_png(merged, out / "masks" / (_stem(Path(item["image"])) + ".png")))
-        items.append(item)
+    mask_dirs = [_first_dir(root, (f"ManualMask/{side}Mask",), f"{side}-lung mask") for side in ("left", "right")]
+    images = _by_stem(_slices(image_dir))
+    # every image with both of its masks (a missing one is named by the pre-flight check), then masks without image
+    items = [
+        {"image": str(path), "labels": [str(folder / path.name) for folder in mask_dirs], "name": path.name}
+        for path in images.values()
+    ]
+    for folder in mask_dirs:
+        items += [{"image": None, "label": str(p), "name": p.name} for p in _slices(folder) if _stem(p) not in images]
     return items
 
 
-def _folder(
-    source: Path, out: Path, image_dir: str = "images", mask_dir: str = "masks", mask_suffix: str = ""
-) -> list[dict]:
+def _merge_masks(items: list[dict], out: Path) -> list[dict]:
+    """Replace each item's ``"labels"`` by one mask, their union, written to ``out/masks/<image stem>.png``."""
+    loader, binarize = LoadSlice(), BinarizeMask()
+    merged_items = []
+    for item in items:
+        if "labels" not in item:
+            merged_items.append(item)
+            continue
+        masks = [np.asarray(binarize(loader(path)))[0] > 0 for path in item["labels"]]
+        merged = np.logical_or.reduce(masks)
+        path = write_mask_png(merged, out / "masks" / (_stem(Path(item["image"])) + ".png"))
+        merged_items.append({k: v for k, v in item.items() if k != "labels"} | {"label": str(path)})
+    return merged_items
+
+
+def _folder(source: Path, image_dir: str = "images", mask_dir: str = "masks", mask_suffix: str = "") -> list[dict]:
     images, masks = source / image_dir, source / mask_dir
     for folder in (images, masks):
         if not folder.is_dir():
@@ -157,8 +183,9 @@ class Recipe:
     Attributes:
         name: what ``datasets/prepare.py`` calls it.
         title: the dataset, in words.
-        find: ``(source, out, **options) -> items``: the pairs in the source layout (it may write files under
-            ``out``, as the Montgomery recipe writes merged masks).
+        find: ``(source, **options) -> items``: the pairs in the source layout. An item may carry ``"labels"``
+            (several masks of one image, as Montgomery's left and right lungs) instead of ``"label"``; they are
+            checked one by one, then merged into one mask written next to the datalist.
         overrides: the bundle settings this data needs (``--modality``, ``--in_channels``), written into the
             datalist as a hint for the training command.
     """
@@ -181,7 +208,8 @@ RECIPES: dict[str, Recipe] = {
 
 
 def _relative(path: str | None, root: Path) -> str | None:
-    return None if path is None else os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    # resolved on both sides: a symlinked folder followed by ".." would otherwise point elsewhere
+    return None if path is None else os.path.relpath(os.path.realpath(path), os.path.realpath(root))
 
 
 def prepare_dataset(
@@ -216,17 +244,20 @@ def prepare_dataset(
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise ValueError(f"source {source} is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
-    accepted = set(inspect.signature(RECIPES[recipe].find).parameters) - {"source", "out"}
+    accepted = set(inspect.signature(RECIPES[recipe].find).parameters) - {"source"}
     if set(options) - accepted:
         raise ValueError(
             f"recipe {recipe!r} does not take the options {sorted(set(options) - accepted)}; "
             f"it takes {sorted(accepted) or 'none'}."
         )
-    items = RECIPES[recipe].find(source, out, **options)
+    items = RECIPES[recipe].find(source, **options)
     if not items:
         raise ValueError(f"{source}: no images found for the {recipe} recipe.")
-    items = preflight(items, empty_masks=empty_masks)
+    # the pre-flight check reads every source pair (each of an image's masks when several are merged) before
+    # anything is written
+    pairs = [{**item, "label": label} for item in items for label in item.get("labels", [item.get("label")])]
+    preflight(pairs, empty_masks=empty_masks)
+    items = _merge_masks(items, out)
     folds = assign_folds(len(items), num_folds, seed)
     entries = []
     for item, fold in zip(items, folds, strict=True):
@@ -244,6 +275,7 @@ def prepare_dataset(
         "fold_sizes": counts,
         "training": entries,
     }
+    out.mkdir(parents=True, exist_ok=True)
     path = write_json(datalist, out / DATALIST_NAME)
     logger.info("%s: %d cases in %d folds %s, written to %s", recipe, len(entries), num_folds, counts, path)
     return path

@@ -114,8 +114,11 @@ def test_folds_are_seeded(tmp_path):
     assert folds[0][0] == folds[0][1] and folds[0][0] != folds[1][0]
 
 
-def test_montgomery_merges_left_and_right(tmp_path):
+@pytest.mark.parametrize("mode", ["L", "1"])  # 0/255 grey masks as published, and 1-bit {0, 1} masks
+def test_montgomery_merges_left_and_right(tmp_path, mode):
     source = _montgomery(tmp_path / "MontgomerySet", n=3)
+    for mask in (source / "ManualMask").rglob("*.png"):
+        Image.open(mask).convert(mode).save(mask)
     path = prepare_dataset("montgomery", source, tmp_path / "out", num_folds=3)
     item = load_datalist(path)[0]
     mask = np.asarray(Image.open(item["label"]))
@@ -144,7 +147,13 @@ def _drop_one_mask(root: Path) -> str:
 def _drop_right_mask(root: Path) -> str:
     victim = sorted((root / "ManualMask" / "rightMask").iterdir())[0]
     victim.unlink()
-    return victim.name
+    return f"rightMask/{victim.name}"
+
+
+def _orphan_left_mask(root: Path) -> str:
+    victim = sorted((root / "CXR_png").iterdir())[-1]
+    victim.unlink()
+    return f"leftMask/{victim.name}"
 
 
 def _corrupt_image(root: Path) -> str:
@@ -159,6 +168,7 @@ def _corrupt_image(root: Path) -> str:
         ("kaggle_lung", lambda r: _kaggle(r, images="images", masks="masks"), _drop_one_mask),
         ("kvasir", _kvasir, _corrupt_image),
         ("montgomery", _montgomery, _drop_right_mask),
+        ("montgomery", _montgomery, _orphan_left_mask),
     ],
 )
 def test_bad_source_is_named(tmp_path, recipe, make, damage):
@@ -166,7 +176,37 @@ def test_bad_source_is_named(tmp_path, recipe, make, damage):
     victim = damage(source)
     with pytest.raises(DatasetCheckError, match=victim.replace(".", r"\.")):
         prepare_dataset(recipe, source, tmp_path / "out", num_folds=2)
-    assert not (tmp_path / "out" / "datalist.json").exists()
+    assert not (tmp_path / "out").exists()  # nothing is written, not even Montgomery's merged masks
+
+
+def test_same_name_twice_is_refused(tmp_path):
+    source = _kvasir(tmp_path / "source", n=2)
+    (source / "images" / "cju000x.png").write_bytes((source / "images" / "cju000x.jpg").read_bytes())
+    with pytest.raises(ValueError, match=r"cju000x\.jpg and cju000x\.png have the same name"):
+        prepare_dataset("kvasir", source, tmp_path / "out")
+
+
+def test_kaggle_pairs_csv_with_image_and_mask_columns(tmp_path):
+    source = _kaggle(tmp_path / "lung", images="images", masks="masks")
+    names = sorted(p.name for p in (source / "images").iterdir())
+    (source / "pairs.csv").write_text(
+        "image,mask,split\n" + "".join(f"{n},{n},train\n" for n in names[1:]) + f"{names[0]},{names[0]},val\n"
+    )
+    items = load_datalist(prepare_dataset("kaggle_lung", source, tmp_path / "out", num_folds=2))
+    assert [Path(i["image"]).name for i in split_datalist(items)["val"]] == names[:1]
+    (source / "pairs.csv").write_text("file,split\nx.tif,train\n")
+    with pytest.raises(ValueError, match="expected a 'filename' or an 'image' column"):
+        prepare_dataset("kaggle_lung", source, tmp_path / "out2", num_folds=2)
+
+
+def test_datalist_behind_a_symlink(tmp_path):
+    """Relative paths are computed on resolved folders, so a symlinked output folder still points at the files."""
+    source = _kvasir(tmp_path / "data" / "src", n=3)
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "out").symlink_to(tmp_path / "real" / "deep")
+    items = load_datalist(prepare_dataset("kvasir", source, tmp_path / "work" / "out" / "kvasir", num_folds=3))
+    assert all(Path(i["image"]).is_file() and Path(i["label"]).is_file() for i in items)
 
 
 @pytest.mark.parametrize(
