@@ -3,12 +3,14 @@
 Every bundle is trained with the command the README gives (``run training --config_file bundles/<b>/train.json``)
 and evaluated with ``run evaluating`` in a number of variants (plain, flip TTA, post-processing, both), so that a
 comparison is exactly what a user would get by hand. Each command runs in its own process with its log in the run
-folder; a run whose command has not changed since it last finished is reused, so an interrupted comparison
-resumes where it stopped. A failed run is logged with the tail of its log and the others go on.
+folder; a run whose command and inputs (data, configs, weights) have not changed since it last finished is reused,
+so an interrupted comparison resumes where it stopped. A failed run is logged with the tail of its log and the others
+go on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,9 +36,10 @@ RESERVED_ARGS = (
     "--flip_tta",
     "--fill_holes",
     "--keep_largest",
+    "--split",
 )
-"""Arguments the comparison sets itself (paths, and the evaluation variants); forwarding them would make runs disagree
-with the report."""
+"""Arguments the comparison sets itself (paths, the evaluated split and the evaluation variants); forwarding them
+would make runs disagree with the report."""
 
 _COMMAND_FILE = "command.json"
 
@@ -75,24 +78,45 @@ class RunResult:
 
 def _check_args(extra: Sequence[str]) -> None:
     for arg in extra:
-        if arg.split("=", 1)[0] in RESERVED_ARGS:
-            raise ValueError(
-                f"{arg.split('=', 1)[0]} is set by the comparison itself; leave it out of the bundle args."
-            )
+        if not arg.startswith("--"):
+            continue
+        name = "--" + arg[2:].split("=", 1)[0].replace("-", "_")  # fire reads --flip-tta as --flip_tta
+        if name in RESERVED_ARGS:
+            raise ValueError(f"{name} is set by the comparison itself; leave it out of the bundle args.")
 
 
-def _up_to_date(folder: Path, command: list[str]) -> bool:
+def _digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's listing (relative names, sizes, modification times)."""
+    sha = hashlib.sha256()
+    if path.is_file():
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+    elif path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+                stat = child.stat()
+                sha.update(f"{child.relative_to(path)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    else:
+        sha.update(b"missing")
+    return sha.hexdigest()
+
+
+def _up_to_date(folder: Path, record: dict) -> bool:
     try:
-        return json.loads((folder / _COMMAND_FILE).read_text()) == command and (folder / "summary.json").is_file()
+        recorded = json.loads((folder / _COMMAND_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    return recorded == record and (folder / "summary.json").is_file()
 
 
-def _execute(command: list[str], folder: Path, log_name: str, what: str) -> None:
-    """Run ``command`` with its output in ``folder/log_name``; record the command only once it has finished."""
-    if _up_to_date(folder, command):
+def _execute(command: list[str], inputs: Sequence[Path], folder: Path, log_name: str, what: str, force: bool) -> bool:
+    """Run ``command`` with its output in ``folder/log_name``, unless the same command already finished there on the
+    same inputs (the files and folders it reads: data, configs, weights). Returns whether it ran."""
+    record = {"command": command, "inputs": {str(p): _digest(p) for p in inputs}}
+    if not force and _up_to_date(folder, record):
         logger.info("%s: reusing the finished run in %s", what, folder)
-        return
+        return False
     folder.mkdir(parents=True, exist_ok=True)
     (folder / _COMMAND_FILE).unlink(missing_ok=True)
     (folder / "summary.json").unlink(missing_ok=True)
@@ -104,8 +128,9 @@ def _execute(command: list[str], folder: Path, log_name: str, what: str) -> None
     if result.returncode != 0 or not (folder / "summary.json").is_file():
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
         raise RuntimeError(f"{what} failed (exit code {result.returncode}); the end of {log}:\n{tail}")
-    (folder / _COMMAND_FILE).write_text(json.dumps(command, indent=1) + "\n")
+    (folder / _COMMAND_FILE).write_text(json.dumps(record, indent=1) + "\n")
     logger.info("%s: done in %.0f s", what, time.perf_counter() - start)
+    return True
 
 
 def run_bundle(
@@ -115,8 +140,13 @@ def run_bundle(
     bundle_args: Sequence[str] = (),
     variants: Mapping[str, Sequence[str]] | None = None,
     bundles_dir: str = "bundles",
+    force: bool = False,
 ) -> RunResult:
     """Train one bundle, then evaluate its best checkpoint in every variant.
+
+    A training or an evaluation is skipped when the same command finished in the same folder on the same inputs: the
+    dataset (a datalist file's bytes, or a folder's file names, sizes and times), the bundle's configs and, for an
+    evaluation, the weights file.
 
     Args:
         bundle: the bundle's folder name under ``bundles_dir``.
@@ -125,32 +155,33 @@ def run_bundle(
         bundle_args: further ``--key value`` arguments for every command (``--epochs 10``, ``--fold 0``, ...).
         variants: evaluation variants (see :func:`default_variants`).
         bundles_dir: where the bundles are, relative to the working directory (the repository root).
+        force: run everything again, even what finished before.
 
     Returns:
         The run's folders; ``error`` says what failed, if anything did.
+
+    Raises:
+        ValueError: when ``bundle_args`` holds an argument the comparison sets itself (:data:`RESERVED_ARGS`).
     """
     _check_args(bundle_args)
     variants = default_variants() if variants is None else variants
     run_dir = Path(output_dir) / "runs" / bundle
     result = RunResult(bundle, run_dir, {})
     base = [sys.executable, "-m", "monai.bundle", "run"]
-    config = Path(bundles_dir) / bundle
+    config, common = Path(bundles_dir) / bundle, Path(bundles_dir) / "common"
+    configs = [config / "train.json", *sorted(common.glob("*.json"))]
     try:
         train = [*base, "training", "--config_file", str(config / "train.json"), "--dataset_dir", dataset_dir]
-        _execute([*train, "--output_dir", str(run_dir), *bundle_args], run_dir, "train.log", f"{bundle} training")
+        command = [*train, "--output_dir", str(run_dir), *bundle_args]
+        _execute(command, [Path(dataset_dir), *configs], run_dir, "train.log", f"{bundle} training", force)
         checkpoint = run_dir / "models" / "model.pt"
+        inputs = [Path(dataset_dir), config / "evaluate.json", *configs, checkpoint]
+        evaluate = [*base, "evaluating", "--config_file", str(config / "evaluate.json"), "--dataset_dir", dataset_dir]
         for name, args in variants.items():
             folder = run_dir / f"eval_{name.replace('+', '_')}"
-            evaluate = [
-                *base,
-                "evaluating",
-                "--config_file",
-                str(config / "evaluate.json"),
-                "--dataset_dir",
-                dataset_dir,
-            ]
             command = [*evaluate, "--output_dir", str(folder), "--checkpoint", str(checkpoint), "--save_cases", "true"]
-            _execute([*command, *bundle_args, *args], folder, "evaluate.log", f"{bundle} evaluation ({name})")
+            what = f"{bundle} evaluation ({name})"
+            _execute([*command, *bundle_args, *args], inputs, folder, "evaluate.log", what, force)
             result.evaluations[name] = folder
     except RuntimeError as e:
         logger.error("%s", e)

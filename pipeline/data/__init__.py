@@ -1,6 +1,13 @@
 """Dataset intake: datalists, splits and folds, dataset recipes, the pre-flight check and the embedded demo data."""
 
-from pipeline.data.datalist import DATALIST_NAMES, IMAGE_SUFFIXES, assign_folds, load_datalist, split_datalist
+from pipeline.data.datalist import (
+    DATALIST_NAMES,
+    IMAGE_SUFFIXES,
+    assign_folds,
+    check_bundle_overrides,
+    load_datalist,
+    split_datalist,
+)
 from pipeline.data.demo import ensure_demo_dataset, synthesize_ct_slice, write_demo_dataset
 from pipeline.data.demo_dicom import (
     ensure_demo_study,
@@ -21,6 +28,7 @@ __all__ = [
     "Finding",
     "Recipe",
     "assign_folds",
+    "check_bundle_overrides",
     "check_dataset",
     "ensure_demo_dataset",
     "ensure_demo_study",

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATALIST_NAMES", "IMAGE_SUFFIXES", "assign_folds", "load_datalist", "split_datalist"]
+__all__ = [
+    "DATALIST_NAMES",
+    "IMAGE_SUFFIXES",
+    "assign_folds",
+    "check_bundle_overrides",
+    "load_datalist",
+    "split_datalist",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +172,38 @@ def load_datalist(dataset_dir: str | Path) -> list[dict]:
     if not items:
         raise ValueError(f"{path}: no image/mask pairs found (looked for {', '.join(IMAGE_SUFFIXES)} files).")
     return items
+
+
+def check_bundle_overrides(dataset_dir: str | Path, **settings: object) -> list[str]:
+    """Warn where a recipe's datalist asks for bundle settings (``bundle_overrides``) that the run does not use.
+
+    A Kvasir datalist asks for ``--modality ES --in_channels 3``; training on it with the CT defaults would run, on
+    windowed grey images, without any error. This makes the mismatch visible.
+
+    Args:
+        dataset_dir: the run's ``dataset_dir`` (only a datalist JSON, given or found in the folder, is looked at).
+        settings: the run's values, e.g. ``modality="CT", in_channels=1``.
+
+    Returns:
+        One message per mismatch (also logged as a warning); empty when none or when there is no datalist.
+    """
+    path = Path(dataset_dir)
+    if path.is_dir():
+        path = next((path / n for n in DATALIST_NAMES if (path / n).is_file()), path)
+    if not path.is_file():
+        return []
+    try:
+        wanted = json.loads(path.read_text()).get("bundle_overrides") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []  # load_datalist reports an unreadable datalist
+    messages = [
+        f"{path.name} asks for --{key} {value} but this run uses {settings[key]!r}"
+        for key, value in wanted.items()
+        if key in settings and settings[key] != value
+    ]
+    for message in messages:
+        logger.warning(message)
+    return messages
 
 
 def assign_folds(num_items: int, num_folds: int = 5, seed: int = 0) -> list[int]:

@@ -49,6 +49,18 @@ def _case_name(filename: str, dataset_dir: str | None) -> str:
     return os.path.basename(filename)
 
 
+def _weights_names(weights: str | os.PathLike | Sequence[str | os.PathLike] | None) -> str | list[str] | None:
+    """File names of the weights; where an ensemble's names repeat (``fold0/models/model.pt``, ``fold1/...``), the
+    last three path parts, which tell the members apart without the folders above them."""
+    if weights is None or isinstance(weights, (str, os.PathLike)):
+        return Path(weights).name if weights else None
+    paths = [Path(w) for w in weights]
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):
+        names = ["/".join(p.parts[-3:]) for p in paths]
+    return names[0] if len(names) == 1 else names
+
+
 def _sample_indices(order: np.ndarray, count: int) -> list[int]:
     """``count`` positions spread evenly over ``order`` (worst to best), always including both ends."""
     if count <= 0 or len(order) == 0:
@@ -64,7 +76,8 @@ class EvaluationReport:
         output_dir: folder for the three files (created).
         dataset_dir: images are named relative to this folder (their file name otherwise).
         run_name: what the summary calls the model.
-        weights: the weights file evaluated, or the files of an ensemble; only file names are written.
+        weights: the weights file evaluated, or the files of an ensemble; only file names (or, for ensemble
+            members that share a name, their last three path parts) are written.
         num_figure_cases: rows in ``cases.png`` (0: no figure).
         window: intensity window for the figure (e.g. the CT lung window); ``None``: 1st-99th percentile.
         confusion_metrics: metric names the evaluator computes with MONAI's ``ConfusionMatrix`` handler, mapped to
@@ -88,11 +101,7 @@ class EvaluationReport:
         self.output_dir = Path(output_dir)
         self.dataset_dir = os.fspath(dataset_dir) if dataset_dir else None
         self.run_name = run_name
-        if isinstance(weights, (str, os.PathLike)) or weights is None:
-            self.weights_name: str | list[str] | None = Path(weights).name if weights else None
-        else:
-            names = [Path(w).name for w in weights]
-            self.weights_name = names[0] if len(names) == 1 else names
+        self.weights_name = _weights_names(weights)
         self.num_figure_cases = num_figure_cases
         self.window = tuple(window) if window is not None else None
         self.confusion_metrics = confusion_metrics or {

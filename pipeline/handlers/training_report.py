@@ -93,6 +93,15 @@ class TrainingReport:
     def _started(self, engine: Engine) -> None:
         self._start = time.perf_counter()
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        earlier = sorted((self.output_dir / "models").glob("snapshot*.pt"))
+        if earlier:
+            logger.warning(
+                "%s already holds %d snapshot(s) from an earlier run (e.g. %s); a snapshot_*.pt ensemble would mix "
+                "runs: train into a fresh --output_dir",
+                self.output_dir / "models",
+                len(earlier),
+                earlier[0].name,
+            )
         logger.info(
             "training %s: %d training batches per epoch, up to %d epochs; outputs in %s",
             self.run_name,

@@ -27,6 +27,31 @@ FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,))
 _EPS = 1e-6
 
 
+def expand_checkpoints(checkpoints: Sequence[str | os.PathLike]) -> list[str]:
+    """The weights files of an ensemble: each entry as it is, or, when it holds ``*`` or ``?``, its glob matches.
+
+    Args:
+        checkpoints: paths and patterns, e.g. ``["outputs/inception_unet/models/snapshot_*.pt"]``.
+
+    Returns:
+        The paths, a pattern's matches sorted by name.
+
+    Raises:
+        ValueError: when a pattern matches no file.
+    """
+    paths: list[str] = []
+    for entry in checkpoints:
+        entry = os.fspath(entry)
+        if any(c in entry for c in "*?"):
+            matches = sorted(glob.glob(entry))
+            if not matches:
+                raise ValueError(f"checkpoint pattern {entry!r} matches no file")
+            paths += matches
+        else:
+            paths.append(entry)
+    return paths
+
+
 def load_ensemble(
     network: nn.Module, checkpoints: Sequence[str | os.PathLike], device: str | torch.device = "cpu"
 ) -> list[nn.Module]:
@@ -45,15 +70,7 @@ def load_ensemble(
         ValueError: no checkpoint, a pattern that matches nothing, or a file that does not fit the network (the
             message names the file).
     """
-    paths: list[str | os.PathLike] = []
-    for entry in checkpoints:
-        if any(c in os.fspath(entry) for c in "*?"):
-            matches = sorted(glob.glob(os.fspath(entry)))
-            if not matches:
-                raise ValueError(f"checkpoint pattern {os.fspath(entry)!r} matches no file")
-            paths += matches
-        else:
-            paths.append(entry)
+    paths = expand_checkpoints(checkpoints)
     if not paths:
         raise ValueError("load_ensemble needs at least one weights file")
     return [load_state_dict_file(copy.deepcopy(network), path).to(device).eval() for path in paths]

@@ -216,4 +216,4 @@ def test_cosine_schedule_saves_snapshots(tiny_dataset, tmp_path):
     assert len(evaluation.parser.get_parsed_content("networks")) == 2
     evaluation.run()
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    assert summary["num_images"] == 2 and summary["weights"] == "snapshot_*.pt"
+    assert summary["num_images"] == 2 and summary["weights"] == snapshots

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from pipeline.compare import holm, paired_test, run_bundle
 from pipeline.compare.__main__ import main
+from pipeline.compare.runs import _execute
 from pipeline.data import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +72,23 @@ def test_reserved_args_are_refused(tmp_path, args):
     with pytest.raises(ValueError, match=f"{name} is set by the comparison"):
         run_bundle("unet", "datasets/demo_ct", tmp_path, args)
     assert not (tmp_path / "runs").exists()
+
+
+def test_finished_runs_are_reused_only_on_the_same_inputs(tmp_path):
+    """A real (tiny) command: reused while command and inputs match; run again when an input changes or on force."""
+    data = tmp_path / "datalist.json"
+    data.write_text("{}")
+    folder = tmp_path / "run"
+    command = [sys.executable, "-c", f"open({str(folder / 'summary.json')!r}, 'w').write('{{}}')"]
+    ran = [_execute(command, [data], folder, "run.log", "tiny", force=False) for _ in range(2)]
+    data.write_text('{"training": []}')
+    ran.append(_execute(command, [data], folder, "run.log", "tiny", force=False))
+    ran.append(_execute(command, [data], folder, "run.log", "tiny", force=True))
+    assert ran == [True, False, True, True]
+    failing = [sys.executable, "-c", "raise SystemExit('no weights here')"]
+    with pytest.raises(RuntimeError, match=r"tiny failed \(exit code 1\)[\s\S]*no weights here"):
+        _execute(failing, [data], folder, "run.log", "tiny", force=False)
+    assert not (folder / "command.json").exists()  # a failed run is never taken as finished
 
 
 @pytest.mark.slow

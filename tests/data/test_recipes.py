@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data import DatasetCheckError, load_datalist, prepare_dataset, split_datalist
+from pipeline.data import DatasetCheckError, check_bundle_overrides, load_datalist, prepare_dataset, split_datalist
 from pipeline.io import LoadSlice
 
 REPO = Path(__file__).resolve().parents[2]
@@ -246,3 +246,16 @@ def test_real_samples(tmp_path, recipe, folder, count):
     path = prepare_dataset(recipe, SHARED / folder, tmp_path, num_folds=5, seed=0)
     items = load_datalist(path)
     assert len(items) == count and all(Path(i["image"]).is_file() and Path(i["label"]).is_file() for i in items)
+
+
+def test_bundle_overrides_are_checked(tmp_path, caplog):
+    path = prepare_dataset("kvasir", _kvasir(tmp_path / "source", n=2), tmp_path / "out", num_folds=2)
+    with caplog.at_level("WARNING"):
+        messages = check_bundle_overrides(path, modality="CT", in_channels=1)
+    assert messages == [
+        "datalist.json asks for --modality ES but this run uses 'CT'",
+        "datalist.json asks for --in_channels 3 but this run uses 1",
+    ]
+    assert "asks for --modality ES" in caplog.text
+    assert check_bundle_overrides(tmp_path / "out", modality="ES", in_channels=3) == []  # found in the folder
+    assert check_bundle_overrides(tmp_path / "source", modality="CT") == []  # no datalist: nothing to check
