@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--keep_largest", type=int, default=2, help="components kept by post-processing (default 2)")
     parser.add_argument("--num_disagreement_cases", type=int, default=4, help="cases in disagreement.png (default 4)")
     parser.add_argument("--bundles_dir", default="bundles", help="where the bundles are (default bundles)")
+    parser.add_argument("--force", action="store_true", help="train and evaluate again even what finished before")
     args, bundle_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
@@ -60,18 +61,21 @@ def main(argv: list[str] | None = None) -> Path:
     variants = {v: known[v] for v in args.variants}
     try:
         results = [
-            run_bundle(b, args.dataset_dir, args.output_dir, bundle_args, variants, args.bundles_dir)
+            run_bundle(b, args.dataset_dir, args.output_dir, bundle_args, variants, args.bundles_dir, args.force)
             for b in args.bundles
         ]
     except ValueError as e:
         parser.error(str(e))
-    report = write_report(
-        results,
-        args.output_dir,
-        dataset_dir=args.dataset_dir,
-        bundle_args=bundle_args,
-        num_disagreement_cases=args.num_disagreement_cases,
-    )
+    try:
+        report = write_report(
+            results,
+            args.output_dir,
+            dataset_dir=args.dataset_dir,
+            bundle_args=bundle_args,
+            num_disagreement_cases=args.num_disagreement_cases,
+        )
+    except ValueError as e:
+        parser.exit(1, f"error: {e}\n")
     print(f"Report: {report}")
     if any(r.error for r in results):
         sys.exit(1)
