@@ -106,7 +106,7 @@ def _stats(values: np.ndarray) -> dict[str, float]:
         return {"mean": math.nan, "std": math.nan, "median": math.nan, "n_finite": 0}
     return {
         "mean": float(finite.mean()),
-        "std": float(finite.std()),
+        "std": float(finite.std(ddof=1)) if finite.size > 1 else 0.0,  # sample standard deviation
         "median": float(np.median(finite)),
         "n_finite": int(finite.size),
     }
@@ -254,11 +254,11 @@ def _boxplot(models: list[_Model], path: Path, variant: str = PLAIN) -> Path:
     figure, ax = plt.subplots(figsize=(1.8 * len(models) + 2, 4.5))
     data = [m.scores[variant]["dice"][np.isfinite(m.scores[variant]["dice"])] for m in models]
     ax.boxplot(data, showmeans=True)
-    ax.set_xticks(range(1, len(models) + 1), [m.name for m in models])
+    ax.set_xticks(range(1, len(models) + 1), [f"{m.name}\n({len(d)} cases)" for m, d in zip(models, data, strict=True)])
     rng = np.random.default_rng(0)
     for k, values in enumerate(data, start=1):
         ax.scatter(k + rng.uniform(-0.12, 0.12, len(values)), values, s=10, alpha=0.5, color="black", zorder=3)
-    ax.set(title=f"per-case Dice ({len(data[0])} cases; box: quartiles, triangle: mean)", ylabel="Dice")
+    ax.set(title="per-case Dice (box: quartiles, triangle: mean)", ylabel="Dice")
     ax.grid(axis="y", alpha=0.3)
     return _save(figure, path)
 
@@ -356,11 +356,13 @@ def write_report(
         (output_dir / "report.md").write_text("\n".join(lines) + "\n")
         return output_dir / "report.md"
     reference = models[0].cases[PLAIN]
-    for m in models[1:]:
-        if m.cases[PLAIN] != reference:
-            raise ValueError(
-                f"{m.name} was evaluated on other cases than {models[0].name}; the split must be the same."
-            )
+    for m in models:
+        for variant, cases in m.cases.items():
+            if cases != reference:
+                raise ValueError(
+                    f"{m.name} ({variant}) was evaluated on other cases than {models[0].name} (plain); every "
+                    "evaluation must use the same split: run the comparison again with --force."
+                )
     variants = [v for v in models[0].scores if all(v in m.scores for m in models)]
 
     lines += [
@@ -368,6 +370,10 @@ def write_report(
         "back to the image grid before scoring). Cells: mean ± standard deviation (median) over the cases. "
         "Training time is the wall time of the training run; inference time is the evaluation's wall time per image "
         "(loading, preprocessing, sliding-window inference, resampling back, metrics), batch 1.",
+        "",
+        "The scores are optimistic for every model alike: each model's weights are those of the epoch with the best "
+        "IoU on these same validation cases, and early stopping watches them too. For figures to publish, evaluate "
+        "the chosen models on a held-out test set (`evaluate.json --dataset_dir <test data> --split all`).",
         "",
         "## Models (plain: no TTA, no post-processing)",
         "",
@@ -384,7 +390,8 @@ def write_report(
         "## Flip TTA and post-processing",
         "",
         "`tta`: probabilities averaged over the image and its flips; `post`: largest connected components kept and "
-        "holes filled. Differences are paired over the same cases.",
+        "holes filled. Differences are paired over the same cases; the p-values (Wilcoxon signed-rank, IoU against "
+        "the same model's plain variant) are not corrected for the number of tests.",
         "",
         *variant_lines,
         "",
