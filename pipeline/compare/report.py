@@ -268,9 +268,10 @@ def _variants_plot(models: list[_Model], variants: list[str], path: Path) -> Pat
     width = 0.8 / len(variants)
     for j, v in enumerate(variants):
         means = [np.nanmean(m.scores[v]["iou"]) if v in m.scores else np.nan for m in models]
-        ax.bar(np.arange(len(models)) + (j - (len(variants) - 1) / 2) * width, means, width, label=v)
+        bars = ax.bar(np.arange(len(models)) + (j - (len(variants) - 1) / 2) * width, means, width, label=v)
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
     finite = [np.nanmean(m.scores[v]["iou"]) for m in models for v in variants if v in m.scores]
-    ax.set_ylim(max(0.0, min(finite) - 0.05), min(1.0, max(finite) + 0.02))
+    ax.set_ylim(max(0.0, min(finite) - 0.05), min(1.0, max(finite) + 0.02) + 0.03)
     ax.set_xticks(range(len(models)), [m.name for m in models])
     ax.set(title="mean IoU: flip TTA and post-processing", ylabel="IoU")
     ax.legend(ncols=len(variants), fontsize="small")
