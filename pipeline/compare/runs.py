@@ -113,8 +113,11 @@ def _up_to_date(folder: Path, record: dict) -> bool:
 def _execute(command: list[str], inputs: Sequence[Path], folder: Path, log_name: str, what: str, force: bool) -> bool:
     """Run ``command`` with its output in ``folder/log_name``, unless the same command already finished there on the
     same inputs (the files and folders it reads: data, configs, weights). Returns whether it ran."""
-    record = {"command": command, "inputs": {str(p): _digest(p) for p in inputs}}
-    if not force and _up_to_date(folder, record):
+
+    def record() -> dict:
+        return {"command": command, "inputs": {str(p): _digest(p) for p in inputs}}
+
+    if not force and _up_to_date(folder, record()):
         logger.info("%s: reusing the finished run in %s", what, folder)
         return False
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +131,8 @@ def _execute(command: list[str], inputs: Sequence[Path], folder: Path, log_name:
     if result.returncode != 0 or not (folder / "summary.json").is_file():
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
         raise RuntimeError(f"{what} failed (exit code {result.returncode}); the end of {log}:\n{tail}")
-    (folder / _COMMAND_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    # digested after the run: a dataset the run generated (the demo data) counts as it is now
+    (folder / _COMMAND_FILE).write_text(json.dumps(record(), indent=1) + "\n")
     logger.info("%s: done in %.0f s", what, time.perf_counter() - start)
     return True
 

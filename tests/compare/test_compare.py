@@ -85,6 +85,11 @@ def test_finished_runs_are_reused_only_on_the_same_inputs(tmp_path):
     ran.append(_execute(command, [data], folder, "run.log", "tiny", force=False))
     ran.append(_execute(command, [data], folder, "run.log", "tiny", force=True))
     assert ran == [True, False, True, True]
+    # an input the command itself creates (the demo data on a first run) is recorded as the run left it
+    made = tmp_path / "made.txt"
+    creating = [sys.executable, "-c", f"open({str(made)!r}, 'w').write('x'); {command[2]}"]
+    ran = [_execute(creating, [made], tmp_path / "run2", "run.log", "tiny", force=False) for _ in range(2)]
+    assert ran == [True, False]
     failing = [sys.executable, "-c", "raise SystemExit('no weights here')"]
     with pytest.raises(RuntimeError, match=r"tiny failed \(exit code 1\)[\s\S]*no weights here"):
         _execute(failing, [data], folder, "run.log", "tiny", force=False)
