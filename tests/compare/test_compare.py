@@ -87,8 +87,9 @@ def test_finished_runs_are_reused_only_on_the_same_inputs(tmp_path):
     assert ran == [True, False, True, True]
     # an input the command itself creates (the demo data on a first run) is recorded as the run left it
     made = tmp_path / "made.txt"
-    creating = [sys.executable, "-c", f"open({str(made)!r}, 'w').write('x'); {command[2]}"]
-    ran = [_execute(creating, [made], tmp_path / "run2", "run.log", "tiny", force=False) for _ in range(2)]
+    summary = tmp_path / "run2" / "summary.json"
+    creating = [sys.executable, "-c", f"open({str(made)!r}, 'w').write('x'); open({str(summary)!r}, 'w').write('{{}}')"]
+    ran = [_execute(creating, [made], summary.parent, "run.log", "tiny", force=False) for _ in range(2)]
     assert ran == [True, False]
     failing = [sys.executable, "-c", "raise SystemExit('no weights here')"]
     with pytest.raises(RuntimeError, match=r"tiny failed \(exit code 1\)[\s\S]*no weights here"):
