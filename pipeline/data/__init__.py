@@ -5,6 +5,7 @@ from pipeline.data.datalist import (
     IMAGE_SUFFIXES,
     assign_folds,
     check_bundle_overrides,
+    find_folder_pairs,
     load_datalist,
     split_datalist,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "check_dataset",
     "ensure_demo_dataset",
     "ensure_demo_study",
+    "find_folder_pairs",
     "is_complete_demo_study",
     "load_datalist",
     "preflight",

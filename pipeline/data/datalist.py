@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,64 @@ def _stem(path: Path) -> str:
 
 def _is_slice(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _slices(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if _is_slice(p))
+
+
+def _by_stem(paths: Iterable[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in paths:
+        if _stem(path) in found:
+            raise ValueError(f"{path.parent}: {found[_stem(path)].name} and {path.name} have the same name; keep one.")
+        found[_stem(path)] = path
+    return found
+
+
+def find_folder_pairs(
+    image_dir: Path,
+    mask_dir: Path,
+    mask_suffix: str = "",
+) -> list[dict]:
+    """Pair ``image_dir/<stem>.<ext>`` with ``mask_dir/<stem><mask_suffix>.<ext>`` (the extensions may differ).
+
+    Images without a mask and masks without an image are kept with the partner set to ``None``, so that the
+    pre-flight check names them. With ``mask_suffix``, files in ``mask_dir`` without it are left out with a warning.
+
+    Args:
+        image_dir: folder of images.
+        mask_dir: folder of masks (may be the same folder when ``mask_suffix`` tells masks apart).
+        mask_suffix: what the mask's stem adds to the image's, e.g. ``"_mask"``.
+
+    Returns:
+        Items with ``"image"``, ``"label"`` and ``"name"``, sorted by name without suffix.
+
+    Raises:
+        ValueError: when two files in one folder have the same name but for the suffix (``a.png`` and ``a.tif``).
+    """
+    masks = _by_stem(p for p in _slices(mask_dir) if _stem(p).endswith(mask_suffix))
+    images = _by_stem(
+        p for p in _slices(image_dir) if not (mask_suffix and image_dir == mask_dir and _stem(p) in masks)
+    )
+    if mask_suffix and image_dir != mask_dir:
+        ignored = [p.name for p in _slices(mask_dir) if not _stem(p).endswith(mask_suffix)]
+        if ignored:
+            logger.warning(
+                "%s: %d file(s) without the suffix %r are not used, e.g. %s",
+                mask_dir,
+                len(ignored),
+                mask_suffix,
+                ignored[0],
+            )
+    by_image = {stem: masks.get(stem + mask_suffix) for stem in images}
+    paired = {m for m in by_image.values() if m is not None}
+    items = [
+        {"image": str(images[stem]), "label": str(mask) if mask else None, "name": images[stem].name}
+        for stem, mask in by_image.items()
+    ]
+    items += [{"image": None, "label": str(m), "name": m.name} for m in masks.values() if m not in paired]
+    return sorted(items, key=lambda item: _stem(Path(item["name"])))
 
 
 def _normalise_split(value: str, where: str) -> str:
@@ -104,8 +162,6 @@ def _from_folder(root: Path) -> list[dict]:
             f"{root}: expected 'images/' and 'masks/' folders with matching file names, or a datalist JSON "
             f"({' or '.join(DATALIST_NAMES)})."
         )
-    images = {_stem(p): p for p in sorted(image_dir.iterdir()) if _is_slice(p)}
-    masks = {_stem(p): p for p in sorted(mask_dir.iterdir()) if _is_slice(p)}
     pairs_csv = root / "pairs.csv"
     if pairs_csv.is_file():
         items = []
@@ -122,27 +178,16 @@ def _from_folder(root: Path) -> list[dict]:
                 }
             )
         listed = {_stem(Path(item["name"])) for item in items}
-        unlisted = sorted(set(images) - listed)
+        unlisted = [p for p in _slices(image_dir) if _stem(p) not in listed]
         if unlisted:
             logger.warning(
                 "%s: %d image(s) not listed in pairs.csv are not used, e.g. %s",
                 pairs_csv.name,
                 len(unlisted),
-                images[unlisted[0]].name,
+                unlisted[0].name,
             )
         return items
-    items = []
-    for stem in sorted(set(images) | set(masks)):
-        image, mask = images.get(stem), masks.get(stem)
-        items.append(
-            {
-                "image": str(image) if image else None,
-                "label": str(mask) if mask else None,
-                "split": "",
-                "name": (image or mask).name,
-            }
-        )
-    return items
+    return [{**item, "split": ""} for item in find_folder_pairs(image_dir, mask_dir)]
 
 
 def load_datalist(dataset_dir: str | Path) -> list[dict]:
@@ -157,7 +202,8 @@ def load_datalist(dataset_dir: str | Path) -> list[dict]:
         ``"split"`` (``"train"``, ``"val"`` or ``""`` when the source does not fix it) and ``"name"``.
 
     Raises:
-        ValueError: when the folder or file does not exist or follows neither layout, naming the path.
+        ValueError: when the folder or file does not exist or follows neither layout, naming the path, or when two
+            files in ``images/`` (or ``masks/``) differ only in suffix.
     """
     path = Path(dataset_dir)
     if not path.exists():

@@ -24,31 +24,23 @@ import csv
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.datalist import IMAGE_SUFFIXES, _normalise_split, _stem, assign_folds
+from pipeline.data.datalist import _by_stem, _normalise_split, _slices, _stem, assign_folds, find_folder_pairs
 from pipeline.data.preflight import preflight
 from pipeline.io import LoadSlice
 from pipeline.outputs import write_json, write_mask_png
 from pipeline.transforms import BinarizeMask
 
-__all__ = ["RECIPES", "Recipe", "find_folder_pairs", "prepare_dataset"]
+__all__ = ["RECIPES", "Recipe", "prepare_dataset"]
 
 logger = logging.getLogger(__name__)
 
 DATALIST_NAME = "datalist.json"
-
-
-def _slices(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(IMAGE_SUFFIXES)
-    )
 
 
 def _first_dir(source: Path, candidates: Sequence[str], what: str) -> Path:
@@ -56,60 +48,6 @@ def _first_dir(source: Path, candidates: Sequence[str], what: str) -> Path:
         if (source / name).is_dir():
             return source / name
     raise ValueError(f"{source}: no {what} folder; expected one of {', '.join(candidates)}.")
-
-
-def _by_stem(paths: Iterable[Path]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in paths:
-        if _stem(path) in found:
-            raise ValueError(f"{path.parent}: {found[_stem(path)].name} and {path.name} have the same name; keep one.")
-        found[_stem(path)] = path
-    return found
-
-
-def find_folder_pairs(
-    image_dir: Path,
-    mask_dir: Path,
-    mask_suffix: str = "",
-) -> list[dict]:
-    """Pair ``image_dir/<stem>.<ext>`` with ``mask_dir/<stem><mask_suffix>.<ext>`` (the extensions may differ).
-
-    Images without a mask and masks without an image are kept with the partner set to ``None``, so that the
-    pre-flight check names them. With ``mask_suffix``, files in ``mask_dir`` without it are left out with a warning.
-
-    Args:
-        image_dir: folder of images.
-        mask_dir: folder of masks (may be the same folder when ``mask_suffix`` tells masks apart).
-        mask_suffix: what the mask's stem adds to the image's, e.g. ``"_mask"``.
-
-    Returns:
-        Items with ``"image"``, ``"label"`` and ``"name"``, sorted by name.
-
-    Raises:
-        ValueError: when two files in one folder have the same name but for the suffix (``a.png`` and ``a.tif``).
-    """
-    masks = _by_stem(p for p in _slices(mask_dir) if _stem(p).endswith(mask_suffix))
-    images = _by_stem(
-        p for p in _slices(image_dir) if not (mask_suffix and image_dir == mask_dir and _stem(p) in masks)
-    )
-    if mask_suffix and image_dir != mask_dir:
-        ignored = [p.name for p in _slices(mask_dir) if not _stem(p).endswith(mask_suffix)]
-        if ignored:
-            logger.warning(
-                "%s: %d file(s) without the suffix %r are not used, e.g. %s",
-                mask_dir,
-                len(ignored),
-                mask_suffix,
-                ignored[0],
-            )
-    by_image = {stem: masks.get(stem + mask_suffix) for stem in images}
-    paired = {m for m in by_image.values() if m is not None}
-    items = [
-        {"image": str(images[stem]), "label": str(mask) if mask else None, "name": images[stem].name}
-        for stem, mask in by_image.items()
-    ]
-    items += [{"image": None, "label": str(m), "name": m.name} for m in masks.values() if m not in paired]
-    return sorted(items, key=lambda item: item["name"])
 
 
 def _kaggle_lung(source: Path) -> list[dict]:
