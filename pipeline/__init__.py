@@ -6,6 +6,17 @@ Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$im
 
 __version__ = "0.1.0"
 
-from pipeline import data, handlers, inference, inferers, io, networks, outputs, transforms
+from pipeline import bundle, data, handlers, inference, inferers, io, networks, outputs, transforms
 
-__all__ = ["__version__", "data", "handlers", "inference", "inferers", "io", "networks", "outputs", "transforms"]
+__all__ = [
+    "__version__",
+    "bundle",
+    "data",
+    "handlers",
+    "inference",
+    "inferers",
+    "io",
+    "networks",
+    "outputs",
+    "transforms",
+]

@@ -172,14 +172,13 @@ def run_bundle(
     run_dir = Path(output_dir) / "runs" / bundle
     result = RunResult(bundle, run_dir, {})
     base = [sys.executable, "-m", "monai.bundle", "run"]
-    config, common = Path(bundles_dir) / bundle, Path(bundles_dir) / "common"
-    configs = [config / "train.json", *sorted(common.glob("*.json"))]
+    config = Path(bundles_dir) / bundle  # the generated configs hold all the wiring they run
     try:
         train = [*base, "training", "--config_file", str(config / "train.json"), "--dataset_dir", dataset_dir]
         command = [*train, "--output_dir", str(run_dir), *bundle_args]
-        _execute(command, [Path(dataset_dir), *configs], run_dir, "train.log", f"{bundle} training", force)
+        _execute(command, [Path(dataset_dir), config / "train.json"], run_dir, "train.log", f"{bundle} training", force)
         checkpoint = run_dir / "models" / "model.pt"
-        inputs = [Path(dataset_dir), config / "evaluate.json", *configs, checkpoint]
+        inputs = [Path(dataset_dir), config / "evaluate.json", checkpoint]
         evaluate = [*base, "evaluating", "--config_file", str(config / "evaluate.json"), "--dataset_dir", dataset_dir]
         for name, args in variants.items():
             folder = run_dir / f"eval_{name.replace('+', '_')}"

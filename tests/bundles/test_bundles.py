@@ -16,8 +16,6 @@ from pipeline.data import DatasetCheckError, write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = ["cenet", "aspp", "inception_unet", "unet"]
-COMMON = REPO / "bundles" / "common" / "train.json"
-MODEL_KEYS = {"model_name", "bundle_root", "network_def"}
 # The smallest size each network takes, to keep CPU runs short.
 SIZES = {"cenet": 192, "aspp": 64, "inception_unet": 64, "unet": 64}
 
@@ -111,17 +109,6 @@ def test_verify_net_in_out(bundle):
 def test_bundle_files(bundle):
     for name in ("train.json", "metadata.json", "logging.conf", "README.md"):
         assert (REPO / "bundles" / bundle / name).is_file(), name
-
-
-@pytest.mark.parametrize("bundle", BUNDLES)
-def test_bundles_share_wiring(bundle):
-    """Each bundle says only what differs about its model; everything else comes from bundles/common/train.json."""
-    common = json.loads(COMMON.read_text())
-    config = json.loads((REPO / "bundles" / bundle / "train.json").read_text())
-    assert set(config) - MODEL_KEYS == set(common)
-    for key in common:
-        assert config[key] == f"%bundles/common/train.json::{key}", key
-    assert config["model_name"] == bundle and config["bundle_root"] == f"bundles/{bundle}"
 
 
 @pytest.mark.parametrize(

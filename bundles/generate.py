@@ -1,0 +1,219 @@
+"""Write every bundle's train.json, evaluate.json and inference.json from the shared wiring and the bundle's model.json.
+
+MONAI applies command-line overrides, overlay files and ``--tracking`` to the config as written, before any macro is
+expanded, so a bundle config has to hold every object it runs under its own id. These files are therefore generated,
+self-contained, from sources where each fact is written once:
+
+    bundles/common/train.json      the training workflow, and the definitions evaluation and inference reuse
+    bundles/common/predict.json    weights (one checkpoint or an ensemble), flip TTA, mask clean-up: shared by
+                                   evaluation and inference
+    bundles/common/evaluate.json   the evaluation workflow
+    bundles/common/inference.json  the inference workflow
+    bundles/<name>/model.json      what differs about one model: model_name, network_def and any default of its own
+                                   (a key that the common files also set replaces their value)
+
+Each generated file is the bundle's model keys and ``bundle_root``, then, for evaluation and inference, the entries of
+``common/train.json`` that the workflow refers to (followed through their own references, under the same ids, such as
+``validate#inferer``), then the workflow's own files. Run from anywhere::
+
+    python bundles/generate.py           # rewrite the generated files
+    python bundles/generate.py --check   # exit 1, naming each stale file, when a generated file differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BUNDLES_DIR = Path(__file__).resolve().parent
+MODEL_FILE = "model.json"
+WORKFLOWS = {
+    "train": ["train.json"],
+    "evaluate": ["predict.json", "evaluate.json"],
+    "inference": ["predict.json", "inference.json"],
+}
+"""Generated file name (without ``.json``) -> its own files in ``common/``; ``train`` holds all of common/train.json."""
+ALWAYS = ("imports",)
+"""Entries of common/train.json every config carries although no reference names them (MONAI reads ``imports``)."""
+WIDTH = 120
+# MONAI's reference syntax (monai.bundle.ReferenceResolver): "@id#sub#sub", counted in "$" expressions or as a
+# whole string; "::" is the older separator.
+_REF = re.compile(r"@(\w*(?:(?:#|::)\w*)*)")
+
+
+class BundleSourceError(ValueError):
+    """A source file is inconsistent: a reference to nothing, or an id defined twice."""
+
+
+def _refs(value: Any) -> Iterator[str]:
+    """Every id that ``value`` refers to, as MONAI reads references: in expressions and in whole ``@id`` strings."""
+    if isinstance(value, str):
+        for match in _REF.finditer(value):
+            if value.startswith("$") or match.group(0) == value:
+                yield match.group(1).replace("::", "#")
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _refs(v)
+
+
+def _get(config: Any, path: list[str]) -> Any:
+    for key in path:
+        config = config[int(key)] if isinstance(config, list) else config[key]
+    return config
+
+
+def _has(config: Any, path: list[str]) -> bool:
+    try:
+        _get(config, path)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _addressable(config: dict, ref: str) -> list[str]:
+    """The part of ``ref`` to copy from ``config``: the id itself, or the list that holds it (indices must not move)."""
+    path = ref.split("#")
+    for depth in range(1, len(path)):
+        if isinstance(_get(config, path[:depth]), list):
+            return path[:depth]
+    return path
+
+
+def _select(config: dict, paths: list[list[str]]) -> dict:
+    """The entries of ``config`` at ``paths`` (and everything under them), nested as in ``config`` and in its order."""
+
+    def keep(node: dict, prefix: list[str]) -> dict:
+        out = {}
+        for key, value in node.items():
+            here = [*prefix, key]
+            if any(p == here for p in paths):
+                out[key] = value
+            elif any(p[: len(here)] == here for p in paths):
+                out[key] = keep(value, here)
+        return out
+
+    return keep(config, [])
+
+
+def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> dict:
+    """One bundle's generated config.
+
+    Args:
+        name: the bundle's folder name (``bundle_root`` is found from it).
+        model: the bundle's ``model.json``.
+        common: ``common/<file>.json`` contents by file name.
+        workflow: a key of :data:`WORKFLOWS`.
+
+    Returns:
+        The config, in the order it is written.
+
+    Raises:
+        BundleSourceError: for a reference that nothing defines, or an id that two of the workflow's files define.
+    """
+    defaults = {k: v for k, v in model.items() if k != "model_name"}
+    library = {k: defaults.get(k, v) for k, v in common["train.json"].items()}
+    own: dict = {}
+    for file in WORKFLOWS[workflow]:
+        if file == "train.json":
+            continue
+        for key, value in common[file].items():
+            if key in own:
+                raise BundleSourceError(f"common/{file} defines '{key}', which another file of {workflow} defines")
+            own[key] = defaults.get(key, value)
+    head = {
+        "_generated_": f"by bundles/generate.py from common/*.json and {name}/{MODEL_FILE}: edit those, then run it",
+        "model_name": model["model_name"],
+        "bundle_root": f"$pipeline.bundle.bundle_root('{name}')",
+    }
+    # the model's own entries; one that a common file also sets took that value's place above, in every config
+    head |= {k: v for k, v in defaults.items() if not any(k in c for c in common.values())}
+
+    if workflow == "train":
+        body = dict(library)
+    else:
+        defined = set(head) | set(own) | {"_meta_"}
+        wanted = [[key] for key in ALWAYS]
+        queue = [*_refs(head), *_refs(own)]
+        while queue:
+            ref = queue.pop(0)
+            if ref.split("#")[0] in defined:
+                continue
+            if not _has(library, ref.split("#")):
+                raise BundleSourceError(f"{workflow} of {name} refers to '@{ref}', which no source defines")
+            path = _addressable(library, ref)
+            if any(path[: len(w)] == w for w in wanted):
+                continue
+            wanted = [w for w in wanted if w[: len(path)] != path] + [path]
+            picked = _get(library, path)
+            shadowed = sorted({r for r in _refs(picked) if r.split("#")[0] in own})
+            if shadowed:
+                raise BundleSourceError(
+                    f"common/train.json's '{'#'.join(path)}' refers to {shadowed}, which {workflow} defines itself; "
+                    "rename one of them"
+                )
+            queue.extend(_refs(picked))
+        body = _select(library, wanted) | own
+    config = head | body
+    missing = sorted({r for r in _refs(config) if r.split("#")[0] != "_meta_" and not _has(config, r.split("#"))})
+    if missing:
+        raise BundleSourceError(f"{name}/{workflow}.json would refer to ids it does not define: {missing}")
+    return config
+
+
+def dumps(value: Any, indent: int = 0, used: int = 0) -> str:
+    """JSON with one entry per line where a value does not fit on the rest of its line (``WIDTH`` columns)."""
+    inline = json.dumps(value, ensure_ascii=False)
+    if not isinstance(value, (dict, list)) or not value or (indent and used + len(inline) <= WIDTH):
+        return inline
+    pad = " " * (indent + 4)
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(k)}: " for k in value]
+        lines = [p + dumps(v, indent + 4, len(p)) for p, v in zip(items, value.values(), strict=True)]
+        return "{\n" + ",\n".join(lines) + "\n" + " " * indent + "}"
+    lines = [pad + dumps(v, indent + 4, len(pad)) for v in value]
+    return "[\n" + ",\n".join(lines) + "\n" + " " * indent + "]"
+
+
+def generate(bundles_dir: Path = BUNDLES_DIR) -> dict[Path, str]:
+    """Every generated file's path and text."""
+    common = {p.name: json.loads(p.read_text()) for p in sorted((bundles_dir / "common").glob("*.json"))}
+    files = {}
+    for model_file in sorted(bundles_dir.glob(f"*/{MODEL_FILE}")):
+        model = json.loads(model_file.read_text())
+        name = model_file.parent.name
+        for workflow in WORKFLOWS:
+            files[model_file.parent / f"{workflow}.json"] = dumps(compose(name, model, common, workflow)) + "\n"
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a generated file differs")
+    parser.add_argument("--bundles_dir", type=Path, default=BUNDLES_DIR, help="the bundles folder (default: this one)")
+    args = parser.parse_args(argv)
+    try:
+        files = generate(args.bundles_dir)
+    except (BundleSourceError, OSError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"{path} differs from its sources: run python {Path(__file__).as_posix()}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(files[path])
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
