@@ -103,6 +103,38 @@ def _select(config: dict, paths: list[list[str]]) -> dict:
     return keep(config, [])
 
 
+def _pulled(library: dict, refs: list[str], shared: set[str], own: set[str], workflow: str) -> list[list[str]]:
+    """The paths of ``library`` that ``refs`` need, followed through their own references, with :data:`ALWAYS`.
+
+    ``shared`` ids (the model's) and the workflow's ``own`` ids are not pulled.
+
+    Raises:
+        BundleSourceError: for a reference that nothing defines, or a pulled entry that refers to an id the workflow
+            defines itself (it would silently bind to the workflow's meaning, e.g. a loaded ``network``).
+    """
+    wanted = [[key] for key in ALWAYS]
+    queue = list(refs)
+    while queue:
+        ref = queue.pop(0)
+        if ref.split("#")[0] in shared | own or ref.startswith("_meta_"):
+            continue
+        if not _has(library, ref.split("#")):
+            raise BundleSourceError(f"{workflow} refers to '@{ref}', which no source defines")
+        path = _addressable(library, ref)
+        if any(path[: len(w)] == w for w in wanted):
+            continue
+        wanted = [w for w in wanted if w[: len(path)] != path] + [path]
+        picked = _get(library, path)
+        shadowed = sorted({r for r in _refs(picked) if r.split("#")[0] in own})
+        if shadowed:
+            raise BundleSourceError(
+                f"common/train.json's '{'#'.join(path)}' refers to {shadowed}, which {workflow} defines itself; "
+                "rename one of them"
+            )
+        queue.extend(_refs(picked))
+    return wanted
+
+
 def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> dict:
     """One bundle's generated config.
 
@@ -139,27 +171,7 @@ def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> d
     if workflow == "train":
         body = dict(library)
     else:
-        defined = set(head) | set(own) | {"_meta_"}
-        wanted = [[key] for key in ALWAYS]
-        queue = [*_refs(head), *_refs(own)]
-        while queue:
-            ref = queue.pop(0)
-            if ref.split("#")[0] in defined:
-                continue
-            if not _has(library, ref.split("#")):
-                raise BundleSourceError(f"{workflow} of {name} refers to '@{ref}', which no source defines")
-            path = _addressable(library, ref)
-            if any(path[: len(w)] == w for w in wanted):
-                continue
-            wanted = [w for w in wanted if w[: len(path)] != path] + [path]
-            picked = _get(library, path)
-            shadowed = sorted({r for r in _refs(picked) if r.split("#")[0] in own})
-            if shadowed:
-                raise BundleSourceError(
-                    f"common/train.json's '{'#'.join(path)}' refers to {shadowed}, which {workflow} defines itself; "
-                    "rename one of them"
-                )
-            queue.extend(_refs(picked))
+        wanted = _pulled(library, [*_refs(head), *_refs(own)], shared=set(head), own=set(own), workflow=workflow)
         body = _select(library, wanted) | own
     config = head | body
     missing = sorted({r for r in _refs(config) if r.split("#")[0] != "_meta_" and not _has(config, r.split("#"))})

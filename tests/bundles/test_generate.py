@@ -52,12 +52,21 @@ def _edit_json(path: Path, key: str, value) -> None:
     path.write_text(json.dumps(config))
 
 
-def test_reference_to_nothing_is_an_error(tmp_path):
+@pytest.mark.parametrize(
+    "file, key, value, message",
+    [
+        ("evaluate.json", "split", "@no_such_id", "evaluate refers to '@no_such_id', which no source defines"),
+        # train_output_dir refers to @fold: evaluation would silently bind it to its own, different, fold
+        ("evaluate.json", "fold", 3, "'train_output_dir' refers to ['fold'], which evaluate defines itself"),
+        ("inference.json", "flip_tta", True, "common/inference.json defines 'flip_tta', which another file"),
+    ],
+)
+def test_inconsistent_sources_are_refused(file, key, value, message, tmp_path):
     bundles = tmp_path / "bundles"
     shutil.copytree(REPO / "bundles", bundles, symlinks=True)
-    _edit_json(bundles / "common" / "evaluate.json", "split", "@no_such_id")
+    _edit_json(bundles / "common" / file, key, value)
     result = _check(bundles)
-    assert result.returncode == 2 and "'@no_such_id', which no source defines" in result.stderr
+    assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
 def _without_model(config: dict, model: dict) -> dict:
