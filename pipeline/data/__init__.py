@@ -17,7 +17,15 @@ from pipeline.data.demo_dicom import (
     write_ct_series,
     write_demo_study,
 )
-from pipeline.data.preflight import DatasetCheckError, DatasetReport, Finding, check_dataset, preflight
+from pipeline.data.preflight import (
+    DatasetCheckError,
+    DatasetReport,
+    Finding,
+    ImageStats,
+    check_dataset,
+    check_modality,
+    preflight,
+)
 from pipeline.data.recipes import RECIPES, Recipe, prepare_dataset
 
 __all__ = [
@@ -27,10 +35,12 @@ __all__ = [
     "DatasetCheckError",
     "DatasetReport",
     "Finding",
+    "ImageStats",
     "Recipe",
     "assign_folds",
     "check_bundle_overrides",
     "check_dataset",
+    "check_modality",
     "ensure_demo_dataset",
     "ensure_demo_study",
     "find_folder_pairs",

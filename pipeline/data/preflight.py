@@ -4,6 +4,10 @@ Modelled on nnU-Net's ``verify_dataset_integrity``. Fatal problems (unreadable f
 mismatches, non-binary masks, NaN or infinite values) stop a run before its first epoch with one message that
 lists all of them; empty masks are reported as warnings (an empty mask is legitimate for some tasks) unless
 ``empty_masks="error"``. Nothing is dropped silently.
+
+The check also looks at what the images are (value range, whole numbers or not, channels) and warns when the run's
+``modality`` does not fit them: CT windowing in Hounsfield units applied to 8-bit images that never go below 0, for
+example, trains on images that are almost all white without any error.
 """
 
 from __future__ import annotations
@@ -19,12 +23,54 @@ import numpy as np
 from pipeline.io import LoadSlice
 from pipeline.transforms import BinarizeMask, auto_mask_threshold, mask_value_report
 
-__all__ = ["DatasetCheckError", "DatasetReport", "Finding", "check_dataset", "preflight"]
+__all__ = [
+    "DatasetCheckError",
+    "DatasetReport",
+    "Finding",
+    "ImageStats",
+    "check_dataset",
+    "check_modality",
+    "preflight",
+]
 
 logger = logging.getLogger(__name__)
 
 EMPTY_MASK_POLICIES = ("ignore", "warn", "error")
 _BINARIZE = BinarizeMask()
+_AIR_HU = -500.0  # every CT slice in Hounsfield units has air (about -1000) outside the body or in the lungs
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    """What the images of a dataset hold, over all readable images.
+
+    Attributes:
+        minimum: smallest value.
+        maximum: largest value.
+        whole_numbers: whether every value is a whole number (integer files, or floats that hold integers).
+        channels: the channel counts seen.
+    """
+
+    minimum: float
+    maximum: float
+    whole_numbers: bool
+    channels: tuple[int, ...]
+
+    def describe(self) -> str:
+        kind = "whole numbers" if self.whole_numbers else "fractional values"
+        channels = "/".join(str(c) for c in self.channels)
+        return f"{channels} channel(s), values {self.minimum:g} to {self.maximum:g} ({kind})"
+
+    @classmethod
+    def merge(cls, stats: Sequence[ImageStats]) -> ImageStats | None:
+        if not stats:
+            return None
+        return cls(
+            min(s.minimum for s in stats),
+            max(s.maximum for s in stats),
+            all(s.whole_numbers for s in stats),
+            tuple(sorted({c for s in stats for c in s.channels})),
+        )
 
 
 class DatasetCheckError(ValueError):
@@ -54,11 +100,13 @@ class DatasetReport:
         num_pairs: number of items checked.
         findings: every problem, fatal or not, in dataset order.
         foreground_fraction: mean share of foreground pixels over the readable masks.
+        images: value range and channels over the readable images, or ``None`` when none was readable.
     """
 
     num_pairs: int
     findings: list[Finding] = field(default_factory=list)
     foreground_fraction: float = float("nan")
+    images: ImageStats | None = None
 
     @property
     def fatal(self) -> list[Finding]:
@@ -73,6 +121,7 @@ class DatasetReport:
         lines = [
             f"pre-flight check of {self.num_pairs} pairs: {len(self.fatal)} fatal problem(s), "
             f"{len(self.warnings)} warning(s); mean foreground {self.foreground_fraction:.1%}"
+            + (f"; images: {self.images.describe()}" if self.images is not None else "")
         ]
         for title, group in (("fatal", self.fatal), ("warning", self.warnings)):
             lines += [f"  [{title}] {f.case}: {f.problem}" for f in group[:limit]]
@@ -89,16 +138,18 @@ def _display_root(items: Sequence[dict]) -> str:
     return root if not os.path.isfile(root) else os.path.dirname(root)
 
 
-def _check_pair(item: dict, loader: LoadSlice, root: str, empty_masks: str) -> tuple[list[Finding], float]:
+def _check_pair(
+    item: dict, loader: LoadSlice, root: str, empty_masks: str
+) -> tuple[list[Finding], float, ImageStats | None]:
     def show(path: str) -> str:
         return os.path.relpath(os.path.abspath(path), root) if root else path
 
     image_path, label_path = item.get("image"), item.get("label")
     case = show(image_path or label_path)
     if image_path is None:
-        return [Finding(case, "mask has no matching image", True)], float("nan")
+        return [Finding(case, "mask has no matching image", True)], float("nan"), None
     if label_path is None:
-        return [Finding(case, "image has no matching mask", True)], float("nan")
+        return [Finding(case, "image has no matching mask", True)], float("nan"), None
 
     findings: list[Finding] = []
     arrays = {}
@@ -107,8 +158,13 @@ def _check_pair(item: dict, loader: LoadSlice, root: str, empty_masks: str) -> t
             arrays[key] = np.asarray(loader(path))
         except Exception as e:  # every reader failure is reported by name rather than stopping the scan
             findings.append(Finding(show(path), f"unreadable {key}: {e}", True))
+    stats = None
+    if "image" in arrays and arrays["image"].size and np.isfinite(arrays["image"]).all():
+        image = arrays["image"]
+        whole = bool(np.all(image == np.round(image)))
+        stats = ImageStats(float(image.min()), float(image.max()), whole, (int(image.shape[0]),))
     if len(arrays) < 2:
-        return findings, float("nan")
+        return findings, float("nan"), stats
     image, mask = arrays["image"], arrays["mask"]
     if image.shape[1:] != mask.shape[1:]:
         findings.append(
@@ -123,7 +179,7 @@ def _check_pair(item: dict, loader: LoadSlice, root: str, empty_masks: str) -> t
     value_problem = mask_value_report(mask)
     if value_problem is not None:
         findings.append(Finding(show(label_path), f"mask is not binary: {value_problem}", True))
-        return findings, float("nan")
+        return findings, float("nan"), stats
     notes = []
     if mask.shape[0] > 1:
         notes.append(f"{mask.shape[0]}-channel mask reduced to one (channel maximum)")
@@ -138,7 +194,7 @@ def _check_pair(item: dict, loader: LoadSlice, root: str, empty_masks: str) -> t
         findings.append(Finding(show(label_path), "mask is empty (no foreground pixel)", empty_masks == "error"))
     if image.size and float(image.max()) == float(image.min()):
         findings.append(Finding(case, f"image is constant ({float(image.min())})", False))
-    return findings, foreground
+    return findings, foreground, stats
 
 
 def check_dataset(items: Sequence[dict], empty_masks: str = "warn", num_workers: int = 4) -> DatasetReport:
@@ -164,22 +220,69 @@ def check_dataset(items: Sequence[dict], empty_masks: str = "warn", num_workers:
         results = list(pool.map(lambda item: _check_pair(item, loader, root, empty_masks), items))
     report = DatasetReport(num_pairs=len(items))
     fractions = []
-    for findings, fraction in results:
+    for findings, fraction, _ in results:
         report.findings += findings
         if not np.isnan(fraction):
             fractions.append(fraction)
     if fractions:
         report.foreground_fraction = float(np.mean(fractions))
+    report.images = ImageStats.merge([stats for *_, stats in results if stats is not None])
     return report
 
 
-def preflight(items: Sequence[dict], empty_masks: str = "warn", num_workers: int = 4) -> list[dict]:
+def check_modality(images: ImageStats | None, modality: str, in_channels: int | None = None) -> list[str]:
+    """Warnings where the images do not look like what ``modality`` (and ``in_channels``) will do to them.
+
+    Args:
+        images: the dataset's image statistics (:attr:`DatasetReport.images`).
+        modality: the run's ``--modality``.
+        in_channels: the run's ``--in_channels``, if known.
+
+    Returns:
+        One message per mismatch, each saying what was seen and what to pass instead.
+    """
+    if images is None:
+        return []
+    messages = []
+    seen = images.describe()
+    if modality.strip().upper() == "CT":
+        if images.minimum >= 0:
+            depth = " (8-bit)" if images.whole_numbers and images.maximum <= 255 else ""
+            messages.append(
+                f"--modality CT windows Hounsfield units, but the images never go below 0{depth} ({seen}); CT in HU "
+                "has air near -1000. If these are not HU, pass the images' modality (--modality OT, XR, MR, ES or "
+                "SM: percentile scaling); if they are stored without their rescale, fix the files."
+            )
+        if 3 in images.channels:
+            messages.append(f"--modality CT on colour images ({seen}): pass the images' modality (--modality ES, OT).")
+    elif images.minimum < _AIR_HU and images.whole_numbers:
+        messages.append(
+            f"the images look like CT in Hounsfield units ({seen}) but --modality is {modality}: percentile scaling "
+            "replaces the CT window. Pass --modality CT if they are CT."
+        )
+    if in_channels == 1 and 3 in images.channels and modality.strip().upper() != "CT":
+        messages.append(
+            f"colour images ({seen}) with --in_channels 1 are converted to grey; --in_channels 3 keeps colour."
+        )
+    return messages
+
+
+def preflight(
+    items: Sequence[dict],
+    empty_masks: str = "warn",
+    num_workers: int = 4,
+    modality: str | None = None,
+    in_channels: int | None = None,
+) -> list[dict]:
     """Check a dataset before training; log warnings and stop on fatal problems.
 
     Args:
         items: datalist items (see :func:`check_dataset`).
         empty_masks: policy for empty masks, see :func:`check_dataset`.
         num_workers: threads used to read files.
+        modality: the run's ``--modality``; when given, a mismatch with the images is warned about
+            (:func:`check_modality`).
+        in_channels: the run's ``--in_channels``.
 
     Returns:
         ``items`` unchanged, so a config can chain it.
@@ -191,4 +294,7 @@ def preflight(items: Sequence[dict], empty_masks: str = "warn", num_workers: int
     if report.fatal:
         raise DatasetCheckError(report.summary())
     logger.info(report.summary())
+    if modality is not None:
+        for message in check_modality(report.images, modality, in_channels):
+            logger.warning(message)
     return list(items)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from pipeline.data import DatasetCheckError, check_dataset, load_datalist, preflight
@@ -126,3 +127,48 @@ def test_folder_with_orphans_reports_by_name(tmp_path):
     _case(tmp_path, "b.png", _image(), None)
     report = check_dataset(load_datalist(tmp_path))
     assert [(f.case, f.problem) for f in report.fatal] == [("images/b.png", "image has no matching mask")]
+
+
+def _hu_image(shape=(32, 40)) -> np.ndarray:
+    image = np.full(shape, -1000, np.int16)  # air around a body of soft tissue
+    image[4:28, 4:36] = 40
+    return image
+
+
+def _write_tif(path: Path, array: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, array)
+    return str(path)
+
+
+# images, modality, in_channels, the warning expected (None: no warning)
+MODALITY_CASES = [
+    ("8-bit grey", _image(), "CT", 1, "never go below 0 (8-bit)"),
+    ("8-bit grey as OT", _image(), "OT", 1, None),
+    ("HU int16 as CT", _hu_image(), "CT", 1, None),
+    ("HU int16 as XR", _hu_image(), "XR", 1, "look like CT in Hounsfield units"),
+    ("RGB as CT", np.stack([_image()] * 3, -1), "CT", 3, "--modality CT on colour images"),
+    ("RGB as ES, 1 channel", np.stack([_image()] * 3, -1), "ES", 1, "--in_channels 3 keeps colour"),
+    ("RGB as ES, 3 channels", np.stack([_image()] * 3, -1), "ES", 3, None),
+]
+
+
+@pytest.mark.parametrize(
+    "desc, image, modality, in_channels, expected", MODALITY_CASES, ids=[c[0] for c in MODALITY_CASES]
+)
+def test_modality_that_does_not_fit_the_images_is_warned(
+    tmp_path, caplog, desc, image, modality, in_channels, expected
+):
+    path = _write_tif(tmp_path / "images" / "a.tif", image) if image.dtype == np.int16 else None
+    item = {
+        "image": path or _write(tmp_path / "images" / "a.png", image),
+        "label": _write(tmp_path / "masks" / "a.png", _mask()),
+    }
+    preflight([item], modality=modality, in_channels=in_channels)
+    warnings = [r.message for r in caplog.records if r.levelname == "WARNING"]
+    if expected is None:
+        assert warnings == []
+    else:
+        assert any(expected in w for w in warnings), warnings
+    stats = check_dataset([item]).images
+    assert stats.whole_numbers and stats.channels == ((3,) if image.ndim == 3 else (1,))
