@@ -11,6 +11,17 @@ from pipeline.networks.encoders.resnet import ResNetEncoder
 from pipeline.networks.nets.aspp_net import ASPPNet
 from pipeline.networks.nets.cenet import CENet
 from pipeline.networks.nets.inception_unet import InceptionUNet
+from pipeline.networks.output_bias import foreground_prior, init_output_bias
 from pipeline.networks.utils import load_state_dict_file
 
-__all__ = ["ASPPNet", "CENet", "DACBlock", "InceptionUNet", "RMPBlock", "ResNetEncoder", "load_state_dict_file"]
+__all__ = [
+    "ASPPNet",
+    "CENet",
+    "DACBlock",
+    "InceptionUNet",
+    "RMPBlock",
+    "ResNetEncoder",
+    "foreground_prior",
+    "init_output_bias",
+    "load_state_dict_file",
+]
