@@ -1,19 +1,25 @@
-"""Ignite handlers MONAI lacks: training and evaluation reports, named LR schedules, honest HD95, NaN stop."""
+"""Ignite handlers MONAI lacks: training and evaluation reports, named LR schedules, honest HD95, NaN stop, and
+amounts of training in epochs, samples or steps."""
 
+from pipeline.handlers.amount import Amount, validation_rounds
 from pipeline.handlers.evaluation_report import EvaluationReport
 from pipeline.handlers.hausdorff import HD95Handler, HD95Metric
-from pipeline.handlers.lr_schedule import LR_SCHEDULES, EpochLrSchedule, create_lr_scheduler
+from pipeline.handlers.lr_schedule import LR_SCHEDULES, LrSchedule, WarmupCosineLR, create_lr_scheduler
 from pipeline.handlers.nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
-from pipeline.handlers.training_report import TrainingReport
+from pipeline.handlers.training_report import TrainingReport, trivial_baselines
 
 __all__ = [
     "LR_SCHEDULES",
-    "EpochLrSchedule",
+    "Amount",
     "EvaluationReport",
     "HD95Handler",
     "HD95Metric",
+    "LrSchedule",
     "NonFiniteLossError",
     "StopOnNonFiniteLoss",
     "TrainingReport",
+    "WarmupCosineLR",
     "create_lr_scheduler",
+    "trivial_baselines",
+    "validation_rounds",
 ]

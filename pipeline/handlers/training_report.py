@@ -2,7 +2,9 @@
 
 MONAI's ``StatsHandler`` logs per iteration and prints the trainer and the evaluator separately; this handler
 puts one epoch on one line (loss, every validation metric, learning rate, time), appends the same row to
-``metrics.csv``, and at the end says where the model, the TensorBoard logs and the metrics went.
+``metrics.csv``, and at the end says where the model, the TensorBoard logs and the metrics went. The summary also
+states what the trivial predictors (all foreground, all background) score on the validation set, and warns when the
+best model does not beat them clearly: a model stuck on "everything is foreground" otherwise looks like a success.
 """
 
 from __future__ import annotations
@@ -14,14 +16,46 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["TrainingReport"]
+__all__ = ["BASELINE_MARGIN", "TrainingReport", "trivial_baselines"]
 
 logger = logging.getLogger("pipeline.training")
+
+BASELINE_MARGIN = 0.02
+"""How much the best validation IoU must exceed the better trivial predictor's for the run not to be flagged."""
+
+
+def trivial_baselines(items: Iterable[Mapping], label_key: str = "label") -> dict[str, float]:
+    """Mean IoU over validation images of predicting every pixel foreground, and every pixel background.
+
+    Computed as the validation IoU is (per image at its native size, then averaged): all foreground scores the
+    foreground fraction of each mask; all background scores 0 on a mask with foreground and is left out of the mean on
+    an empty one, as MONAI's ``MeanIoU`` leaves out an empty prediction of an empty mask.
+
+    Args:
+        items: the validation items, each with a binary ``label`` of shape ``(C, H, W)``.
+        label_key: key of the mask.
+
+    Returns:
+        ``{"all_foreground": iou, "all_background": iou}``; NaN when there is no item to average.
+    """
+    foreground, background = [], []
+    for item in items:
+        label = torch.as_tensor(item[label_key]) > 0
+        fraction = label.float().mean().item()
+        foreground.append(fraction)
+        if fraction > 0:
+            background.append(0.0)
+    return {"all_foreground": _mean(foreground), "all_background": _mean(background)}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def _fmt(value: float) -> str:
@@ -45,6 +79,9 @@ class TrainingReport:
         progress_bar: show an iteration progress bar (ignite's ``ProgressBar``); default: only when stderr is a
             terminal, so that CI logs keep one line per epoch.
         run_name: what the summary calls the run (the model name).
+        baselines: the key metric of trivial predictors on the validation set (:func:`trivial_baselines`), reported in
+            the summary; the run is flagged when its best model does not beat the better one by
+            :data:`BASELINE_MARGIN`.
     """
 
     def __init__(
@@ -55,6 +92,7 @@ class TrainingReport:
         key_metric: str = "val_iou",
         progress_bar: bool | None = None,
         run_name: str = "model",
+        baselines: Mapping[str, float] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.evaluator = evaluator
@@ -62,6 +100,7 @@ class TrainingReport:
         self.key_metric = key_metric
         self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         self.run_name = run_name
+        self.baselines = dict(baselines) if baselines else {}
         self.history: list[dict[str, float]] = []
         self._val_metrics: dict[str, float] | None = None
         self._val_seconds = 0.0
@@ -167,6 +206,20 @@ class TrainingReport:
         scored = [r for r in self.history if not math.isnan(r.get(self.key_metric, float("nan")))]
         return max(scored, key=lambda r: r[self.key_metric]) if scored else None
 
+    def _check_baselines(self, best: dict[str, float] | None) -> str | None:
+        """A warning when the best model does not beat the better trivial predictor by BASELINE_MARGIN."""
+        scores = {k: v for k, v in self.baselines.items() if not math.isnan(v)}
+        if best is None or not scores:
+            return None
+        name, score = max(scores.items(), key=lambda kv: kv[1])
+        if best[self.key_metric] >= score + BASELINE_MARGIN:
+            return None
+        return (
+            f"the best model ({self.key_metric} {best[self.key_metric]:.4f}, epoch {int(best['epoch'])}) does not beat "
+            f"predicting {name.replace('_', ' ')} ({score:.4f}) by {BASELINE_MARGIN}: it has learned little. Train "
+            "longer or at another learning rate, and check the masks and the --modality setting."
+        )
+
     def _completed(self, engine: Engine) -> None:
         wall = time.perf_counter() - self._start
         best, last = self.best(), (self.history[-1] if self.history else {})
@@ -184,10 +237,20 @@ class TrainingReport:
             "key_metric": self.key_metric,
             "best": best,
             "last": last,
+            "baselines": {f"{self.key_metric}_{name}": value for name, value in self.baselines.items()},
+            "learned": None,
+            "warnings": [],
             "checkpoints": models,
             "tensorboard": str(logs) if logs.is_dir() else None,
             "metrics_csv": str(self.output_dir / "metrics.csv"),
         }
+        warning = self._check_baselines(best)
+        if warning is not None:
+            summary["learned"] = False
+            summary["warnings"].append(warning)
+            logger.warning("%s", warning)
+        elif best is not None and self.baselines:
+            summary["learned"] = True
         path = self.output_dir / "summary.json"
         path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
         lines = [
