@@ -41,6 +41,7 @@ from pipeline.outputs import (
     write_overlay_montage,
     write_overlay_png,
 )
+from pipeline.transforms.volume import VolumeCleanup
 
 __all__ = ["InferenceError", "InferenceRunner", "SegmentDescription"]
 
@@ -83,6 +84,8 @@ class InferenceRunner:
         overlay_window: intensity window for overlays, e.g. the CT lung window; ``None``: 1st-99th percentile.
         min_image_size: smallest height or width accepted; smaller images are refused with a clear error.
         batch_size: images loaded and predicted together (memory bound for folders of images).
+        volume_cleanup: 3D post-processing of each series' mask (largest components, small islands, holes); the
+            outputs hold the cleaned mask and ``report.json`` both volumes. ``None`` leaves the mask as predicted.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class InferenceRunner:
         overlay_window: Sequence[float] | None = None,
         min_image_size: int = 32,
         batch_size: int = 32,
+        volume_cleanup: VolumeCleanup | None = None,
     ) -> None:
         if input is None or str(input) == "":
             raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
@@ -112,6 +116,7 @@ class InferenceRunner:
         self.overlay_window = tuple(overlay_window) if overlay_window is not None else None
         self.min_image_size = min_image_size
         self.batch_size = batch_size
+        self.volume_cleanup = volume_cleanup if volume_cleanup is not None and volume_cleanup.active else None
         self.loader = LoadSlice()
 
     # ---------------------------------------------------------------------------------------------------- series
@@ -136,6 +141,12 @@ class InferenceRunner:
         mask = self._predict_volume(volume)
         timings["predict_s"] = time.perf_counter() - tick
         timings["model_forward_s"] = self.predictor.forward_seconds
+        predicted_ml = mask_measurements(mask, volume.spacing)["volume_ml"]
+        cleanup = None
+        if self.volume_cleanup is not None:
+            tick = time.perf_counter()
+            mask, cleanup = self.volume_cleanup(mask, volume.spacing)
+            timings["postprocess_s"] = time.perf_counter() - tick
 
         folder = self.output_dir / series.study_label / series.label
         folder.mkdir(parents=True, exist_ok=True)
@@ -172,6 +183,8 @@ class InferenceRunner:
             "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
             "segment": self.segment.label,
             "segmented_volume_ml": measured["volume_ml"],
+            "volume_before_postprocessing_ml": predicted_ml,
+            "postprocessing": cleanup,
             "segmented_voxels": measured["voxels"],
             "per_slice": measured["per_slice"],
             "warnings": list(volume.warnings),
@@ -181,13 +194,15 @@ class InferenceRunner:
         }
         write_json(report, folder / "report.json")
         logger.info(
-            "%s: %d slices %dx%d, spacing %.2f x %.2f x %.2f mm: %s %.1f mL; %.2f s (model %.2f s) -> %s",
+            "%s: %d slices %dx%d, spacing %.2f x %.2f x %.2f mm: %s %.1f mL (%.1f mL before post-processing); "
+            "%.2f s (model %.2f s) -> %s",
             series.label,
             volume.num_slices,
             *volume.array.shape[1:],
             *volume.spacing,
             self.segment.label.lower(),
             measured["volume_ml"],
+            predicted_ml,
             timings["total_s"],
             timings["model_forward_s"],
             folder.relative_to(self.output_dir).as_posix(),

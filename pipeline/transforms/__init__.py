@@ -1,4 +1,4 @@
-"""Preparation transforms: intensity scaling per modality, channel count, binary masks.
+"""Preparation transforms: intensity scaling per modality, channel count, binary masks; mask clean-up in 2D and 3D.
 
 Logic lives in :mod:`pipeline.transforms.array`, the ``...d`` dictionary wrappers in
 :mod:`pipeline.transforms.dictionary`, mask helpers in :mod:`pipeline.transforms.utils`. Resizing and augmentation
@@ -30,6 +30,7 @@ from pipeline.transforms.dictionary import (
 )
 from pipeline.transforms.postprocessing import mask_cleanup
 from pipeline.transforms.utils import auto_mask_threshold, mask_value_report
+from pipeline.transforms.volume import VolumeCleanup
 
 __all__ = [
     "BONE_WINDOW",
@@ -49,6 +50,7 @@ __all__ = [
     "ScaleIntensityForModalityd",
     "ScaleIntensityNonCT",
     "ScaleIntensityNonCTd",
+    "VolumeCleanup",
     "auto_mask_threshold",
     "mask_cleanup",
     "mask_value_report",

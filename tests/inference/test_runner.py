@@ -26,7 +26,7 @@ from torch import nn
 from pipeline.data.demo_dicom import write_ct_series
 from pipeline.inference import InferenceError, InferenceRunner, SlicePredictor
 from pipeline.outputs import read_dicom_seg, run_dciodvfy
-from pipeline.transforms import AdjustChannelsd, ScaleIntensityForModalityd
+from pipeline.transforms import AdjustChannelsd, ScaleIntensityForModalityd, VolumeCleanup
 
 SIZE = 32
 THRESHOLD_HU = -300.0
@@ -282,3 +282,28 @@ def test_sliding_window_when_the_slice_is_larger_than_the_model_input(tmp_path):
     picture[1, 20:, :] = -1000.0
     masks = predictor([{"image": torch.from_numpy(s)[None]} for s in picture])
     np.testing.assert_array_equal(torch.stack([m[0] for m in masks]).numpy(), picture > THRESHOLD_HU)
+
+
+def test_volume_cleanup_in_the_study_outputs(tmp_path):
+    """Gas below the lungs and speckle outside the body leave the written mask; report.json keeps both volumes."""
+    volume = np.full((8, SIZE, SIZE), -1000.0, dtype=np.float32)
+    volume[1:6, 4:24, 3:13] = 200.0  # "lungs": what BrightRegion segments
+    volume[1:6, 4:24, 17:28] = 200.0
+    volume[3, 12:14, 6:8] = -1000.0  # a hole inside the left one
+    volume[7, 26:30, 12:18] = 200.0  # a bubble below them
+    volume[0, 1, 30] = 200.0  # speckle
+    _series(tmp_path / "study", volume, 2, generate_uid())
+    cleanup = VolumeCleanup(keep_largest=2, min_volume_ml=0.0, fill_holes=True)
+    InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out", volume_cleanup=cleanup).run()
+    report = json.loads(_only(tmp_path / "out", "report.json").read_text())
+    labels = np.asarray(nib.load(_only(tmp_path / "out", "labels.nii.gz")).dataobj).transpose(2, 1, 0)
+    expected = np.zeros(volume.shape, np.uint8)
+    expected[1:6, 4:24, 3:13] = 1
+    expected[1:6, 4:24, 17:28] = 1
+    np.testing.assert_array_equal(labels, expected)
+    voxel_ml = report["segmented_volume_ml"] / expected.sum()
+    assert report["volume_before_postprocessing_ml"] == pytest.approx((volume > THRESHOLD_HU).sum() * voxel_ml)
+    assert (
+        report["postprocessing"]["components_found"] == 4 and len(report["postprocessing"]["components_kept_ml"]) == 2
+    )
+    assert report["postprocessing"]["filled_ml"] == pytest.approx(4 * voxel_ml, abs=0.005)  # rounded to 0.01 mL
