@@ -39,6 +39,7 @@ def _ml(mask: np.ndarray) -> float:
             ["bubble", "speckle"],
         ),
         ({"keep_largest": 1}, ["right"], ["left", "bubble", "speckle"]),  # the left lung lost its hole
+        ({"min_fraction": 0.1}, ["left", "right"], ["bubble", "speckle"]),  # the bubble is 8 % of a lung
     ],
 )
 def test_cleanup_table(settings, kept, expected_removed):
@@ -54,19 +55,23 @@ def test_cleanup_table(settings, kept, expected_removed):
     assert info["filled_ml"] == pytest.approx(_ml(parts["hole"]) if "hole" in kept else 0.0, abs=0.01)
 
 
-def test_touching_lungs_are_one_component():
+@pytest.mark.parametrize("settings", [{"min_volume_ml": 2.0}, {"min_fraction": 0.1}])
+def test_touching_lungs_are_one_component(settings):
+    """Lungs that touch are one component: the second largest is then the bubble, which must still go."""
     parts = chest_mask()
     bridge = np.zeros_like(parts["left"])
     bridge[4, 20:24, 28:36] = True
     predicted = parts["left"] | parts["right"] | bridge | parts["bubble"]
-    cleaned, info = VolumeCleanup(keep_largest=2, min_volume_ml=2.0)(predicted, SPACING)
+    cleaned, info = VolumeCleanup(keep_largest=2, **settings)(predicted, SPACING)
     np.testing.assert_array_equal(cleaned.astype(bool), parts["left"] | parts["right"] | bridge)
-    assert len(info["components_kept_ml"]) == 1  # the bubble (1 mL) is under the minimum volume
+    assert len(info["components_kept_ml"]) == 1
 
 
 def test_inactive_and_bad_arguments():
     assert not VolumeCleanup().active and VolumeCleanup(fill_holes=True).active
     with pytest.raises(ValueError, match="at least 0"):
         VolumeCleanup(keep_largest=-1)
+    with pytest.raises(ValueError, match=r"min_fraction in \[0, 1\]"):
+        VolumeCleanup(min_fraction=1.5)
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         VolumeCleanup(keep_largest=2)(np.zeros((4, 4)), SPACING)
