@@ -16,7 +16,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle.utils import DEFAULT_HANDLERS_ID, DEFAULT_MLFLOW_SETTINGS
 from monai.handlers import EarlyStopHandler, ValidationHandler
-from monai.transforms import AsDiscreted, RandScaleIntensityFixedMeand, Resized
+from monai.transforms import AsDiscreted, RandGaussianNoised, RandScaleIntensityFixedMeand, Resized
 from torch.utils.data import RandomSampler
 
 from pipeline.data import write_demo_dataset
@@ -266,3 +266,33 @@ def test_monai_finds_the_workflow_properties(config, deviations, tiny_dataset, u
     workflow = _workflow(config, tiny_dataset, unet_weights, tmp_path)
     workflow.initialize()
     assert set(workflow.check_properties()) == deviations
+
+
+# setting, config, what the running object holds when the setting is on
+FLAGS = [
+    ("flip_tta", "evaluate", lambda p: len(p.get_parsed_content("inferer").flips) > 1),
+    ("fill_holes", "evaluate", lambda p: len(p.get_parsed_content("mask_cleanup")) == 1),
+    ("save_cases", "evaluate", lambda p: p.get_parsed_content("handlers")[0].save_cases),
+    ("largest_series_only", "inference", lambda p: _runner(p).series_rules.largest_only),
+    ("volume_fill_holes", "inference", lambda p: _runner(p).volume_cleanup.fill_holes),
+    ("amp", "train", lambda p: _trainer(p).amp or _validator(p).amp),
+    (
+        "extra_augmentation",
+        "train",
+        lambda p: any(isinstance(t, RandGaussianNoised) for t in _trainer(p).data_loader.dataset.transform.transforms),
+    ),
+]
+
+
+@pytest.mark.parametrize("name, config, read", FLAGS, ids=[f[0] for f in FLAGS])
+def test_on_off_settings_read_command_line_words(name, config, read, tiny_dataset, unet_weights, tmp_path):
+    """``--flip_tta false`` reaches the config as the string "false", which Python takes as true; it must mean off."""
+    for text, expected in (("true", True), ("false", False), ("False", False), ("yes", True)):
+        workflow = _workflow(config, tiny_dataset, unet_weights, tmp_path / text, **{name: text})
+        workflow.initialize()
+        assert bool(read(workflow.parser)) is expected, text
+    workflow = _workflow(config, tiny_dataset, unet_weights, tmp_path / "bad", **{name: "maybe"})
+    with pytest.raises(RuntimeError) as raised:
+        workflow.initialize()
+        read(workflow.parser)
+    assert f"--{name} must be true or false, got 'maybe'" in str(raised.value.__cause__ or raised.value)
