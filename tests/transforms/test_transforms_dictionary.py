@@ -53,10 +53,12 @@ def _bundle_augmentation() -> Compose:
     parser = ConfigParser()
     parser.read_config(COMMON_CONFIG)
     parser["spatial_size"] = [40, 48]
-    for i, transform in enumerate(parser["train"]["augmentation"]):
-        if "prob" in transform:
-            parser[f"train#augmentation#{i}#prob"] = 1.0
-    return Compose([parser.get_parsed_content("train#resize"), *parser.get_parsed_content("train#augmentation")])
+    for group in ("augmentation", "extra_augmentation"):
+        for i, transform in enumerate(parser["train"][group]):
+            if "prob" in transform:
+                parser[f"train#{group}#{i}#prob"] = 1.0
+    transforms = [parser.get_parsed_content(f"train#{part}") for part in ("augmentation", "extra_augmentation")]
+    return Compose([parser.get_parsed_content("train#resize"), *transforms[0], *transforms[1]])
 
 
 def test_augmentation_moves_image_and_mask_together():
@@ -70,11 +72,14 @@ def test_augmentation_moves_image_and_mask_together():
         for _ in range(8):
             out = augment({"image": mask * 2 + ramp, "label": mask.clone()})
             image, label = np.asarray(out["image"])[0], np.asarray(out["label"])[0]
-            assert set(np.unique(label)) <= {0.0, 1.0}
-            inside, outside = image[label == 1], image[label == 0]
+            # masks are soft targets after the anti-aliased resize: fractions only along the boundary
+            assert label.min() >= 0.0 and label.max() <= 1.0 and ((label > 0.05) & (label < 0.95)).mean() < 0.25
+            inside, outside = image[label > 0.95], image[label < 0.05]
             # bilinear interpolation blurs a one-pixel rim; away from it the two must agree
             assert np.median(inside) > np.median(outside) + 0.5
-            agreement = ((image > image.mean()) == (label == 1)).mean()
-            assert agreement > 0.95
+            # blur, noise and low resolution soften the image's edge; a mask left behind by a flip or rotation
+            # (8 % of the area, moved) would agree on at most 0.84
+            agreement = ((image > image.mean()) == (label > 0.5)).mean()
+            assert agreement > 0.9
     finally:
         set_determinism(seed=None)
