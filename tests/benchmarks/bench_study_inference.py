@@ -6,7 +6,7 @@ Model only = the same network's forward pass (through the same inferer) over the
 and in memory, in the same batches. Both are timed in one process, alternating, after one warm-up run, so that
 machine noise hits both alike.
 
-Run from the repository root::
+Prints one JSON object (the last line of standard output). Run from anywhere::
 
     python tests/benchmarks/bench_study_inference.py --bundle cenet --input ../shared/data/dicom \
         --checkpoint outputs/cenet/models/model.pt --spatial_size 256 --repeats 3
@@ -15,9 +15,13 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
@@ -25,11 +29,13 @@ from monai.bundle import ConfigParser
 from pipeline.inference import find_inputs
 from pipeline.io.volume import load_series_volume
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _parser(args: argparse.Namespace, output_dir: str) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(f"bundles/{args.bundle}/inference.json")
-    parser.read_meta(f"bundles/{args.bundle}/metadata.json")
+    parser.read_config(REPO / "bundles" / args.bundle / "inference.json")
+    parser.read_meta(REPO / "bundles" / args.bundle / "metadata.json")
     overrides = {"input": args.input, "output_dir": output_dir, "device": args.device}
     if args.checkpoint:
         overrides["checkpoint"] = args.checkpoint
@@ -85,12 +91,18 @@ def main() -> None:
             model_only.append(seconds)
 
     e2e, model, inside = (statistics.median(v) for v in (end_to_end, model_only, in_run_model))
-    print(f"bundle {args.bundle}, device {args.device}, {slices} slices, {torch.get_num_threads()} threads")
-    for name, median, runs in (("end to end", e2e, end_to_end), ("model only", model, model_only)):
-        shown = ", ".join(f"{t:.2f}" for t in runs)
-        print(f"{name:<11}: {median:.2f} s  ({slices / median:.1f} slices/s)  runs: {shown}")
-    print(f"model inside the end-to-end runs: {inside:.2f} s")
-    print(f"ratio end-to-end / model-only: {e2e / model:.3f}  (target <= 1.3)")
+    result = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": torch.get_num_threads()},
+        "settings": {"bundle": args.bundle, "device": args.device, "slices": slices, "repeats": args.repeats},
+        "end_to_end_s": [round(t, 3) for t in end_to_end],
+        "model_only_s": [round(t, 3) for t in model_only],
+        "model_inside_end_to_end_s": round(inside, 3),
+        "end_to_end_slices_per_s": round(slices / e2e, 2),
+        "model_only_slices_per_s": round(slices / model, 2),
+        "end_to_end_over_model_only": round(e2e / model, 3),
+        "target_end_to_end_over_model_only": 1.3,
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

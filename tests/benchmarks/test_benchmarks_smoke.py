@@ -1,0 +1,58 @@
+"""Each benchmark starts, runs on tiny synthetic data and prints one valid JSON object (the figures are not checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from pipeline.data import write_demo_dataset
+from pipeline.data.demo_dicom import write_demo_study
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def _json(command: list[str], cwd: Path) -> dict:
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, cwd=cwd, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_demo_dataset(tmp_path_factory.mktemp("data"), num_cases=8, size=64, val_fraction=0.25, seed=4)
+
+
+@pytest.mark.slow
+def test_engine_benchmark(tiny_data, tmp_path):
+    args = ["--bundle", "unet", "--dataset_dir", str(tiny_data), "--spatial_size", "64", "--epochs", "1"]
+    result = _json([str(HERE / "bench_engine.py"), *args, "--device", "cpu"], tmp_path)
+    assert result["settings"]["training_images"] == 6 and len(result["training"]["ignite_epoch_s"]) == 1
+    assert result["training"]["ignite_over_bare"] > 0 and 0 <= result["data_wait"]["share_median"] <= 1
+    assert result["validation"]["images"] == 2
+
+
+@pytest.mark.slow
+def test_recipes_benchmark(tiny_data, tmp_path):
+    args = ["--dataset_dir", str(tiny_data), "--output_dir", str(tmp_path / "runs"), "--run", "unet:64:1"]
+    result = _json([str(HERE / "bench_recipes.py"), *args, "--device", "cpu", "--num_workers", "0"], tmp_path)
+    assert [(r["recipe"], r["exit_code"]) for r in result["runs"]] == [("default", 0), ("seeds", 0)]
+    assert all(0 <= r["best_val_iou"] <= 1 for r in result["runs"])
+
+
+@pytest.mark.slow
+def test_study_benchmark(tmp_path):
+    study = write_demo_study(tmp_path / "study", size=64, num_slices=4)
+    parser = ConfigParser()
+    parser.read_config(REPO / "bundles" / "unet" / "train.json")
+    weights = tmp_path / "model.pt"
+    torch.save(parser.get_parsed_content("network_def").state_dict(), weights)
+    args = ["--bundle", "unet", "--input", str(study), "--checkpoint", str(weights), "--spatial_size", "64"]
+    result = _json([str(HERE / "bench_study_inference.py"), *args, "--device", "cpu", "--repeats", "1"], tmp_path)
+    assert result["settings"]["slices"] == 8 and result["end_to_end_over_model_only"] > 0
