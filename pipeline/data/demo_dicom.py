@@ -2,10 +2,11 @@
 
 ``write_ct_series`` writes any (N, H, W) volume in Hounsfield units as one CT series (stored uint16 with
 RescaleIntercept -1024, like the reference Siemens study); the tests build their edge cases with it.
-``write_demo_study`` writes one synthetic chest scanned twice (a sharp B70f and a smooth B40f reconstruction of the
-same anatomy, sharing one frame of reference) plus a scout image (ImageType LOCALIZER), in the folder layout of a
-TCIA/PACS export, so that series grouping and selection have real work to do. The objects pass ``dciodvfy`` without
-errors and are accepted by highdicom as segmentation sources.
+``write_demo_study`` writes one synthetic chest (the phantom of the 2D demo slices, :mod:`pipeline.data.phantom`)
+scanned twice (a sharp B70f and a smooth B40f reconstruction of the same anatomy, sharing one frame of reference)
+plus a scout image (ImageType LOCALIZER), in the folder layout of a TCIA/PACS export, so that series grouping and
+selection have real work to do. The objects pass ``dciodvfy`` without errors and are accepted by highdicom as
+segmentation sources.
 
 The patient is synthetic ("Demo^Synthetic", ID "DEMO0001"); the images are not suitable for any clinical purpose.
 """
@@ -27,10 +28,10 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     generate_uid,
 )
-from scipy import ndimage
 from skimage import transform
 
 from pipeline.data.generated import GeneratedFolder
+from pipeline.data.phantom import ChestAnatomy, scan
 
 __all__ = [
     "DEMO_PATIENT_ID",
@@ -49,14 +50,14 @@ DEMO_PATIENT_ID = "DEMO0001"
 #: Written last into a finished study folder; records the generation parameters and the files.
 MARKER_NAME = ".demo_study.json"
 #: Bumped whenever the generator's output changes, so that studies made by an older version are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _FOLDER = GeneratedFolder(MARKER_NAME, __name__, GENERATOR_VERSION, "demo study")
 
 _INTERCEPT = -1024.0  # stored = HU + 1024, as in the reference study
 _BITS_STORED = 12  # stored 0..4095: HU -1024..3071
 _FIELD_OF_VIEW_MM = 350.0
 _SLICE_THICKNESS_MM = 8.0
-_NUM_RIBS = 12
+_KERNEL_SHARPNESS = {"B70f": 1.0, "B40f": 0.0}  # pipeline.data.phantom.scan's sharpness of each series' kernel
 
 
 def _uid(*parts: object) -> UID:
@@ -265,75 +266,18 @@ def write_ct_series(
     return paths
 
 
-def _smooth_volume(rng: np.random.Generator, shape: tuple[int, int, int], coarse: tuple[int, int, int]) -> np.ndarray:
-    """Unit-variance smooth random field of ``shape``, correlated over about ``shape / coarse`` voxels per axis."""
-    field = ndimage.gaussian_filter(rng.standard_normal(coarse), sigma=1.0, mode="wrap")
-    field = ndimage.zoom(
-        field, [s / c for s, c in zip(shape, coarse, strict=True)], order=1, mode="nearest", grid_mode=True
-    )
-    field = field[: shape[0], : shape[1], : shape[2]]
-    return (field - field.mean()) / (field.std() + 1e-8)
-
-
-def _chest_slice(
-    u: np.ndarray, v: np.ndarray, z: float, texture: np.ndarray, vessels: np.ndarray, ribs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """One noise-free axial section of the phantom at height ``z`` (0: above the apices, 1: below the bases).
-
-    ``u`` points to the image right (patient left), ``v`` down (posterior), both in [-1, 1].
-    """
-
-    def ellipse(cx: float, cy: float, a: float, b: float) -> np.ndarray:
-        return ((u - cx) / a) ** 2 + ((v - cy) / b) ** 2 < 1.0
-
-    hu = np.full(u.shape, -1000.0)
-    hu[(np.abs(v - 0.74) < 0.012) & (np.abs(u) < 0.92)] = 250.0  # couch
-    body = ellipse(0.0, 0.05, 0.86, 0.64)
-    hu[body] = -100.0  # subcutaneous fat
-    hu[ellipse(0.0, 0.05, 0.8, 0.58)] = 45.0  # chest wall muscle
-    cavity = ellipse(0.0, 0.0, 0.7, 0.48)
-    hu[cavity] = 25.0  # mediastinum
-    # The heart and liver/spleen domes grow in the lower half; the lungs are ellipsoids that narrow to the apex.
-    heart_scale = np.clip(np.sin(np.pi * (z - 0.4) / 0.6), 0.0, None)
-    heart = ellipse(0.1, -0.1, 0.3 * heart_scale + 1e-6, 0.24 * heart_scale + 1e-6)
-    lungs = np.zeros(u.shape, dtype=bool)
-    domes = np.zeros(u.shape, dtype=bool)
-    for side, dome_start in ((-1.0, 0.68), (1.0, 0.74)):  # the right dome (image left) is higher
-        t = (z - 0.5) / 0.43
-        if abs(t) < 1.0:
-            scale = np.sqrt(1.0 - t * t) if t < 0 else 1.0 - 0.25 * t * t
-            lungs |= ellipse(side * 0.34, 0.0, 0.3 * scale, 0.43 * scale) & cavity
-        dome_r = np.clip((z - dome_start) / (1.0 - dome_start), 0.0, 1.0) * 0.5
-        if dome_r > 0:
-            domes |= ellipse(side * 0.3, -0.05, dome_r * 1.2, dome_r)
-    mediastinum = (np.abs(u - 0.02) < 0.1) & (v < 0.3)
-    spine = ellipse(0.0, 0.42, 0.09, 0.09)
-    aorta = ellipse(0.11, 0.27, 0.05, 0.05)
-    lungs &= ~(ndimage.binary_dilation(heart, iterations=2) | mediastinum | domes | spine | aorta)
-    hu[domes & cavity] = 55.0  # liver and spleen
-    hu[heart] = 40.0
-    hu[aorta] = 45.0
-    hu[lungs] = -860.0 + 30.0 * v[lungs] + 15.0 * texture[lungs]
-    hu[lungs & (np.abs(vessels) < 0.06)] = 40.0  # thin winding vessels (a smooth field's zero set), part of the lung
-    if z < 0.45:  # trachea above the carina: air, not lung
-        hu[ellipse(0.0, -0.08, 0.065, 0.06)] = 45.0
-        hu[ellipse(0.0, -0.08, 0.05, 0.045)] = -990.0
-    hu[spine] = 700.0
-    hu[ellipse(0.0, 0.42, 0.07, 0.07)] = 220.0  # marrow
-    hu[ribs & body & ~cavity] = 650.0
-    return hu, lungs
-
-
 def synthesize_ct_volume(size: int = 256, num_slices: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free synthetic chest CT volume in HU and its lung mask; the anatomy changes smoothly from slice to slice.
+    """Noise-free synthetic chest CT volume in HU and its lung mask: one phantom patient cut at consecutive levels.
 
-    Slice 0 lies above the lung apices and slice N-1 below the lung bases (head first, as a scanner writes instance
-    1). Patient supine: anterior at the top, patient's right on the image left (DICOM axial orientation).
+    The same generator as the 2D demo slices (:class:`~pipeline.data.phantom.ChestAnatomy`). Slice 0 lies above the
+    lung apices and slice N-1 below the lung bases (head first, as a scanner writes instance 1); the levels run
+    evenly from -0.2 to 1.2 (0: apex, 1: base). Patient supine: anterior at the top, patient's right on the image
+    left (DICOM axial orientation).
 
     Args:
         size: height and width in pixels (at least 64). Defaults to 256.
         num_slices: N (at least 2). Defaults to 24.
-        seed: random seed of the lung texture, vessels and ribs. Defaults to 0.
+        seed: random seed of the patient and of each slice's vessels, ribs and texture. Defaults to 0.
 
     Returns:
         ``(hu, mask)``: float32 (N, size, size) HU and uint8 (N, size, size) {0, 1} lung mask.
@@ -345,33 +289,19 @@ def synthesize_ct_volume(size: int = 256, num_slices: int = 24, seed: int = 0) -
         raise ValueError(f"size must be at least 64, got {size}")
     if num_slices < 2:
         raise ValueError(f"num_slices must be at least 2, got {num_slices}")
-    rng = np.random.default_rng([seed, 3])
-    shape = (num_slices, size, size)
-    texture = _smooth_volume(rng, shape, (max(2, num_slices // 2), 40, 40))
-    vessels = _smooth_volume(rng, shape, (max(2, num_slices // 2), 20, 20))
-    axis = (np.arange(size) + 0.5) / size * 2.0 - 1.0
-    v, u = np.meshgrid(axis, axis, indexing="ij")
-    # Twelve ribs around the chest wall; each is cut in a few neighbouring slices.
-    sector = np.arctan2(v / 0.52, u / 0.75) / (2 * np.pi) * _NUM_RIBS  # rib i is centred on sector == i
-    rib_index = np.rint(sector).astype(int) % _NUM_RIBS
-    rib_cross_section = (np.abs(np.hypot(u / 0.75, v / 0.52) - 1.0) < 0.035) & (np.abs(sector - np.rint(sector)) < 0.2)
-    phases = rng.uniform(0.0, 1.0, _NUM_RIBS)
-    hu = np.empty(shape, dtype=np.float32)
-    mask = np.empty(shape, dtype=np.uint8)
+    anatomy = ChestAnatomy.draw(np.random.default_rng([seed, 3]))
+    hu = np.empty((num_slices, size, size), dtype=np.float32)
+    mask = np.empty((num_slices, size, size), dtype=np.uint8)
     for k in range(num_slices):
-        z = (k + 0.5) / num_slices
-        ribs = rib_cross_section & (np.cos(2 * np.pi * (3.0 * z + phases)) > 0.3)[rib_index]
-        hu[k], mask[k] = _chest_slice(u, v, z, texture[k], vessels[k], ribs)
-    hu = ndimage.gaussian_filter(hu, sigma=(0.0, 0.7 * size / 256, 0.7 * size / 256))  # partial volume
+        level = -0.2 + 1.4 * (k + 0.5) / num_slices
+        hu[k], mask[k] = anatomy.section(level, size, np.random.default_rng([seed, 3, k]))
     return hu, mask
 
 
 def _reconstruct(hu: np.ndarray, kernel: str, rng: np.random.Generator) -> np.ndarray:
     """The same anatomy as a sharp (B70f: edge enhanced, noisy) or smooth (B40f: blurred, quiet) reconstruction."""
-    if kernel == "B70f":
-        blurred = ndimage.gaussian_filter(hu, sigma=(0.0, 1.0, 1.0))
-        return hu + 0.6 * (hu - blurred) + 45.0 * rng.standard_normal(hu.shape)
-    return ndimage.gaussian_filter(hu, sigma=(0.0, 0.8, 0.8)) + 12.0 * rng.standard_normal(hu.shape)
+    sharpness = _KERNEL_SHARPNESS[kernel]
+    return np.stack([scan(section, rng, sharpness=sharpness) for section in hu])
 
 
 def _localizer(hu: np.ndarray, size: int) -> np.ndarray:

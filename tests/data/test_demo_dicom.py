@@ -159,9 +159,12 @@ def test_volume_shapes_and_lungs():
 
 def test_volume_changes_smoothly_along_z():
     _, mask = synthesize_ct_volume(size=64, num_slices=24, seed=0)
-    for k in range(6, 18):  # neighbouring slices overlap: the lungs form one 3D shape, not random sections
+    area = mask.sum(axis=(1, 2))
+    large = np.flatnonzero(area >= 0.25 * area.max())
+    assert len(large) >= 12
+    for k in large[:-1]:  # neighbouring slices overlap: the lungs form one 3D shape, not random sections
         a, b = mask[k].astype(bool), mask[k + 1].astype(bool)
-        assert (a & b).sum() / (a | b).sum() > 0.6
+        assert (a & b).sum() / (a | b).sum() > 0.6, k
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [({"size": 32}, "size must be at least 64"), ({"num_slices": 1}, "num_")])
@@ -198,7 +201,7 @@ def test_study_selection_and_volumes(study):
     np.testing.assert_allclose(sharp.spacing, (8.0, 350 / 64, 350 / 64))
     assert sharp.datasets[0].FrameOfReferenceUID == smooth.datasets[0].FrameOfReferenceUID
     assert sharp.datasets[0].InstanceNumber == 4  # instance 1 is the most superior slice: loaded last
-    noise = [np.diff(v.array[:, 10:20, 28:36], axis=-1).std() for v in (sharp, smooth)]  # inside the body
+    noise = [v.array[:, 1:6, 24:40].std() for v in (sharp, smooth)]  # air in front of the chest, no edges
     assert noise[0] > 2 * noise[1]  # B70f is the sharper, noisier kernel
     assert SeriesRules(largest_only=True) and len(select_series(series, SeriesRules(largest_only=True))[0]) == 1
 
