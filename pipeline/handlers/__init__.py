@@ -1,7 +1,8 @@
-"""Ignite handlers MONAI lacks: training and evaluation reports, named LR schedules, honest HD95, NaN stop, and
-amounts of training in epochs, samples or steps."""
+"""Ignite handlers MONAI lacks: training and evaluation reports, named LR schedules, honest HD95, NaN stop, atomic
+checkpoints, and amounts of training in epochs, samples or steps."""
 
 from pipeline.handlers.amount import Amount, validation_rounds
+from pipeline.handlers.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, save_atomic
 from pipeline.handlers.evaluation_report import EvaluationReport
 from pipeline.handlers.hausdorff import HD95Handler, HD95Metric
 from pipeline.handlers.lr_schedule import LR_SCHEDULES, LrSchedule, WarmupCosineLR, create_lr_scheduler
@@ -11,6 +12,8 @@ from pipeline.handlers.training_report import TrainingReport, trivial_baselines
 __all__ = [
     "LR_SCHEDULES",
     "Amount",
+    "AtomicCheckpointSaver",
+    "AtomicDiskSaver",
     "EvaluationReport",
     "HD95Handler",
     "HD95Metric",
@@ -20,6 +23,7 @@ __all__ = [
     "TrainingReport",
     "WarmupCosineLR",
     "create_lr_scheduler",
+    "save_atomic",
     "trivial_baselines",
     "validation_rounds",
 ]

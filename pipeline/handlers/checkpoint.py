@@ -1,0 +1,95 @@
+"""Checkpoints that survive a crash: MONAI's ``CheckpointSaver`` with every file written atomically.
+
+MONAI's ``CheckpointSaver`` (through ignite's ``Checkpoint``) deletes the previous best ``model.pt`` before it writes
+the new one, and writes it in place: a process killed in between leaves no model, or a truncated one. Here each file
+is written to a temporary file in the same folder, flushed to disk and renamed over the old one, and a file is never
+deleted when the next save replaces it under the same name. The folder always holds either the complete previous file
+or the complete new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.handlers import DiskSaver
+from monai.handlers import CheckpointSaver
+
+__all__ = ["AtomicCheckpointSaver", "AtomicDiskSaver", "save_atomic"]
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` so that ``path`` is never missing, partial or empty.
+
+    The object is written to a temporary file beside ``path``, flushed and synced to disk, then renamed over
+    ``path`` (``os.replace``, atomic on POSIX and Windows); the folder entry is synced too where the platform allows.
+    The file is readable by group and others, like a plain ``torch.save``.
+
+    Args:
+        obj: what to save (a state dict, or a dict of them).
+        path: the destination file; its folder must exist.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows)
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+class AtomicDiskSaver(DiskSaver):
+    """Ignite's ``DiskSaver`` writing through :func:`save_atomic`, optionally always under one file name.
+
+    Args:
+        dirname: the folder (created if missing).
+        filename: a fixed file name for every save (``model.pt``), or ``None`` for ignite's generated names.
+    """
+
+    def __init__(self, dirname: str | os.PathLike, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False, atomic=True, create_dir=True)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        save_atomic(checkpoint, Path(self.dirname) / (self.filename or filename))
+
+    def remove(self, filename: str) -> None:
+        """Delete an older checkpoint; a no-op under a fixed name, which the next save replaces atomically."""
+        if self.filename is None:
+            super().remove(filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` (same arguments) whose final, best-metric and interval files are written atomically.
+
+    The previous best ``model.pt`` stays on disk, complete, until the new one has been written in full.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                checkpoint.save_handler = AtomicDiskSaver(self.save_dir, checkpoint.save_handler.filename)
