@@ -6,7 +6,7 @@ Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$im
 
 __version__ = "0.1.0"
 
-from pipeline import bundle, data, handlers, inference, inferers, io, networks, outputs, transforms
+from pipeline import bundle, data, handlers, inference, inferers, io, networks, outputs, runs, transforms
 
 __all__ = [
     "__version__",
@@ -18,5 +18,6 @@ __all__ = [
     "io",
     "networks",
     "outputs",
+    "runs",
     "transforms",
 ]

@@ -118,8 +118,8 @@ class _Model:
     def __init__(self, result: RunResult) -> None:
         self.name = result.bundle
         self.result = result
-        self.training = json.loads((result.run_dir / "summary.json").read_text())
-        self.curves = _read_rows(result.run_dir / "metrics.csv")
+        self.training = json.loads((result.training_dir / "summary.json").read_text())
+        self.curves = _read_rows(result.training_dir / "metrics.csv")
         self.cases: dict[str, list[str]] = {}
         self.scores: dict[str, dict[str, np.ndarray]] = {}
         self.evaluation: dict[str, dict] = {}

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.runs import latest_checkpoint, latest_link
+
 __all__ = ["PLAIN", "RESERVED_ARGS", "RunResult", "default_variants", "run_bundle"]
 
 logger = logging.getLogger("pipeline.compare")
@@ -64,7 +66,8 @@ class RunResult:
 
     Attributes:
         bundle: the bundle's name (its folder under ``bundles/``).
-        run_dir: the training output folder (``models/``, ``metrics.csv``, ``summary.json``, ``train.log``).
+        run_dir: the bundle's folder in the comparison: the training's output folder (``runs/``, ``latest``,
+            ``train.log``) and the evaluations' folders.
         evaluations: variant name -> evaluation folder (``per_image.csv``, ``summary.json``, ``cases/``), for the
             variants that finished.
         error: why the bundle failed, or ``None``.
@@ -74,6 +77,11 @@ class RunResult:
     run_dir: Path
     evaluations: dict[str, Path]
     error: str | None = None
+
+    @property
+    def training_dir(self) -> Path:
+        """The finished training run (``models/``, ``metrics.csv``, ``summary.json``): ``run_dir/latest``."""
+        return Path(latest_link(self.run_dir))
 
 
 def _check_args(extra: Sequence[str]) -> None:
@@ -102,33 +110,44 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _up_to_date(folder: Path, record: dict) -> bool:
+def _up_to_date(folder: Path, record: dict, done: Path) -> bool:
     try:
         recorded = json.loads((folder / _COMMAND_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return recorded == record and (folder / "summary.json").is_file()
+    return recorded == record and done.exists()
 
 
-def _execute(command: list[str], inputs: Sequence[Path], folder: Path, log_name: str, what: str, force: bool) -> bool:
+def _execute(
+    command: list[str],
+    inputs: Sequence[Path],
+    folder: Path,
+    log_name: str,
+    what: str,
+    force: bool,
+    done: Path | None = None,
+) -> bool:
     """Run ``command`` with its output in ``folder/log_name``, unless the same command already finished there on the
-    same inputs (the files and folders it reads: data, configs, weights). Returns whether it ran."""
+    same inputs (the files and folders it reads: data, configs, weights). ``done`` (default ``folder/summary.json``;
+    for a training, the ``latest`` link) is what a finished command leaves: it is removed before the command runs and
+    must exist after. Returns whether it ran."""
+    done = folder / "summary.json" if done is None else done
 
     def record() -> dict:
         return {"command": command, "inputs": {str(p): _digest(p) for p in inputs}}
 
-    if not force and _up_to_date(folder, record()):
+    if not force and _up_to_date(folder, record(), done):
         logger.info("%s: reusing the finished run in %s", what, folder)
         return False
     folder.mkdir(parents=True, exist_ok=True)
     (folder / _COMMAND_FILE).unlink(missing_ok=True)
-    (folder / "summary.json").unlink(missing_ok=True)
+    done.unlink(missing_ok=True)  # a link: only the pointer goes, the run it named stays
     log = folder / log_name
     logger.info("%s: %s", what, " ".join(command[1:]))
     start = time.perf_counter()
     with log.open("w") as f:
         result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ}, check=False)
-    if result.returncode != 0 or not (folder / "summary.json").is_file():
+    if result.returncode != 0 or not done.exists():
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
         raise RuntimeError(f"{what} failed (exit code {result.returncode}); the end of {log}:\n{tail}")
     # digested after the run: a dataset the run generated (the demo data) counts as it is now
@@ -176,8 +195,9 @@ def run_bundle(
     try:
         train = [*base, "training", "--config_file", str(config / "train.json"), "--dataset_dir", dataset_dir]
         command = [*train, "--output_dir", str(run_dir), *bundle_args]
-        _execute(command, [Path(dataset_dir), config / "train.json"], run_dir, "train.log", f"{bundle} training", force)
-        checkpoint = run_dir / "models" / "model.pt"
+        inputs = [Path(dataset_dir), config / "train.json"]
+        _execute(command, inputs, run_dir, "train.log", f"{bundle} training", force, done=result.training_dir)
+        checkpoint = Path(latest_checkpoint(run_dir))
         inputs = [Path(dataset_dir), config / "evaluate.json", checkpoint]
         evaluate = [*base, "evaluating", "--config_file", str(config / "evaluate.json"), "--dataset_dir", dataset_dir]
         for name, args in variants.items():

@@ -50,14 +50,16 @@ def _case_name(filename: str, dataset_dir: str | None) -> str:
 
 
 def _weights_names(weights: str | os.PathLike | Sequence[str | os.PathLike] | None) -> str | list[str] | None:
-    """File names of the weights; where an ensemble's names repeat (``fold0/models/model.pt``, ``fold1/...``), the
-    last three path parts, which tell the members apart without the folders above them."""
+    """File names of the weights; where an ensemble's names repeat (``fold0/latest/models/model.pt``, ``fold1/...``),
+    the fewest last path parts that tell the members apart, without the folders above them."""
     if weights is None or isinstance(weights, (str, os.PathLike)):
         return Path(weights).name if weights else None
     paths = [Path(w) for w in weights]
-    names = [p.name for p in paths]
-    if len(set(names)) < len(names):
-        names = ["/".join(p.parts[-3:]) for p in paths]
+    longest = max((len(p.parts) for p in paths), default=1)
+    for k in range(1, longest + 1):
+        names = ["/".join(p.parts[-k:]) for p in paths]
+        if len(set(names)) == len(names):
+            break
     return names[0] if len(names) == 1 else names
 
 

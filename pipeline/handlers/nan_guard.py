@@ -2,8 +2,8 @@
 
 With Adam, one NaN loss turns every weight into NaN and training carries on, reporting NaN until the end; the final
 checkpoint is then useless. This handler checks the loss right after it is computed, before ``backward`` and the
-optimizer step, and raises, so the weights (and the final checkpoint MONAI's ``CheckpointSaver`` writes when a run
-ends with an exception) are the last finite ones.
+optimizer step, and raises, so the weights are the last finite ones, the best ``model.pt`` is kept, and the run's
+``summary.json`` says it failed and why.
 """
 
 from __future__ import annotations

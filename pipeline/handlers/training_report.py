@@ -22,12 +22,26 @@ from pathlib import Path
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["BASELINE_MARGIN", "TrainingReport", "trivial_baselines"]
+from pipeline.runs import point_latest
+
+__all__ = [
+    "BASELINE_MARGIN",
+    "FAILED",
+    "FINISHED",
+    "INTERRUPTED",
+    "RUNNING",
+    "STOPPED_EARLY",
+    "TrainingReport",
+    "trivial_baselines",
+]
 
 logger = logging.getLogger("pipeline.training")
 
 BASELINE_MARGIN = 0.02
 """How much the best validation IoU must exceed the better trivial predictor's for the run not to be flagged."""
+
+RUNNING, FINISHED, STOPPED_EARLY, FAILED, INTERRUPTED = "running", "finished", "stopped_early", "failed", "interrupted"
+"""``summary.json``'s ``status``: written at the start and after every epoch (``running``), then once at the end."""
 
 
 def trivial_baselines(items: Iterable[Mapping], label_key: str = "label") -> dict[str, float]:
@@ -67,8 +81,14 @@ def _fmt(value: float) -> str:
 class TrainingReport:
     """Per-epoch line, ``metrics.csv`` and ``summary.json`` for a supervised training run.
 
-    Attach it to the trainer after MONAI's ``ValidationHandler`` and checkpoint savers, so that each epoch's
-    validation has run and the final checkpoint exists when it reports.
+    ``summary.json`` is written atomically when the run starts and after every epoch with ``status`` ``running``, and
+    at the end with ``finished``, ``stopped_early``, ``failed`` or ``interrupted`` (and the error), so a killed run
+    still describes itself.
+
+    Attach it to the trainer after MONAI's ``ValidationHandler`` (each epoch's validation has run when it reports) and
+    before the checkpoint savers: ignite calls only the first ``EXCEPTION_RAISED`` handler that re-raises, and this
+    one must record the failure. The closing summary registers itself when the run starts, after every other
+    handler, so that the final checkpoint exists when it is listed.
 
     Args:
         output_dir: the run's output folder; ``metrics.csv`` and ``summary.json`` are written there, and the summary
@@ -82,6 +102,8 @@ class TrainingReport:
         baselines: the key metric of trivial predictors on the validation set (:func:`trivial_baselines`), reported in
             the summary; the run is flagged when its best model does not beat the better one by
             :data:`BASELINE_MARGIN`.
+        latest_link: a link (``<output folder>/latest``) pointed at ``output_dir`` when the run finishes or stops
+            early (:func:`pipeline.runs.point_latest`); never for a failed run.
     """
 
     def __init__(
@@ -93,8 +115,10 @@ class TrainingReport:
         progress_bar: bool | None = None,
         run_name: str = "model",
         baselines: Mapping[str, float] | None = None,
+        latest_link: str | os.PathLike | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.latest_link = latest_link
         self.evaluator = evaluator
         self.optimizer = optimizer
         self.key_metric = key_metric
@@ -113,7 +137,7 @@ class TrainingReport:
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
-        engine.add_event_handler(Events.COMPLETED, self._completed)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._failed)
         if self.evaluator is not None:
             self.evaluator.add_event_handler(Events.STARTED, self._validation_started)
             self.evaluator.add_event_handler(Events.COMPLETED, self._validation_completed)
@@ -130,17 +154,10 @@ class TrainingReport:
         return float(loss.item() if isinstance(loss, torch.Tensor) else loss)
 
     def _started(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self._completed, Events.COMPLETED):  # after the savers' COMPLETED handlers
+            engine.add_event_handler(Events.COMPLETED, self._completed)
         self._start = time.perf_counter()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        earlier = sorted((self.output_dir / "models").glob("snapshot*.pt"))
-        if earlier:
-            logger.warning(
-                "%s already holds %d snapshot(s) from an earlier run (e.g. %s); a snapshot_*.pt ensemble would mix "
-                "runs: train into a fresh --output_dir",
-                self.output_dir / "models",
-                len(earlier),
-                earlier[0].name,
-            )
         logger.info(
             "training %s: %d training batches per epoch, up to %d epochs; outputs in %s",
             self.run_name,
@@ -148,6 +165,7 @@ class TrainingReport:
             engine.state.max_epochs,
             self.output_dir,
         )
+        self._write_summary(engine, "running")
 
     def _epoch_started(self, _: Engine) -> None:
         self._epoch_start = time.perf_counter()
@@ -188,6 +206,7 @@ class TrainingReport:
             f" (validation {self._val_seconds:.1f} s)" if self._val_metrics is not None else "",
         )
         self._write_csv()
+        self._write_summary(engine, "running")
 
     def _write_csv(self) -> None:
         columns: list[str] = []
@@ -220,19 +239,17 @@ class TrainingReport:
             "longer or at another learning rate, and check the masks and the --modality setting."
         )
 
-    def _completed(self, engine: Engine) -> None:
-        wall = time.perf_counter() - self._start
+    def _summary(self, engine: Engine, status: str) -> dict:
         best, last = self.best(), (self.history[-1] if self.history else {})
-        stopped_early = engine.state.epoch < engine.state.max_epochs
-        models = sorted(str(p) for p in (self.output_dir / "models").glob("*.pt"))
         network = getattr(engine, "network", None)  # MONAI's SupervisedTrainer keeps its network
         logs = self.output_dir / "logs"
         summary = {
             "model": self.run_name,
-            "epochs_run": engine.state.epoch,
+            "status": status,
+            "epochs_run": len(self.history),
             "max_epochs": engine.state.max_epochs,
-            "stopped_early": stopped_early,
-            "wall_time_s": round(wall, 1),
+            "stopped_early": status == STOPPED_EARLY,
+            "wall_time_s": round(time.perf_counter() - self._start, 1),
             "num_parameters": sum(p.numel() for p in network.parameters()) if network is not None else None,
             "key_metric": self.key_metric,
             "best": best,
@@ -240,19 +257,41 @@ class TrainingReport:
             "baselines": {f"{self.key_metric}_{name}": value for name, value in self.baselines.items()},
             "learned": None,
             "warnings": [],
-            "checkpoints": models,
+            "checkpoints": sorted(str(p) for p in (self.output_dir / "models").glob("*.pt")),
             "tensorboard": str(logs) if logs.is_dir() else None,
             "metrics_csv": str(self.output_dir / "metrics.csv"),
         }
-        warning = self._check_baselines(best)
-        if warning is not None:
-            summary["learned"] = False
-            summary["warnings"].append(warning)
-            logger.warning("%s", warning)
-        elif best is not None and self.baselines:
-            summary["learned"] = True
+        if status in (FINISHED, STOPPED_EARLY):
+            warning = self._check_baselines(best)
+            if warning is not None:
+                summary["learned"] = False
+                summary["warnings"].append(warning)
+            elif best is not None and self.baselines:
+                summary["learned"] = True
+        return summary
+
+    def _write_summary(self, engine: Engine, status: str, **extra: object) -> dict:
+        """Write ``summary.json`` atomically: a killed run leaves the previous epoch's complete summary."""
+        summary = {**self._summary(engine, status), **extra}
         path = self.output_dir / "summary.json"
-        path.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
+        os.replace(tmp, path)
+        return summary
+
+    def _failed(self, engine: Engine, error: BaseException) -> None:
+        status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
+        self._write_summary(engine, status, error=f"{type(error).__name__}: {error}".splitlines()[0])
+        raise error  # ignite re-raises only when no handler is attached to EXCEPTION_RAISED
+
+    def _completed(self, engine: Engine) -> None:
+        stopped_early = engine.state.epoch < engine.state.max_epochs
+        summary = self._write_summary(engine, STOPPED_EARLY if stopped_early else FINISHED)
+        if self.latest_link is not None:
+            point_latest(self.latest_link, self.output_dir)
+        for warning in summary["warnings"]:
+            logger.warning("%s", warning)
+        best, wall = summary["best"], summary["wall_time_s"]
         lines = [
             f"finished {self.run_name}: {engine.state.epoch} epoch(s) in {wall:.0f} s"
             + (" (stopped early)" if stopped_early else ""),
@@ -260,8 +299,11 @@ class TrainingReport:
         if best is not None:
             others = "  ".join(f"{k} {_fmt(v)}" for k, v in best.items() if k.startswith("val_"))
             lines.append(f"  best epoch {int(best['epoch'])}: {others}")
-        lines += [f"  checkpoint:  {m}" for m in models]
-        if logs.is_dir():
+        lines += [f"  checkpoint:  {m}" for m in summary["checkpoints"]]
+        if self.latest_link is not None:
+            lines.append(f"  latest run:  {self.latest_link} -> {self.output_dir}")
+        if summary["tensorboard"] is not None:
+            logs = summary["tensorboard"]
             lines.append(f"  TensorBoard: {logs}  (tensorboard --logdir {logs})")
-        lines.append(f"  metrics:     {self.output_dir / 'metrics.csv'}, {path}")
+        lines.append(f"  metrics:     {self.output_dir / 'metrics.csv'}, {self.output_dir / 'summary.json'}")
         logger.info("\n".join(lines))

@@ -31,7 +31,7 @@ def expand_checkpoints(checkpoints: Sequence[str | os.PathLike]) -> list[str]:
     """The weights files of an ensemble: each entry as it is, or, when it holds ``*`` or ``?``, its glob matches.
 
     Args:
-        checkpoints: paths and patterns, e.g. ``["outputs/inception_unet/models/snapshot_*.pt"]``.
+        checkpoints: paths and patterns, e.g. ``["outputs/inception_unet/latest/models/snapshot_*.pt"]``.
 
     Returns:
         The paths, a pattern's matches sorted by name.
@@ -60,7 +60,7 @@ def load_ensemble(
     Args:
         network: the architecture (its own weights are not used).
         checkpoints: weights files, e.g. the ``model.pt`` of each fold; an entry with ``*`` or ``?`` is a glob
-            pattern, e.g. ``outputs/inception_unet/models/snapshot_*.pt`` for every cosine-annealing snapshot.
+            pattern, e.g. ``outputs/inception_unet/latest/models/snapshot_*.pt`` for every cosine-annealing snapshot.
         device: where the copies go.
 
     Returns:

@@ -42,7 +42,8 @@ def _train(bundle: str, size: int, epochs: int, recipe: str, args: argparse.Name
     with (out / "train.log").open("w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, check=False)
     wall = time.perf_counter() - tick
-    rows = list(csv.DictReader((out / "metrics.csv").open())) if (out / "metrics.csv").is_file() else []
+    metrics = out / "latest" / "metrics.csv"  # the finished run
+    rows = list(csv.DictReader(metrics.open())) if metrics.is_file() else []
     scored = [r for r in rows if r.get("val_iou")]
     best = max(scored, key=lambda r: float(r["val_iou"])) if scored else {}
     return {

@@ -9,7 +9,7 @@ machine noise hits both alike.
 Prints one JSON object (the last line of standard output). Run from anywhere::
 
     python tests/benchmarks/bench_study_inference.py --bundle cenet --input ../shared/data/dicom \
-        --checkpoint outputs/cenet/models/model.pt --spatial_size 256 --repeats 3
+        --checkpoint outputs/cenet/latest/models/model.pt --spatial_size 256 --repeats 3
 """
 
 from __future__ import annotations

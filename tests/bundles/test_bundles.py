@@ -63,22 +63,24 @@ def test_training_run(bundle, tiny_dataset, tmp_path):
     last = evaluator.state.output[-1]
     assert last["pred"].shape == last["label"].shape and last["label"].shape[-2:] == (96, 96)
 
-    models = tmp_path / "models"
+    run = tmp_path / "latest"  # the run folder of the finished run
+    assert run.is_symlink() and [p.name for p in (tmp_path / "runs").iterdir()] == [run.resolve().name]
+    models = run / "models"
     assert (models / "model.pt").is_file() and (models / "model_final.pt").is_file()
     network = ConfigParser.load_config_file(f"bundles/{bundle}/metadata.json")  # metadata parses as JSON
     assert "network_data_format" in network
     state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
     workflow.parser.get_parsed_content("network_def").load_state_dict(state)
 
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["epochs_run"] == 2 and summary["model"] == bundle
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["model"] == bundle and summary["status"] == "finished"
     network = workflow.parser.get_parsed_content("network_def")
     assert summary["num_parameters"] == sum(p.numel() for p in network.parameters()) > 0
     for key in ("val_iou", "val_dice", "val_precision", "val_recall", "val_accuracy", "val_hd95"):
         assert key in summary["last"], key
     assert 0.0 <= summary["last"]["val_dice"] <= 1.0
-    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3  # header + one row per epoch
-    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "logs").iterdir())
+    assert (run / "metrics.csv").read_text().count("\n") == 3  # header + one row per epoch
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "logs").iterdir())
 
 
 def test_preflight_stops_before_training(tmp_path):
@@ -92,7 +94,7 @@ def test_preflight_stops_before_training(tmp_path):
     while cause is not None and not isinstance(cause, DatasetCheckError):
         cause = cause.__cause__
     assert cause is not None and victim.name in str(cause)
-    assert not (tmp_path / "out" / "models").exists()
+    assert not (tmp_path / "out" / "latest").exists() and not list((tmp_path / "out").glob("runs/*/models"))
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -154,20 +156,30 @@ def test_cli(tiny_dataset, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "epoch 1/1" in output and "val_iou" in output and "checkpoint:" in output
-    assert (tmp_path / "models" / "model.pt").is_file()
+    assert (tmp_path / "latest" / "models" / "model.pt").is_file()
 
 
-def test_training_is_deterministic(tiny_dataset, tmp_path):
-    """The same seed on the same data gives the same loss and metrics (split, weights, shuffling, augmentation)."""
-    summaries = []
-    for run in ("a", "b"):
-        workflow = _workflow("unet", tiny_dataset, tmp_path / run, epochs=2)
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_training_is_deterministic_and_a_second_run_keeps_the_first(tiny_dataset, tmp_path):
+    """The same seed on the same data gives the same loss and metrics (split, weights, shuffling, augmentation); run
+    twice into one output folder, the second run gets a folder of its own and ``latest`` moves to it."""
+    summaries, runs = [], []
+    for _ in range(2):
+        workflow = _workflow("unet", tiny_dataset, tmp_path, epochs=2)
         workflow.initialize()
         workflow.run()
         workflow.finalize()
-        summaries.append(json.loads((tmp_path / run / "summary.json").read_text())["last"])
+        runs.append((tmp_path / "latest").resolve())
+        summaries.append(json.loads((runs[-1] / "summary.json").read_text()))
+        if len(runs) == 1:
+            first = _files(runs[0])
+    assert runs[0] != runs[1] and sorted(p.name for p in (tmp_path / "runs").iterdir()) == [runs[0].name, runs[1].name]
+    assert _files(runs[0]) == first  # nothing of the first run was replaced
     for key in ("loss", "val_iou", "val_dice"):
-        assert summaries[0][key] == pytest.approx(summaries[1][key], rel=1e-5, abs=1e-6), key
+        assert summaries[0]["last"][key] == pytest.approx(summaries[1]["last"][key], rel=1e-5, abs=1e-6), key
 
 
 def test_fold_trains_on_the_other_folds(tiny_dataset, tmp_path):
@@ -192,7 +204,8 @@ def test_cosine_schedule_saves_snapshots(tiny_dataset, tmp_path):
     workflow.initialize()
     workflow.run()
     workflow.finalize()
-    snapshots = sorted(p.name for p in (tmp_path / "models").glob("snapshot*.pt"))
+    models = tmp_path / "latest" / "models"
+    snapshots = sorted(p.name for p in models.glob("snapshot*.pt"))
     assert snapshots == ["snapshot_model_epoch=2.pt", "snapshot_model_epoch=4.pt"]
     # the snapshot ensemble: every snapshot, by pattern, averaged by evaluate.json
     evaluation = ConfigWorkflow(
@@ -201,7 +214,7 @@ def test_cosine_schedule_saves_snapshots(tiny_dataset, tmp_path):
         run_id="evaluating",
         logging_file=False,
         dataset_dir=str(tiny_dataset),
-        checkpoints=[str(tmp_path / "models" / "snapshot_*.pt")],
+        checkpoints=[str(models / "snapshot_*.pt")],
         output_dir=str(tmp_path / "eval"),
         spatial_size=[SIZES["unet"]] * 2,
         device="cpu",

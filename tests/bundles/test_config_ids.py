@@ -249,8 +249,8 @@ def test_cli_from_another_directory_with_overlay_and_nested_override(tiny_datase
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env={**os.environ}, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 1/1" in result.stdout + result.stderr  # the overlay's max_epochs, not the recipe's 10
-    assert (cwd / "outputs" / "unet" / "models" / "model.pt").is_file()
-    assert json.loads((cwd / "outputs" / "unet" / "summary.json").read_text())["epochs_run"] == 1
+    assert (cwd / "outputs" / "unet" / "latest" / "models" / "model.pt").is_file()
+    assert json.loads((cwd / "outputs" / "unet" / "latest" / "summary.json").read_text())["epochs_run"] == 1
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ def test_default_checkpoint_is_where_training_saves(bundle):
     for kind in ("inference", "evaluate"):
         parser = ConfigParser()
         parser.read_config(f"bundles/{bundle}/{kind}.json")
-        assert parser.get_parsed_content("checkpoint") == f"outputs/{bundle}/models/model.pt"
+        assert parser.get_parsed_content("checkpoint") == f"outputs/{bundle}/latest/models/model.pt"
 
 
 def test_checkpoint_of_another_network_is_refused(tmp_path):

@@ -62,7 +62,7 @@ def test_default_recipe_learns_a_small_mostly_foreground_set(cell_dataset, tmp_p
     workflow.initialize()
     workflow.run()
     workflow.finalize()
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
     everything = summary["baselines"]["val_iou_all_foreground"]
     assert 0.7 < everything < 0.9  # the set is what it claims to be: mostly foreground
     assert summary["epochs_run"] == 100 and not summary["stopped_early"]

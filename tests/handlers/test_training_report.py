@@ -64,3 +64,63 @@ def test_summary_flags_a_model_that_learned_nothing(tmp_path, caplog, ious, lear
 def test_no_baselines_no_verdict(tmp_path):
     summary = _train(tmp_path, [0.1], {})
     assert summary["learned"] is None and summary["warnings"] == [] and summary["baselines"] == {}
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def _raise_at(epoch: int, error: BaseException):
+    def handler(engine: Engine) -> None:
+        if engine.state.epoch == epoch:
+            raise error
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "error, status",
+    [(_Boom("disk on fire\nsecond line"), "failed"), (KeyboardInterrupt(), "interrupted")],
+)
+def test_a_failed_run_says_so(tmp_path, error, status):
+    """The failure is recorded even with MONAI's CheckpointSaver (which re-raises on EXCEPTION_RAISED) after it."""
+    from monai.handlers import CheckpointSaver
+
+    trainer = Engine(lambda engine, batch: {"loss": 1.0})
+    TrainingReport(tmp_path, progress_bar=False).attach(trainer)
+    network = torch.nn.Linear(2, 1)
+    CheckpointSaver(str(tmp_path / "models"), {"model": network}, save_final=True).attach(trainer)
+    trainer.add_event_handler(Events.EPOCH_STARTED, _raise_at(2, error))
+    with pytest.raises(type(error)):
+        trainer.run([0, 0], max_epochs=3)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == status and summary["epochs_run"] == 1 and summary["stopped_early"] is False
+    assert summary["error"] == f"{type(error).__name__}: {error}".splitlines()[0]
+    assert summary["learned"] is None
+
+
+def test_a_killed_run_leaves_the_last_epochs_summary(tmp_path):
+    """summary.json is rewritten after every epoch: read it as a killed run would leave it, at the next epoch start."""
+    seen = []
+    trainer = Engine(lambda engine, batch: {"loss": 1.0})
+    TrainingReport(tmp_path, progress_bar=False).attach(trainer)
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def _read(engine: Engine) -> None:
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        seen.append((summary["status"], summary["epochs_run"], len(summary["last"])))
+
+    trainer.run([0, 0], max_epochs=3)
+    assert seen == [("running", 0, 0), ("running", 1, 4), ("running", 2, 4)]  # last: epoch, loss, lr, seconds
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("max_epochs, stop_at, status", [(2, None, "finished"), (3, 1, "stopped_early")])
+def test_finished_and_stopped_early(tmp_path, max_epochs, stop_at, status):
+    trainer = Engine(lambda engine, batch: {"loss": 1.0})
+    TrainingReport(tmp_path, progress_bar=False).attach(trainer)
+    if stop_at is not None:
+        trainer.add_event_handler(Events.EPOCH_COMPLETED(once=stop_at), lambda e: e.terminate())
+    trainer.run([0, 0], max_epochs=max_epochs)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == status and summary["stopped_early"] is (status == "stopped_early")

@@ -1,0 +1,80 @@
+"""Run folders: every training run writes into a folder of its own, and ``latest`` names the last finished one.
+
+Layout under a bundle's output folder (``outputs/<model>`` or ``--output_dir``)::
+
+    runs/20261129-181502/     one training run: models/, logs/, metrics.csv, summary.json
+    runs/20261129-190311/     the next one; nothing of the first is replaced
+    latest -> runs/20261129-181502
+
+``latest`` is a symbolic link, replaced atomically when a run finishes (or stops early), never by a run that failed
+or is still going. Inference and evaluation read their default weights through it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+__all__ = ["LATEST", "RUNS", "latest_checkpoint", "latest_link", "new_run_dir", "point_latest"]
+
+RUNS = "runs"
+LATEST = "latest"
+
+
+def new_run_dir(output_dir: str | os.PathLike, now: float | None = None) -> str:
+    """Create and return a fresh run folder ``<output_dir>/runs/<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken).
+
+    Args:
+        output_dir: the bundle's output folder.
+        now: the time stamp to name the run by (seconds since the epoch); default: now.
+
+    Returns:
+        The new, empty folder, as a string (configs join it with ``+``).
+    """
+    runs = Path(output_dir) / RUNS
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    for n in range(1, 10_000):
+        run = runs / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            run.mkdir()
+        except FileExistsError:
+            continue
+        return str(run)
+    raise FileExistsError(f"{runs} already holds 9,999 runs named {stamp}*")
+
+
+def latest_link(output_dir: str | os.PathLike) -> str:
+    """``<output_dir>/latest``: the link to the last finished run."""
+    return str(Path(output_dir) / LATEST)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike, name: str = "model.pt") -> str:
+    """The default weights for inference and evaluation: ``<output_dir>/latest/models/<name>``."""
+    return str(Path(output_dir) / LATEST / "models" / name)
+
+
+def point_latest(link: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
+    """Make ``link`` point at ``run_dir`` (relative, so the output folder can be moved), replacing it atomically.
+
+    Args:
+        link: the pointer, ``<output_dir>/latest``.
+        run_dir: the finished run's folder.
+
+    Returns:
+        ``link`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: when ``link`` exists and is not a symbolic link (a folder from an older layout, say): it is
+            left alone.
+    """
+    link = Path(link)
+    if link.exists() and not link.is_symlink():
+        raise FileExistsError(f"{link} exists and is not a link to a run folder; move it away to publish new runs")
+    target = os.path.relpath(Path(run_dir).resolve(), link.parent.resolve())
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target, target_is_directory=True)
+    os.replace(tmp, link)
+    return link
