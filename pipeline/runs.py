@@ -12,11 +12,14 @@ or is still going. Inference and evaluation read their default weights through i
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
-__all__ = ["LATEST", "RUNS", "latest_checkpoint", "latest_link", "new_run_dir", "point_latest"]
+__all__ = ["LATEST", "RUNS", "latest_checkpoint", "latest_link", "new_run_dir", "point_latest", "resume_run_dir"]
+
+_DONE = ("finished", "stopped_early")  # summary.json statuses of runs that need no resuming
 
 RUNS = "runs"
 LATEST = "latest"
@@ -43,6 +46,40 @@ def new_run_dir(output_dir: str | os.PathLike, now: float | None = None) -> str:
             continue
         return str(run)
     raise FileExistsError(f"{runs} already holds 9,999 runs named {stamp}*")
+
+
+def resume_run_dir(output_dir: str | os.PathLike, checkpoint_name: str = "checkpoint.pt") -> str:
+    """The newest run under ``<output_dir>/runs`` that did not finish and saved a training state to continue from.
+
+    A run is unfinished when its ``summary.json`` says ``running`` (it was killed), ``failed`` or ``interrupted``, or
+    is missing or unreadable (killed while it started).
+
+    Args:
+        output_dir: the bundle's output folder.
+        checkpoint_name: the training state a run folder must hold.
+
+    Returns:
+        The run folder, as a string.
+
+    Raises:
+        FileNotFoundError: when there is no such run; the message says what was found.
+    """
+    runs = Path(output_dir) / RUNS
+    candidates = sorted(runs.iterdir(), key=lambda p: p.name, reverse=True) if runs.is_dir() else []
+    finished = 0
+    for run in candidates:
+        try:
+            status = json.loads((run / "summary.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            status = None
+        if status in _DONE:
+            finished += 1
+        elif (run / checkpoint_name).is_file():
+            return str(run)
+    raise FileNotFoundError(
+        f"--resume: no unfinished run with a saved training state in {runs} ({len(candidates)} run(s), {finished} "
+        f"finished). Start a new run without --resume."
+    )
 
 
 def latest_link(output_dir: str | os.PathLike) -> str:

@@ -1,5 +1,5 @@
 """Ignite handlers MONAI lacks: training and evaluation reports, named LR schedules, honest HD95, NaN stop, atomic
-checkpoints, and amounts of training in epochs, samples or steps."""
+checkpoints, resumable training state, and amounts of training in epochs, samples or steps."""
 
 from pipeline.handlers.amount import Amount, validation_rounds
 from pipeline.handlers.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, save_atomic
@@ -7,6 +7,7 @@ from pipeline.handlers.evaluation_report import EvaluationReport
 from pipeline.handlers.hausdorff import HD95Handler, HD95Metric
 from pipeline.handlers.lr_schedule import LR_SCHEDULES, LrSchedule, WarmupCosineLR, create_lr_scheduler
 from pipeline.handlers.nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
+from pipeline.handlers.resume import RandomStates, TrainingState
 from pipeline.handlers.training_report import TrainingReport, trivial_baselines
 
 __all__ = [
@@ -19,8 +20,10 @@ __all__ = [
     "HD95Metric",
     "LrSchedule",
     "NonFiniteLossError",
+    "RandomStates",
     "StopOnNonFiniteLoss",
     "TrainingReport",
+    "TrainingState",
     "WarmupCosineLR",
     "create_lr_scheduler",
     "save_atomic",

@@ -93,3 +93,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
         for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if checkpoint is not None:
                 checkpoint.save_handler = AtomicDiskSaver(self.save_dir, checkpoint.save_handler.filename)
+
+    def state_dict(self) -> dict:
+        """The best-metric record (ignite's ``(score, file)`` list): the inverse of MONAI's ``load_state_dict``."""
+        return dict(self._key_metric_checkpoint.state_dict()) if self._key_metric_checkpoint is not None else {}

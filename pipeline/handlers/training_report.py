@@ -131,6 +131,18 @@ class TrainingReport:
         self._loss_sum = 0.0
         self._loss_count = 0
         self._start = self._epoch_start = 0.0
+        self._elapsed_before = 0.0  # wall time of the run before it was resumed
+
+    def state_dict(self) -> dict:
+        """The epochs so far and the wall time spent on them, for a resumed run to continue."""
+        return {"history": [dict(row) for row in self.history], "wall_time_s": self._wall_time()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.history = [dict(row) for row in state["history"]]
+        self._elapsed_before = float(state["wall_time_s"])
+
+    def _wall_time(self) -> float:
+        return self._elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -249,7 +261,7 @@ class TrainingReport:
             "epochs_run": len(self.history),
             "max_epochs": engine.state.max_epochs,
             "stopped_early": status == STOPPED_EARLY,
-            "wall_time_s": round(time.perf_counter() - self._start, 1),
+            "wall_time_s": round(self._wall_time(), 1),
             "num_parameters": sum(p.numel() for p in network.parameters()) if network is not None else None,
             "key_metric": self.key_metric,
             "best": best,

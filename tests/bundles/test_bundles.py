@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -225,3 +226,69 @@ def test_cosine_schedule_saves_snapshots(tiny_dataset, tmp_path):
     evaluation.run()
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["num_images"] == 2 and summary["weights"] == snapshots
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def _crash_at_epoch(epoch: int):
+    def crash(engine) -> None:
+        if engine.state.epoch == epoch:
+            raise _Crash(f"simulated crash at the start of epoch {epoch}")
+
+    return crash
+
+
+def test_resume_continues_bit_for_bit(tiny_dataset, tmp_path):
+    """A run that crashed after epoch 2 of 4, resumed with --resume true, ends with the uninterrupted run's weights,
+    metrics and best model (augmentation on: the random states of every transform are restored too)."""
+    from ignite.engine import Events
+
+    settings = {"epochs": 4, "extra_augmentation": True}
+    straight = _workflow("unet", tiny_dataset, tmp_path / "straight", **settings)
+    straight.initialize()
+    straight.run()
+    straight.finalize()
+
+    crashed = _workflow("unet", tiny_dataset, tmp_path / "resumed", **settings)
+    crashed.initialize()
+    trainer = crashed.parser.get_parsed_content("train#trainer")
+    trainer.add_event_handler(Events.EPOCH_STARTED, _crash_at_epoch(3))
+    with pytest.raises(RuntimeError) as raised:
+        crashed.run()
+    assert "simulated crash" in str(raised.value) + str(raised.value.__cause__)
+    (run,) = (tmp_path / "resumed" / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["epochs_run"] == 2 and "simulated crash" in summary["error"]
+    assert not (tmp_path / "resumed" / "latest").exists()  # a failed run is not published
+
+    resumed = _workflow("unet", tiny_dataset, tmp_path / "resumed", resume=True, **settings)
+    resumed.initialize()
+    resumed.run()
+    resumed.finalize()
+    assert [p.name for p in (tmp_path / "resumed" / "runs").iterdir()] == [run.name]  # the same run folder
+    assert (tmp_path / "resumed" / "latest").resolve() == run.resolve()
+
+    a, b = (tmp_path / name / "latest" for name in ("straight", "resumed"))
+    for weights in ("model_final.pt", "model.pt"):
+        sa = torch.load(a / "models" / weights, weights_only=True)
+        sb = torch.load(b / "models" / weights, weights_only=True)
+        difference = max((sa[k].float() - sb[k].float()).abs().max().item() for k in sa)
+        assert difference == 0.0, (weights, difference)
+    columns = ("epoch", "loss", "lr", "val_iou", "val_dice")
+    rows = [[{k: r[k] for k in columns} for r in csv.DictReader((d / "metrics.csv").open())] for d in (a, b)]
+    assert rows[0] == rows[1] and len(rows[0]) == 4
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (a, b)]
+    assert summaries[1]["status"] == "finished" and summaries[0]["best"]["epoch"] == summaries[1]["best"]["epoch"]
+
+
+def test_resume_without_an_unfinished_run_is_refused(tiny_dataset, tmp_path):
+    workflow = _workflow("unet", tiny_dataset, tmp_path, resume=True)
+    with pytest.raises(RuntimeError) as raised:
+        workflow.initialize()
+        workflow.run()
+    cause = raised.value
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    assert isinstance(cause, FileNotFoundError) and "no unfinished run" in str(cause)

@@ -93,7 +93,7 @@ OVERRIDES: list[tuple[str, str, Any, Callable[[ConfigParser], Any]]] = [
     ("train", "train#trainer#max_epochs", 3, lambda p: _trainer(p).state.max_epochs),
     (
         "train",
-        "train#handlers#1#interval",
+        "train#handlers#2#interval",
         2,
         lambda p: _of_type(p.get_parsed_content("train#handlers"), ValidationHandler).interval,
     ),

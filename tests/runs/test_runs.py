@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from pipeline.runs import latest_checkpoint, latest_link, new_run_dir, point_latest
+from pipeline.runs import latest_checkpoint, latest_link, new_run_dir, point_latest, resume_run_dir
 
 NOON = 1_800_000_000.0  # a fixed time stamp
 
@@ -45,3 +46,35 @@ def test_a_folder_named_latest_is_left_alone(tmp_path):
     with pytest.raises(FileExistsError, match="not a link"):
         point_latest(tmp_path / "latest", new_run_dir(tmp_path))
     assert (tmp_path / "latest").is_dir()
+
+
+def _run(output_dir: Path, name: str, status: str | None, checkpoint: bool = True) -> Path:
+    run = output_dir / "runs" / name
+    run.mkdir(parents=True)
+    if status is not None:
+        (run / "summary.json").write_text(json.dumps({"status": status}))
+    if checkpoint:
+        (run / "checkpoint.pt").write_bytes(b"state")
+    return run
+
+
+@pytest.mark.parametrize(
+    "runs, expected",
+    [
+        ([("20260101-000000", "failed", True)], "20260101-000000"),
+        ([("20260101-000000", "running", True), ("20260102-000000", "finished", True)], "20260101-000000"),
+        ([("20260101-000000", "interrupted", True), ("20260102-000000", "running", True)], "20260102-000000"),
+        ([("20260101-000000", "failed", True), ("20260102-000000", None, True)], "20260102-000000"),  # no summary yet
+        ([("20260101-000000", "failed", True), ("20260102-000000", "running", False)], "20260101-000000"),
+        ([("20260101-000000", "stopped_early", True)], None),
+        ([], None),
+    ],
+)
+def test_resume_picks_the_newest_unfinished_run(tmp_path, runs, expected):
+    for name, status, checkpoint in runs:
+        _run(tmp_path, name, status, checkpoint)
+    if expected is None:
+        with pytest.raises(FileNotFoundError, match="no unfinished run"):
+            resume_run_dir(tmp_path)
+    else:
+        assert Path(resume_run_dir(tmp_path)).name == expected
