@@ -95,7 +95,8 @@ def load_state_dict_file(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     Raises:
         FileNotFoundError: when ``path`` does not exist.
         ValueError: naming the file, when it cannot be read as weights only (a pickled object, a truncated
-            or foreign file), holds no state dict, or its keys or tensor shapes do not match ``net``.
+            or foreign file), holds no state dict, its keys or tensor shapes do not match ``net``, or a weight is NaN
+            or infinite.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -129,5 +130,13 @@ def load_state_dict_file(net: nn.Module, path: str | os.PathLike) -> nn.Module:
         problems.append(f"shape mismatch (file vs {type(net).__name__}): {_listed(wrong_shape)}")
     if problems:
         raise ValueError(f"{path} does not fit {type(net).__name__}; " + "; ".join(problems) + ".")
+    broken = [
+        k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
+    ]
+    if broken:
+        raise ValueError(
+            f"{path} holds non-finite weights (NaN or infinity) in {len(broken)} of {len(state)} tensors "
+            f"({_listed(broken)}): the training that wrote it diverged. Use an earlier checkpoint, or train again."
+        )
     net.load_state_dict(state, strict=True)
     return net

@@ -296,6 +296,22 @@ def test_load_state_dict_mismatched_shapes(tmp_path: Path) -> None:
         load_state_dict_file(_small_net(), path)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_load_state_dict_refuses_non_finite_weights(tmp_path: Path, bad: float) -> None:
+    """Weights of a diverged training (all NaN, or one infinity) are refused, naming the file and a tensor."""
+    state = _small_net().state_dict()
+    state["final_conv.conv.weight"].view(-1)[0] = bad
+    path = tmp_path / "diverged.pt"
+    torch.save(state, path)
+    target = _small_net()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(
+        ValueError, match=re.escape(str(path)) + r" holds non-finite weights .*final_conv\.conv\.weight"
+    ):
+        load_state_dict_file(target, path)
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())  # nothing was loaded
+
+
 class _Payload:
     """An object whose unpickling would run code: ``weights_only=True`` must refuse it."""
 
