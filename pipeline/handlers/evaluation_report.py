@@ -32,6 +32,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.metrics import compute_confusion_matrix_metric
 
+from pipeline.inferers import weights_names
 from pipeline.io import LoadSlice
 from pipeline.outputs import atomic_output, write_image_png, write_json, write_mask_png, write_side_by_side
 
@@ -47,20 +48,6 @@ def _case_name(filename: str, dataset_dir: str | None) -> str:
         if os.path.commonpath([root, path]) == root:
             return os.path.relpath(path, root)
     return os.path.basename(filename)
-
-
-def _weights_names(weights: str | os.PathLike | Sequence[str | os.PathLike] | None) -> str | list[str] | None:
-    """File names of the weights; where an ensemble's names repeat (``fold0/latest/models/model.pt``, ``fold1/...``),
-    the fewest last path parts that tell the members apart, without the folders above them."""
-    if weights is None or isinstance(weights, (str, os.PathLike)):
-        return Path(weights).name if weights else None
-    paths = [Path(w) for w in weights]
-    longest = max((len(p.parts) for p in paths), default=1)
-    for k in range(1, longest + 1):
-        names = ["/".join(p.parts[-k:]) for p in paths]
-        if len(set(names)) == len(names):
-            break
-    return names[0] if len(names) == 1 else names
 
 
 def _sample_indices(order: np.ndarray, count: int) -> list[int]:
@@ -103,7 +90,7 @@ class EvaluationReport:
         self.output_dir = Path(output_dir)
         self.dataset_dir = os.fspath(dataset_dir) if dataset_dir else None
         self.run_name = run_name
-        self.weights_name = _weights_names(weights)
+        self.weights_name = weights_names(weights)
         self.num_figure_cases = num_figure_cases
         self.window = tuple(window) if window is not None else None
         self.confusion_metrics = confusion_metrics or {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from monai.data import MetaTensor
 
 from pipeline.inference.predictor import SlicePredictor
 from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
+from pipeline.inferers import weights_names
 from pipeline.io import LoadSlice
 from pipeline.io.series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
 from pipeline.io.volume import SeriesVolume, load_series_volume
@@ -80,12 +82,14 @@ class InferenceRunner:
         segment: segment description for DICOM SEG (label and SNOMED codes).
         algorithm_name: algorithm name written into DICOM SEG and the reports (the bundle's model name).
         algorithm_version: algorithm version (the bundle's version).
-        checkpoint: weights file the network was loaded from; only its file name is reported.
+        checkpoint: weights file(s) the network was loaded from (an ensemble's members); reported by name only
+            (:func:`~pipeline.inferers.weights_names`).
         overlay_window: intensity window for overlays, e.g. the CT lung window; ``None``: 1st-99th percentile.
         min_image_size: smallest height or width accepted; smaller images are refused with a clear error.
         batch_size: images loaded and predicted together (memory bound for folders of images).
         volume_cleanup: 3D post-processing of each series' mask (largest components, small islands, holes); the
             outputs hold the cleaned mask and ``report.json`` both volumes. ``None`` leaves the mask as predicted.
+        flip_tta: whether the predictor averages mirrored inputs; recorded in the reports.
     """
 
     def __init__(
@@ -97,11 +101,12 @@ class InferenceRunner:
         segment: SegmentDescription | None = None,
         algorithm_name: str = "pipeline",
         algorithm_version: str = "0",
-        checkpoint: str | os.PathLike | None = None,
+        checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         overlay_window: Sequence[float] | None = None,
         min_image_size: int = 32,
         batch_size: int = 32,
         volume_cleanup: VolumeCleanup | None = None,
+        flip_tta: bool = False,
     ) -> None:
         if input is None or str(input) == "":
             raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
@@ -112,7 +117,8 @@ class InferenceRunner:
         self.segment = segment or SegmentDescription()
         self.algorithm_name = algorithm_name
         self.algorithm_version = str(algorithm_version)
-        self.checkpoint_name = Path(checkpoint).name if checkpoint else None
+        self.checkpoint_name = weights_names(checkpoint)
+        self.flip_tta = bool(flip_tta)
         self.overlay_window = tuple(overlay_window) if overlay_window is not None else None
         self.min_image_size = min_image_size
         self.batch_size = batch_size
@@ -188,7 +194,12 @@ class InferenceRunner:
             "segmented_voxels": measured["voxels"],
             "per_slice": measured["per_slice"],
             "warnings": list(volume.warnings),
-            "model": {"name": self.algorithm_name, "version": self.algorithm_version, "weights": self.checkpoint_name},
+            "model": {
+                "name": self.algorithm_name,
+                "version": self.algorithm_version,
+                "weights": self.checkpoint_name,
+                "flip_tta": self.flip_tta,
+            },
             "outputs": ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"],
             "timings": {k: round(v, 4) for k, v in timings.items()},
         }
@@ -217,6 +228,12 @@ class InferenceRunner:
             raise ValueError(
                 f"{image.path.name}: image is {height}x{width} pixels; the model needs at least "
                 f"{self.min_image_size} pixels in each direction"
+            )
+        if array.is_floating_point() and not bool(torch.isfinite(array).all()):
+            bad = int((~torch.isfinite(array)).sum())
+            raise ValueError(
+                f"{image.path.name}: {bad} of {array.numel()} pixel values are NaN or infinite; nothing can be "
+                "segmented from them. Fix or re-export the image."
             )
         return array
 
@@ -297,14 +314,15 @@ class InferenceRunner:
 
         Raises:
             FileNotFoundError: the input does not exist.
+            OSError: the output folder cannot be created or written to (checked before anything runs).
             ValueError: nothing to segment was found, or the network cannot take the preprocessed input.
             InferenceError: after all inputs ran, when at least one of them failed.
         """
         start = time.perf_counter()
-        inputs = find_inputs(self.input, self.series_rules)
+        _check_writable(self.output_dir)
+        inputs = find_inputs(self.input, self.series_rules, exclude=[self.output_dir])
         if not len(inputs):
             raise ValueError(_nothing_found(inputs))
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         self.predictor.check_input([{"image": MetaTensor(torch.zeros(1, 64, 64))}])
 
         records: list[dict[str, Any]] = []
@@ -347,7 +365,12 @@ class InferenceRunner:
     def _write_summary(self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float) -> dict[str, Any]:
         failed = [r for r in records if r["status"] == "failed"]
         summary = {
-            "model": {"name": self.algorithm_name, "version": self.algorithm_version, "weights": self.checkpoint_name},
+            "model": {
+                "name": self.algorithm_name,
+                "version": self.algorithm_version,
+                "weights": self.checkpoint_name,
+                "flip_tta": self.flip_tta,
+            },
             "inputs": records,
             "not_selected": [
                 {"input": s.label, "series_instance_uid": s.series_uid, "reason": why} for s, why in inputs.rejected
@@ -368,6 +391,19 @@ class InferenceRunner:
             self.output_dir,
         )
         return summary
+
+
+def _check_writable(output_dir: Path) -> None:
+    """Create ``output_dir`` and write a file there, before any model runs: an output problem is not an input's."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as e:
+        raise OSError(
+            f"cannot write to the output folder {output_dir} ({e.strerror or type(e).__name__}); "
+            "pass --output_dir <a folder you can write to>"
+        ) from e
 
 
 def _failure(name: str, kind: str, error: Exception, path: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,12 +83,16 @@ def _image_name(path: Path, root: Path, used: set[str]) -> str:
     return name
 
 
-def find_inputs(path: str | os.PathLike, rules: SeriesRules | None = None) -> InferenceInputs:
+def find_inputs(
+    path: str | os.PathLike, rules: SeriesRules | None = None, exclude: Sequence[str | os.PathLike] = ()
+) -> InferenceInputs:
     """Find the 2D images and DICOM series under ``path`` and select the series to segment.
 
     Args:
         path: a file (2D image or single DICOM file) or a folder, searched recursively (hidden entries ignored).
         rules: DICOM series selection rules; default ``SeriesRules()``.
+        exclude: folders under ``path`` not to search: the run's own output folder, so that a second run does not
+            segment the first one's masks and overlays.
 
     Returns:
         The images, selected and rejected series, and skipped files. Selection and skips are logged.
@@ -108,7 +113,7 @@ def find_inputs(path: str | os.PathLike, rules: SeriesRules | None = None) -> In
     inputs = InferenceInputs()
     dicom_files = []
     used: set[str] = set()
-    for file in iter_files(path):
+    for file in iter_files(path, exclude):
         suffix = file_suffix(file)
         if suffix in _IMAGE_SUFFIXES:
             inputs.images.append(ImageInput(file, _image_name(file, path, used)))

@@ -12,6 +12,7 @@ import copy
 import glob
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 
 from pipeline.networks import load_state_dict_file
 
-__all__ = ["EnsembleInferer", "load_ensemble"]
+__all__ = ["EnsembleInferer", "expand_checkpoints", "load_ensemble", "weights_names"]
 
 #: Spatial flips of a (B, C, H, W) batch used by flip test-time augmentation: none, left-right, up-down.
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,))
@@ -50,6 +51,27 @@ def expand_checkpoints(checkpoints: Sequence[str | os.PathLike]) -> list[str]:
         else:
             paths.append(entry)
     return paths
+
+
+def weights_names(weights: str | os.PathLike | Sequence[str | os.PathLike] | None) -> str | list[str] | None:
+    """How reports name weights: the file name; where an ensemble's names repeat (``fold0/latest/models/model.pt``,
+    ``fold1/...``), the fewest last path parts that tell the members apart, without the folders above them.
+
+    Args:
+        weights: one weights file, several, or ``None``.
+
+    Returns:
+        One name, a list of names (one per file), or ``None``.
+    """
+    if weights is None or isinstance(weights, (str, os.PathLike)):
+        return Path(weights).name if weights else None
+    paths = [Path(w) for w in weights]
+    longest = max((len(p.parts) for p in paths), default=1)
+    for k in range(1, longest + 1):
+        names = ["/".join(p.parts[-k:]) for p in paths]
+        if len(set(names)) == len(names):
+            break
+    return names[0] if len(names) == 1 else names
 
 
 def load_ensemble(

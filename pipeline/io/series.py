@@ -358,13 +358,18 @@ def scan_dicom_folder(root: str | os.PathLike) -> tuple[list[DicomSeries], list[
     return series, skipped
 
 
-def iter_files(root: str | os.PathLike) -> Iterator[Path]:
+def iter_files(root: str | os.PathLike, exclude: Sequence[str | os.PathLike] = ()) -> Iterator[Path]:
     """Every file under ``root``, recursively, in sorted order; hidden files and folders are left out.
 
     A folder that cannot be listed is skipped with a logged warning that does not show its path.
+
+    Args:
+        root: the folder to walk.
+        exclude: folders not to enter (an output folder inside the input, say), compared after resolving links.
     """
+    skip = {Path(p).resolve() for p in exclude}
     for dirpath, dirnames, filenames in os.walk(root, onerror=_log_walk_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(dirpath, d).resolve() not in skip)
         for name in sorted(f for f in filenames if not f.startswith(".")):
             yield Path(dirpath, name)
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
-from pipeline.data import write_demo_dataset
+from pipeline.data import DatasetCheckError, write_demo_dataset
 from pipeline.data.demo_dicom import write_demo_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,6 +61,35 @@ def test_checkpoint_of_another_network_is_refused(tmp_path):
     assert "aspp.pt does not fit UNet; missing keys" in str(info.value.__cause__)
 
 
+def test_reports_name_every_ensemble_member_and_flip_tta(unet_weights, tmp_path):
+    """With --checkpoints and --flip_tta, summary.json and report.json name the weights that ran, not model.pt."""
+    members = []
+    for fold in ("fold0", "fold1"):
+        (tmp_path / fold).mkdir()
+        members.append(tmp_path / fold / "model.pt")
+        members[-1].write_bytes(unet_weights.read_bytes())
+    study = write_demo_study(tmp_path / "study", size=64, num_slices=4)
+    workflow = ConfigWorkflow(
+        config_file="bundles/unet/inference.json",
+        workflow_type="infer",
+        run_id="inference",
+        logging_file=False,
+        input=str(study),
+        output_dir=str(tmp_path / "out"),
+        checkpoints=[str(m) for m in members],
+        flip_tta=True,
+        spatial_size=[64, 64],
+        device="cpu",
+    )
+    workflow.initialize()
+    workflow.run()
+    expected = {"name": "unet", "weights": ["fold0/model.pt", "fold1/model.pt"], "flip_tta": True}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert {k: summary["model"][k] for k in expected} == expected
+    for report in (tmp_path / "out").rglob("report.json"):
+        assert {k: json.loads(report.read_text())["model"][k] for k in expected} == expected
+
+
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env={**os.environ}, timeout=600)
 
@@ -91,6 +121,48 @@ def test_cli_inference_on_demo_study(unet_weights, tmp_path):
         assert phi not in log
         for path in out.rglob("*.json"):
             assert phi not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "corrupt, problem",
+    [
+        ("image_nan", "NaN"),
+        ("mask_values", "binary"),
+    ],
+)
+def test_evaluate_runs_the_preflight(unet_weights, tmp_path, corrupt, problem):
+    """A NaN image or a {0, 3, 7} mask in the evaluated split stops evaluation before scoring, naming the file."""
+    dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=2)
+    with open(dataset / "pairs.csv", newline="") as f:
+        victim = next(row["filename"] for row in csv.DictReader(f) if row["split"] == "val")
+    if corrupt == "image_nan":
+        image = tifffile.imread(dataset / "images" / victim).astype(np.float32)
+        image[10:20, 10:20] = np.nan
+        tifffile.imwrite(dataset / "images" / victim, image)
+    else:
+        mask = np.zeros((64, 64), dtype=np.uint8)
+        mask[5:20, 5:20], mask[30:40, 30:40] = 3, 7
+        tifffile.imwrite(dataset / "masks" / victim, mask)
+    workflow = ConfigWorkflow(
+        config_file="bundles/unet/evaluate.json",
+        workflow_type="infer",
+        run_id="evaluating",
+        logging_file=False,
+        dataset_dir=str(dataset),
+        checkpoint=str(unet_weights),
+        output_dir=str(tmp_path / "eval"),
+        spatial_size=[64, 64],
+        device="cpu",
+        num_workers=0,
+    )
+    with pytest.raises(RuntimeError) as raised:
+        workflow.initialize()
+        workflow.run()
+    cause = raised.value
+    while cause is not None and not isinstance(cause, DatasetCheckError):
+        cause = cause.__cause__
+    assert cause is not None and victim in str(cause) and problem in str(cause), raised.value
+    assert not (tmp_path / "eval" / "per_image.csv").exists()
 
 
 @pytest.mark.slow

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+import tifffile
 import torch
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import Activationsd, AsDiscreted, Compose, Invertd, Resized
@@ -199,8 +201,11 @@ def test_images_folder_with_bad_files(tmp_path):
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
 
     (images / "Doe^Jane 12345" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    holes = picture.astype(np.float32)
+    holes[0, :5] = np.nan
+    tifffile.imwrite(images / "holes.tif", holes)  # NaN pixels: refused, not an "ok" with an empty mask
 
-    with pytest.raises(InferenceError, match="3 of 6 inputs failed"):
+    with pytest.raises(InferenceError, match="4 of 7 inputs failed"):
         InferenceRunner(_predictor(), images, tmp_path / "out").run()
     out = tmp_path / "out" / "images"
     names = sorted(p.name for p in out.iterdir())
@@ -213,6 +218,7 @@ def test_images_folder_with_bad_files(tmp_path):
     assert "Doe" not in summary_text and "12345" not in summary_text and "Doe" not in "".join(names)
     errors = {r["input"]: r.get("error", "") for r in json.loads(summary_text)["inputs"]}
     assert "8x8 pixels" in errors["tiny"] and "broken.png" in errors["broken"]
+    assert "holes.tif: 5 of 1920 pixel values are NaN or infinite" in errors["holes"]
 
 
 def test_anonymised_series_without_type2_attributes(tmp_path):
@@ -307,3 +313,39 @@ def test_volume_cleanup_in_the_study_outputs(tmp_path):
         report["postprocessing"]["components_found"] == 4 and len(report["postprocessing"]["components_kept_ml"]) == 2
     )
     assert report["postprocessing"]["filled_ml"] == pytest.approx(4 * voxel_ml, abs=0.005)  # rounded to 0.01 mL
+
+
+def test_output_inside_the_input_is_not_segmented_again(tmp_path):
+    """--output_dir inside the input folder, twice: the second run segments the same one image, not the first run's
+    masks and overlays."""
+    images = tmp_path / "images"
+    images.mkdir()
+    picture = np.full((40, 48), -1000, dtype=np.int16)
+    picture[10:30, 5:25] = 300
+    Image.fromarray(picture.astype(np.int32)).save(images / "scan.tif")
+    for _ in range(2):
+        summary = InferenceRunner(_predictor(), images, images / "out").run()
+        assert [r["input"] for r in summary["inputs"]] == ["scan"] and summary["num_ok"] == 1
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions and a non-root user")
+def test_unwritable_output_fails_before_any_input(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(images / "scan.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    predictor = _predictor()
+    with pytest.raises(OSError, match=r"cannot write to the output folder .*--output_dir"):
+        InferenceRunner(predictor, images, locked / "out").run()
+
+
+def test_output_that_is_a_file_fails_before_any_input(tmp_path):
+    """The same check where permissions cannot be tested (root): the output path is an existing file."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((40, 48), np.uint8)).save(images / "scan.png")
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(OSError, match="cannot write to the output folder"):
+        InferenceRunner(_predictor(), images, tmp_path / "taken").run()

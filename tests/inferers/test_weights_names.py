@@ -1,10 +1,10 @@
-"""How an evaluation names the weights it scored."""
+"""How evaluation and inference reports name the weights they used."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.handlers.evaluation_report import _weights_names
+from pipeline.inferers import weights_names
 
 
 @pytest.mark.parametrize(
@@ -21,4 +21,4 @@ from pipeline.handlers.evaluation_report import _weights_names
     ],
 )
 def test_weights_names_tell_ensemble_members_apart(weights, names):
-    assert _weights_names(weights) == names
+    assert weights_names(weights) == names
