@@ -135,6 +135,13 @@ def _from_json(path: Path) -> list[dict]:
         for i, entry in enumerate(content.get(section, [])):
             if not isinstance(entry, dict) or "image" not in entry:
                 raise ValueError(f"{path}: item {i} of '{section}' has no 'image' key.")
+            for key in ("image", "label"):
+                value = entry.get(key)
+                if (key == "image" or value is not None) and not (isinstance(value, str) and value.strip()):
+                    raise ValueError(
+                        f"{path}: item {i} of '{section}': '{key}' must be a file path (a non-empty string), "
+                        f"got {value!r}."
+                    )
             item = {
                 "image": str(path.parent / entry["image"]),
                 "label": str(path.parent / entry["label"]) if entry.get("label") else None,
@@ -155,6 +162,17 @@ def _read_pairs_csv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def _csv_field(row: dict[str | None, str | None], column: str, path: Path, line: int) -> str:
+    """A row's ``image`` or ``mask`` file name (its own column, else ``filename``), or an error naming the line."""
+    value = row.get(column) or row.get("filename")
+    if not value or not value.strip():
+        raise ValueError(
+            f"{path} line {line}: no {column} file name (column '{column}' or 'filename' is empty or missing). "
+            "Give every row a file name, or remove the row."
+        )
+    return value.strip()
+
+
 def _from_folder(root: Path) -> list[dict]:
     image_dir, mask_dir = root / "images", root / "masks"
     if not image_dir.is_dir() or not mask_dir.is_dir():
@@ -166,7 +184,8 @@ def _from_folder(root: Path) -> list[dict]:
     if pairs_csv.is_file():
         items = []
         for i, row in enumerate(_read_pairs_csv(pairs_csv), start=2):
-            image_name, mask_name = row.get("image") or row["filename"], row.get("mask") or row["filename"]
+            image_name = _csv_field(row, "image", pairs_csv, i)
+            mask_name = _csv_field(row, "mask", pairs_csv, i)
             image, mask = image_dir / image_name, mask_dir / mask_name
             split = _normalise_split(row.get("split") or "", f"{pairs_csv} line {i}")
             items.append(

@@ -103,6 +103,45 @@ def test_bad_sources(tmp_path, make, match):
         load_datalist(make(tmp_path))
 
 
+@pytest.mark.parametrize(
+    "csv_text, match",
+    [
+        ("image,mask\na.tif,a.tif\n,a.tif\n", r"pairs.csv line 3: no image file name"),  # an empty cell
+        ("image,mask\na.tif\n", r"pairs.csv line 2: no mask file name"),  # a short row
+        ("filename,split\na.tif,train\n ,val\n", r"pairs.csv line 3: no image file name"),  # blank name
+    ],
+)
+def test_malformed_pairs_csv_names_the_line(tmp_path, csv_text, match):
+    root = _folder(tmp_path, ["a.tif"], ["a.tif"])
+    (root / "pairs.csv").write_text(csv_text)
+    with pytest.raises(ValueError, match=match):
+        load_datalist(root)
+
+
+@pytest.mark.parametrize(
+    "entry, match",
+    [
+        ({"image": 123, "label": "masks/a.png"}, r"item 0 of 'training': 'image' must be a file path .* got 123"),
+        ({"image": "", "label": "masks/a.png"}, r"'image' must be a file path .* got ''"),
+        ({"image": None}, r"'image' must be a file path .* got None"),
+        ({"image": "images/a.png", "label": ["masks/a.png"]}, r"'label' must be a file path .* got \['masks/a.png'\]"),
+        ({"image": "images/a.png", "label": 7}, r"'label' must be a file path .* got 7"),
+    ],
+)
+def test_malformed_datalist_entry_names_the_item(tmp_path, entry, match):
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"training": [entry]}))
+    with pytest.raises(ValueError, match=match) as raised:
+        load_datalist(path)
+    assert str(path) in str(raised.value)
+
+
+def test_datalist_entry_without_label_is_an_image_without_mask(tmp_path):
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"training": [{"image": "images/a.png"}, {"image": "images/b.png", "label": None}]}))
+    assert [item["label"] for item in load_datalist(path)] == [None, None]  # the pre-flight reports them by name
+
+
 def test_seeded_split_is_reproducible():
     items = [{"image": f"{i}.png", "label": f"{i}.png", "split": ""} for i in range(50)]
     a, b = split_datalist(items, 0.2, seed=1), split_datalist(items, 0.2, seed=1)
