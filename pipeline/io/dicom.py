@@ -29,7 +29,7 @@ from pydicom.pixels import apply_color_lut, get_decoder
 
 from pipeline.io.readers import SliceReadError
 
-__all__ = ["MAX_DICOM_VALUES", "check_decodable", "invert_monochrome1", "load_dicom_slice"]
+__all__ = ["MAX_DICOM_VALUES", "check_decodable", "header_int", "invert_monochrome1", "load_dicom_slice"]
 
 # Refuse objects declaring more than this many pixel values (rows x columns x samples x frames) before decoding:
 # a corrupt header must give an error, not a multi-gigabyte allocation. 2**28 values = 1 GiB as float32.
@@ -92,14 +92,37 @@ def invert_monochrome1(array: np.ndarray, ds: Dataset) -> np.ndarray:
     array = np.asarray(array, dtype=np.float64)
     if "PixelData" not in ds:
         return float(array.min()) + float(array.max()) - array
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
-    if int(ds.get("PixelRepresentation") or 0) == 1:
+    bits = header_int(ds, "BitsStored", header_int(ds, "BitsAllocated", 16, "the file"), "the file")
+    if header_int(ds, "PixelRepresentation", 0, "the file") == 1:
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     else:
         lo, hi = 0, 2**bits - 1
     slope = float(ds.get("RescaleSlope") or 1.0)
     intercept = float(ds.get("RescaleIntercept") or 0.0)
     return slope * (lo + hi) + 2.0 * intercept - array
+
+
+def header_int(ds: Dataset, keyword: str, default: int, name: str) -> int:
+    """An integer attribute of a header (``Rows``, ``NumberOfFrames``, ...), ``default`` when absent or empty.
+
+    Args:
+        ds: the header.
+        keyword: the attribute.
+        default: its value when the header lacks it (or holds 0 or an empty string).
+        name: how messages name the file.
+
+    Raises:
+        SliceReadError: naming the file and the attribute, when its value is not a whole number (``'1A'``).
+    """
+    value = ds.get(keyword)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SliceReadError(
+            f"{name}: {keyword} is {str(value)!r}, not a whole number; the file's header is malformed"
+        ) from None
 
 
 def check_decodable(ds: Dataset, name: str) -> None:
@@ -145,7 +168,7 @@ def _check_header(path: str | os.PathLike, ds: Dataset, frame_index: int | None)
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if photometric not in _MONOCHROME | _COLOUR | {_PALETTE}:
         raise SliceReadError(f"{path}: unsupported PhotometricInterpretation {photometric!r}")
-    n_frames = int(ds.get("NumberOfFrames") or 1)
+    n_frames = header_int(ds, "NumberOfFrames", 1, str(path))
     if n_frames > 1 and frame_index is None:
         raise SliceReadError(
             f"{path}: multi-frame DICOM with {n_frames} frames; a 2D slice loader takes one frame: pass frame_index "
@@ -153,7 +176,8 @@ def _check_header(path: str | os.PathLike, ds: Dataset, frame_index: int | None)
         )
     if frame_index is not None and not 0 <= frame_index < n_frames:
         raise SliceReadError(f"{path}: frame_index {frame_index} out of range 0..{n_frames - 1}")
-    n_values = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0) * int(ds.get("SamplesPerPixel") or 1) * n_frames
+    rows, columns = header_int(ds, "Rows", 0, str(path)), header_int(ds, "Columns", 0, str(path))
+    n_values = rows * columns * header_int(ds, "SamplesPerPixel", 1, str(path)) * n_frames
     if n_values > MAX_DICOM_VALUES:
         raise SliceReadError(
             f"{path}: header declares {n_values} pixel values (Rows x Columns x SamplesPerPixel x frames), more "

@@ -30,7 +30,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from pipeline.io.dicom import PIXEL_DATA_KEYWORDS
+from pipeline.io.dicom import PIXEL_DATA_KEYWORDS, header_int
 from pipeline.io.readers import SliceReadError, is_dicom_file
 
 __all__ = [
@@ -296,7 +296,16 @@ def group_series(paths: Iterable[str | os.PathLike]) -> tuple[list[DicomSeries],
         if not series_uid:
             _skip(skipped, path, f"{path.name}: no SeriesInstanceUID; cannot tell which series it belongs to")
             continue
-        key = (series_uid, _orientation(ds), int(ds.get("Rows") or 0), int(ds.get("Columns") or 0))
+        try:
+            key = (
+                series_uid,
+                _orientation(ds),
+                header_int(ds, "Rows", 0, path.name),
+                header_int(ds, "Columns", 0, path.name),
+            )
+        except SliceReadError as e:
+            _skip(skipped, path, str(e))
+            continue
         found.append(_new_series(ds, key))
         found[-1].files.append(path)
     # A slice without ImageOrientationPatient stays with the one stack of its UID and size (loading then refuses it

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_rescale, pixel_array
 
-from pipeline.io.dicom import MAX_DICOM_VALUES, PIXEL_DATA_KEYWORDS, check_decodable, invert_monochrome1
+from pipeline.io.dicom import MAX_DICOM_VALUES, PIXEL_DATA_KEYWORDS, check_decodable, header_int, invert_monochrome1
 from pipeline.io.readers import SliceReadError
 from pipeline.io.series import DicomSeries, DicomSeriesError, read_header, safe_error_text
 
@@ -115,9 +115,10 @@ def _read_slice(series: DicomSeries, path: Path) -> _Slice:
     try:
         ds = read_header(path)
         check_decodable(ds, path.name)
+        n_frames = header_int(ds, "NumberOfFrames", 1, path.name)
+        rows, columns = header_int(ds, "Rows", 0, path.name), header_int(ds, "Columns", 0, path.name)
     except SliceReadError as e:
         raise DicomSeriesError(f"{series.label}: {e}") from e
-    n_frames = int(ds.get("NumberOfFrames") or 1)
     if n_frames > 1:
         raise DicomSeriesError(
             f"{series.label}: {path.name}: multi-frame object ({n_frames} frames, e.g. Enhanced CT/MR); only series "
@@ -129,7 +130,6 @@ def _read_slice(series: DicomSeries, path: Path) -> _Slice:
             f"{series.label}: {path.name}: PhotometricInterpretation {photometric!r}; a volume needs grayscale "
             f"(MONOCHROME1 or MONOCHROME2)"
         )
-    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
     if (rows, columns) != (series.rows, series.columns):  # the file changed since the series was scanned
         raise DicomSeriesError(
             f"{series.label}: {path.name}: image size {rows}x{columns}, expected {series.rows}x{series.columns}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from pathlib import Path
 
@@ -195,8 +196,23 @@ def _delete(keyword: str):
     return damage
 
 
+def _malformed_number(keyword: str, tag: tuple[int, int]):
+    """Overwrite an integer-string attribute with '1A', as a broken exporter writes it (pydicom would refuse)."""
+
+    def damage(path: Path) -> None:
+        _rewrite(path, **{keyword: 1})
+        raw = bytearray(path.read_bytes())
+        at = raw.find(struct.pack("<HH", *tag))
+        length = struct.unpack("<H", raw[at + 6 : at + 8])[0]
+        raw[at + 8 : at + 8 + length] = b"1A".ljust(length, b" ")
+        path.write_bytes(bytes(raw))
+
+    return damage
+
+
 ERROR_CASES = [
     # (damage to the second of three slices, words expected after "<label>: 1-02.dcm: ")
+    (_malformed_number("NumberOfFrames", (0x0028, 0x0008)), "NumberOfFrames is '1A', not a whole number"),
     (_delete("ImagePositionPatient"), "no ImagePositionPatient; without it the slice geometry is unknown"),
     (_delete("ImageOrientationPatient"), "no ImageOrientationPatient"),
     (_delete("PixelSpacing"), "no PixelSpacing"),
