@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.io import LoadSlice
+from pipeline.io.readers import MAX_SLICE_PIXELS
 from pipeline.transforms import BinarizeMask, auto_mask_threshold, mask_value_report
 
 __all__ = [
@@ -197,7 +198,9 @@ def _check_pair(
     return findings, foreground, stats
 
 
-def check_dataset(items: Sequence[dict], empty_masks: str = "warn", num_workers: int = 4) -> DatasetReport:
+def check_dataset(
+    items: Sequence[dict], empty_masks: str = "warn", num_workers: int = 4, max_pixels: int | None = MAX_SLICE_PIXELS
+) -> DatasetReport:
     """Read every pair and collect problems without raising.
 
     Args:
@@ -205,6 +208,7 @@ def check_dataset(items: Sequence[dict], empty_masks: str = "warn", num_workers:
             returned by :func:`pipeline.data.load_datalist`.
         empty_masks: ``"warn"`` (default), ``"error"`` (fatal) or ``"ignore"``.
         num_workers: threads used to read files. Default 4.
+        max_pixels: a larger image (height x width) is a fatal problem, found from its header before decoding.
 
     Returns:
         The report; file names in it are relative to the common folder of the dataset.
@@ -214,7 +218,7 @@ def check_dataset(items: Sequence[dict], empty_masks: str = "warn", num_workers:
     """
     if empty_masks not in EMPTY_MASK_POLICIES:
         raise ValueError(f"empty_masks must be one of {EMPTY_MASK_POLICIES}, got {empty_masks!r}.")
-    loader = LoadSlice()
+    loader = LoadSlice(max_pixels=max_pixels)
     root = _display_root(items)
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
         results = list(pool.map(lambda item: _check_pair(item, loader, root, empty_masks), items))
@@ -273,6 +277,7 @@ def preflight(
     num_workers: int = 4,
     modality: str | None = None,
     in_channels: int | None = None,
+    max_pixels: int | None = MAX_SLICE_PIXELS,
 ) -> list[dict]:
     """Check a dataset before training; log warnings and stop on fatal problems.
 
@@ -283,6 +288,7 @@ def preflight(
         modality: the run's ``--modality``; when given, a mismatch with the images is warned about
             (:func:`check_modality`).
         in_channels: the run's ``--in_channels``.
+        max_pixels: the largest image accepted (height x width; ``--max_image_pixels``).
 
     Returns:
         ``items`` unchanged, so a config can chain it.
@@ -290,7 +296,7 @@ def preflight(
     Raises:
         DatasetCheckError: listing every fatal problem with its file name.
     """
-    report = check_dataset(items, empty_masks=empty_masks, num_workers=num_workers)
+    report = check_dataset(items, empty_masks=empty_masks, num_workers=num_workers, max_pixels=max_pixels)
     if report.fatal:
         raise DatasetCheckError(report.summary())
     logger.info(report.summary())

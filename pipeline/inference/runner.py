@@ -32,6 +32,7 @@ from pipeline.inference.predictor import SlicePredictor
 from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
 from pipeline.inferers import weights_names
 from pipeline.io import LoadSlice
+from pipeline.io.readers import MAX_SLICE_PIXELS
 from pipeline.io.series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
 from pipeline.io.volume import SeriesVolume, load_series_volume
 from pipeline.outputs import (
@@ -90,6 +91,7 @@ class InferenceRunner:
         volume_cleanup: 3D post-processing of each series' mask (largest components, small islands, holes); the
             outputs hold the cleaned mask and ``report.json`` both volumes. ``None`` leaves the mask as predicted.
         flip_tta: whether the predictor averages mirrored inputs; recorded in the reports.
+        max_pixels: the largest 2D image accepted (height x width), refused from its header before decoding.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class InferenceRunner:
         batch_size: int = 32,
         volume_cleanup: VolumeCleanup | None = None,
         flip_tta: bool = False,
+        max_pixels: int | None = MAX_SLICE_PIXELS,
     ) -> None:
         if input is None or str(input) == "":
             raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
@@ -123,7 +126,7 @@ class InferenceRunner:
         self.min_image_size = min_image_size
         self.batch_size = batch_size
         self.volume_cleanup = volume_cleanup if volume_cleanup is not None and volume_cleanup.active else None
-        self.loader = LoadSlice()
+        self.loader = LoadSlice(max_pixels=max_pixels)
 
     # ---------------------------------------------------------------------------------------------------- series
     def _predict_volume(self, volume: SeriesVolume) -> np.ndarray:

@@ -18,7 +18,7 @@ from monai.utils import ImageMetaKey
 from pipeline.io.dicom import load_dicom_slice
 from pipeline.io.nifti import load_nifti_slice
 from pipeline.io.pillow import load_pil_slice
-from pipeline.io.readers import SliceFileNotFoundError, SliceReadError, reader_for
+from pipeline.io.readers import MAX_SLICE_PIXELS, SliceFileNotFoundError, SliceReadError, reader_for
 
 __all__ = ["LoadSlice"]
 
@@ -36,6 +36,8 @@ class LoadSlice(Transform):
             for int16 TIFF).
         slice_index: slice of a 3D NIfTI volume (see :func:`pipeline.io.nifti.load_nifti_slice`).
         frame_index: frame of a multi-frame DICOM or page of a multi-page TIFF.
+        max_pixels: refuse a slice larger than this (height x width), from its header, before decoding it; ``None``
+            or 0: no limit. Defaults to :data:`~pipeline.io.readers.MAX_SLICE_PIXELS` (50 megapixels).
 
     Example::
 
@@ -47,8 +49,10 @@ class LoadSlice(Transform):
         dtype: DtypeLike | torch.dtype = np.float32,
         slice_index: int | None = None,
         frame_index: int | None = None,
+        max_pixels: int | None = MAX_SLICE_PIXELS,
     ) -> None:
         self.dtype = dtype
+        self.max_pixels = max_pixels
         self.slice_index = slice_index
         self.frame_index = frame_index
 
@@ -76,11 +80,11 @@ class LoadSlice(Transform):
         frame_index = self.frame_index if frame_index is None else frame_index
         reader = reader_for(path)
         if isinstance(reader, PILReader):
-            array, meta = load_pil_slice(path, reader, frame_index)
+            array, meta = load_pil_slice(path, reader, frame_index, self.max_pixels)
         elif isinstance(reader, PydicomReader):
-            array, meta = load_dicom_slice(path, reader, frame_index)
+            array, meta = load_dicom_slice(path, reader, frame_index, self.max_pixels)
         elif isinstance(reader, NibabelReader):
-            array, meta = load_nifti_slice(path, reader, slice_index)
+            array, meta = load_nifti_slice(path, reader, slice_index, self.max_pixels)
         else:  # pragma: no cover - reader_for returns one of the three
             raise SliceReadError(f"{path}: no loader for reader {type(reader).__name__}")
         # the per-format loaders already drop alpha (Pillow) and refuse other sample counts (DICOM)

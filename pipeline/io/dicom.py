@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, get_decoder
 
-from pipeline.io.readers import SliceReadError
+from pipeline.io.readers import SliceReadError, check_pixel_count
 
 __all__ = ["MAX_DICOM_VALUES", "check_decodable", "header_int", "invert_monochrome1", "load_dicom_slice"]
 
@@ -158,7 +158,9 @@ def check_decodable(ds: Dataset, name: str) -> None:
         )
 
 
-def _check_header(path: str | os.PathLike, ds: Dataset, frame_index: int | None) -> tuple[int, str]:
+def _check_header(
+    path: str | os.PathLike, ds: Dataset, frame_index: int | None, max_pixels: int | None = None
+) -> tuple[int, str]:
     """Refuse what cannot be decoded into one 2D slice, before any pixel is decoded.
 
     Returns:
@@ -177,6 +179,7 @@ def _check_header(path: str | os.PathLike, ds: Dataset, frame_index: int | None)
     if frame_index is not None and not 0 <= frame_index < n_frames:
         raise SliceReadError(f"{path}: frame_index {frame_index} out of range 0..{n_frames - 1}")
     rows, columns = header_int(ds, "Rows", 0, str(path)), header_int(ds, "Columns", 0, str(path))
+    check_pixel_count(path, rows, columns, max_pixels)
     n_values = rows * columns * header_int(ds, "SamplesPerPixel", 1, str(path)) * n_frames
     if n_values > MAX_DICOM_VALUES:
         raise SliceReadError(
@@ -198,7 +201,7 @@ def _slim_copy(ds: Dataset) -> Dataset:
 
 
 def load_dicom_slice(
-    path: str | os.PathLike, reader: PydicomReader, frame_index: int | None = None
+    path: str | os.PathLike, reader: PydicomReader, frame_index: int | None = None, max_pixels: int | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode one DICOM frame with ``reader``: rescaled, MONOCHROME1 inverted, in stored (row, column) order.
 
@@ -222,7 +225,7 @@ def load_dicom_slice(
         raise SliceReadError(f"{path}: not a DICOM file (no 128-byte preamble + 'DICM' file meta header)") from e
     except Exception as e:  # truncated headers give EOFError, OSError, struct.error, ValueError...
         raise SliceReadError(f"{path}: cannot parse DICOM header ({type(e).__name__}: {e})") from e
-    n_frames, photometric = _check_header(path, ds, frame_index)
+    n_frames, photometric = _check_header(path, ds, frame_index, max_pixels)
     try:
         array, meta = reader.get_data(_slim_copy(ds))
     except Exception as e:  # truncated or corrupt pixel data

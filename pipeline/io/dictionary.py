@@ -11,6 +11,7 @@ from monai.config import DtypeLike, KeysCollection
 from monai.transforms import MapTransform
 
 from pipeline.io.array import LoadSlice
+from pipeline.io.readers import MAX_SLICE_PIXELS
 
 __all__ = ["LoadSliced"]
 
@@ -23,6 +24,7 @@ class LoadSliced(MapTransform):
         dtype: dtype of the loaded tensors.
         slice_index_key: item key holding a per-item slice index of a 3D NIfTI volume (used when present).
         frame_index_key: item key holding a per-item DICOM frame / TIFF page index (used when present).
+        max_pixels: the largest slice accepted (height x width), see :class:`LoadSlice`.
         allow_missing_keys: don't raise for missing keys.
     """
 
@@ -32,10 +34,11 @@ class LoadSliced(MapTransform):
         dtype: DtypeLike | torch.dtype = np.float32,
         slice_index_key: str = "slice_index",
         frame_index_key: str = "frame_index",
+        max_pixels: int | None = MAX_SLICE_PIXELS,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadSlice(dtype=dtype)
+        self.loader = LoadSlice(dtype=dtype, max_pixels=max_pixels)
         self.slice_index_key = slice_index_key
         self.frame_index_key = frame_index_key
 

@@ -17,7 +17,7 @@ import numpy as np
 from monai.data import NibabelReader
 from monai.utils import MetaKeys
 
-from pipeline.io.readers import SliceReadError
+from pipeline.io.readers import SliceReadError, check_pixel_count
 
 __all__ = ["load_nifti_slice"]
 
@@ -25,7 +25,7 @@ _LPS = nib.orientations.axcodes2ornt(("L", "P", "S"))
 
 
 def load_nifti_slice(
-    path: str | os.PathLike, reader: NibabelReader, slice_index: int | None = None
+    path: str | os.PathLike, reader: NibabelReader, slice_index: int | None = None, max_pixels: int | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a 2D NIfTI image, or one axial slice of a 3D volume, in (row, column) display order.
 
@@ -46,6 +46,11 @@ def load_nifti_slice(
     """
     try:
         img = reader.read(path)
+        shape = (*img.header.get_data_shape(), 1, 1)
+    except Exception as e:  # nibabel raises ImageFileError, OSError, EOFError, zlib.error...
+        raise SliceReadError(f"{path}: not a readable NIfTI file ({type(e).__name__}: {e})") from e
+    check_pixel_count(path, int(shape[1]), int(shape[0]), max_pixels)  # one slice (rows along y), before decoding
+    try:
         array, meta = reader.get_data(img)
     except Exception as e:  # nibabel raises ImageFileError, OSError, EOFError, zlib.error...
         raise SliceReadError(f"{path}: not a readable NIfTI file ({type(e).__name__}: {e})") from e

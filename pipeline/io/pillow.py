@@ -13,7 +13,7 @@ from monai.data import PILReader
 from monai.utils import MetaKeys
 from PIL import Image
 
-from pipeline.io.readers import SliceReadError
+from pipeline.io.readers import SliceReadError, check_pixel_count
 
 __all__ = ["load_pil_slice"]
 
@@ -37,7 +37,7 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
 
 
 def load_pil_slice(
-    path: str | os.PathLike, reader: PILReader, frame_index: int | None = None
+    path: str | os.PathLike, reader: PILReader, frame_index: int | None = None, max_pixels: int | None = None
 ) -> tuple[np.ndarray, dict]:
     """Decode one 2D image with ``reader`` and fix its metadata to the (H, W) display order.
 
@@ -45,6 +45,7 @@ def load_pil_slice(
         path: PNG, JPEG or TIFF file.
         reader: ``PILReader(reverse_indexing=False)``.
         frame_index: page of a multi-page TIFF (or frame of an animated PNG); required when there is more than one.
+        max_pixels: refuse an image larger than this (height x width) before decoding it; ``None``: no limit.
 
     Returns:
         ``(array, meta)``: array (H, W) or (H, W, 3) as stored, rows top-to-bottom; meta from ``PILReader`` with
@@ -52,7 +53,7 @@ def load_pil_slice(
 
     Raises:
         SliceReadError: unreadable, truncated or corrupt file; multi-page file without ``frame_index``; frame out of
-            range.
+            range; more pixels than ``max_pixels``.
     """
     try:
         img = reader.read(path)
@@ -71,6 +72,7 @@ def load_pil_slice(
                 raise SliceReadError(f"{path}: frame_index {frame_index} out of range 0..{n_frames - 1}")
             img.seek(frame_index)
         file_format = img.format
+        check_pixel_count(path, img.height, img.width, max_pixels)
         img.load()  # decode here so that a truncated file fails with its name, not inside np.asarray
         converted = _normalise_mode(img)
         array, meta = reader.get_data(converted)

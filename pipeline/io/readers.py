@@ -19,11 +19,13 @@ from monai.data import ImageReader, NibabelReader, PILReader, PydicomReader
 
 __all__ = [
     "DICOM_SUFFIXES",
+    "MAX_SLICE_PIXELS",
     "NIFTI_SUFFIXES",
     "PIL_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "SliceFileNotFoundError",
     "SliceReadError",
+    "check_pixel_count",
     "file_suffix",
     "is_dicom_file",
     "reader_for",
@@ -48,6 +50,30 @@ class SliceReadError(ValueError):
 
 class SliceFileNotFoundError(SliceReadError, FileNotFoundError):
     """The file does not exist. Caught by ``except SliceReadError`` and by ``except FileNotFoundError``."""
+
+
+MAX_SLICE_PIXELS = 50_000_000
+"""Default limit on one slice's height x width (about 7,000 x 7,000): the largest radiographs (about 4,300 x 3,500)
+fit easily, and a 10,000 x 10,000 image that would take gigabytes to decode is refused from its header."""
+
+
+def check_pixel_count(path: str | os.PathLike, height: int, width: int, max_pixels: int | None) -> None:
+    """Refuse a slice whose header declares more than ``max_pixels`` pixels, before anything is decoded.
+
+    Args:
+        path: the file, for the message.
+        height: rows, from the header.
+        width: columns, from the header.
+        max_pixels: the limit; ``None`` or 0 for none.
+
+    Raises:
+        SliceReadError: naming the file, its size, the limit and how to raise it.
+    """
+    if max_pixels and height * width > max_pixels:
+        raise SliceReadError(
+            f"{path}: {height}x{width} pixels, more than the limit of {max_pixels:,}; refusing to decode it. "
+            "Downsample the image, or raise the limit (--max_image_pixels)."
+        )
 
 
 def file_suffix(path: str | os.PathLike) -> str:

@@ -89,6 +89,16 @@ def test_unreadable_and_nan_files_are_named(tmp_path):
     assert any("nan.tif" in case and "NaN" in p for case, p in problems.items())
 
 
+@pytest.mark.parametrize("max_pixels, refused", [(32 * 40 - 1, True), (32 * 40, False), (None, False)])
+def test_images_over_the_pixel_limit_are_fatal_and_named(tmp_path, max_pixels, refused):
+    """The pixel limit is checked from each file's header before decoding (the issue's 10000 x 10000 PNG took 9 GB)."""
+    items = [_case(tmp_path, "wide.png", _image((32, 40)), _mask((32, 40)))]
+    problems = [f"{f.case}: {f.problem}" for f in check_dataset(items, max_pixels=max_pixels).fatal]
+    assert bool(problems) is refused
+    if refused:
+        assert "wide.png" in problems[0] and "32x40 pixels, more than the limit of 1,279" in problems[0]
+
+
 def test_preflight_raises_once_with_every_problem(tmp_path):
     items = [
         _case(tmp_path, "ok.png", _image(), _mask()),

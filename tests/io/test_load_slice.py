@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import re
+import struct
+import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -285,6 +289,35 @@ def test_every_format_loads_same_array_and_orientation(tmp_path: Path, writer: W
     else:
         np.testing.assert_array_equal(actual, expected)
     np.testing.assert_allclose(_block_centroid(actual[0]), BLOCK_CENTROID, atol=0.5)
+
+
+@pytest.mark.parametrize("writer, atol", [c[1:] for c in FORMAT_CASES], ids=[c[0] for c in FORMAT_CASES])
+def test_pixel_limit_refuses_every_format_by_its_header(tmp_path: Path, writer: Writer, atol: float) -> None:
+    """One pixel fewer than the slice has: refused, naming the file and the limit; exactly its size: loaded."""
+    path, expected, kwargs = writer(tmp_path)
+    message = rf"{re.escape(str(path))}: {H}x{W} pixels, more than the limit of {H * W - 1}; refusing"
+    with pytest.raises(SliceReadError, match=message):
+        LoadSlice(max_pixels=H * W - 1, **kwargs)(path)
+    assert tuple(LoadSlice(max_pixels=H * W, **kwargs)(path).shape) == expected.shape
+
+
+def _png_declaring(path: Path, height: int, width: int) -> Path:
+    """A valid 1 x 1 PNG whose header is rewritten to declare ``height`` x ``width`` (the data stays 1 pixel)."""
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[16:24] = struct.pack(">II", width, height)  # IHDR: width, height
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))  # the chunk's CRC over type and data
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_a_10000_by_10000_png_is_refused_without_decoding(tmp_path: Path) -> None:
+    """The issue's case: the default limit refuses it from the header, in milliseconds, with no memory spent."""
+    path = _png_declaring(tmp_path / "huge.png", 10_000, 10_000)
+    start = time.perf_counter()
+    with pytest.raises(SliceReadError, match=r"huge.png: 10000x10000 pixels, more than the limit of 50,000,000"):
+        LoadSlice()(path)
+    assert time.perf_counter() - start < 1.0
 
 
 @pytest.mark.parametrize("writer", [_png8, _tiff_hu, _dicom_mono2, _nifti_2d_gz], ids=["png", "tiff", "dcm", "nii"])
