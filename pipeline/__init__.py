@@ -6,12 +6,13 @@ Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$im
 
 __version__ = "0.1.0"
 
-from pipeline import bundle, data, handlers, inference, inferers, io, networks, outputs, runs, transforms
+from pipeline import bundle, data, errors, handlers, inference, inferers, io, networks, outputs, runs, transforms
 
 __all__ = [
     "__version__",
     "bundle",
     "data",
+    "errors",
     "handlers",
     "inference",
     "inferers",

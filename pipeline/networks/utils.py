@@ -100,7 +100,9 @@ def load_state_dict_file(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No weights file at {path}.")
+        raise FileNotFoundError(
+            f"No weights file at {path}. Train the model first, or name its weights with --checkpoint."
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -1,0 +1,75 @@
+"""Errors a person can read: a failed bundle command ends with its reason, and the traceback goes to a log file.
+
+MONAI wraps an error raised inside a config expression in ``RuntimeError: Failed to evaluate ConfigExpression``, so
+a failed ``python -m monai.bundle run`` prints some 40 lines of traceback that end on the wrapper, with the real
+message far above. The bundle configs call :func:`readable_errors` first thing; from then on an uncaught error
+prints only the innermost cause (which names the file and the problem), appends the full traceback to
+``<output folder>/error.log``, and the process exits with status 1 as before. Set ``PIPELINE_TRACEBACK=1`` to see
+the traceback on the terminal too. Library use (``import pipeline`` in a script) is unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["ERROR_LOG", "TRACEBACK_ENV", "readable_errors", "root_cause"]
+
+ERROR_LOG = "error.log"
+TRACEBACK_ENV = "PIPELINE_TRACEBACK"
+_MAX_LINES = 40
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost explicit cause (``raise ... from``) of ``error``, past MONAI's and our own wrappers."""
+    seen = {id(error)}
+    while error.__cause__ is not None and id(error.__cause__) not in seen:
+        error = error.__cause__
+        seen.add(id(error))
+    return error
+
+
+def _message(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, (KeyError, AttributeError, TypeError, NameError, IndexError)):
+        text = f"{type(error).__name__}: {text}"  # programming errors: the type is part of the message
+    lines = text.splitlines()
+    if len(lines) > _MAX_LINES:
+        lines = [*lines[:_MAX_LINES], f"... ({len(lines) - _MAX_LINES} more lines in the error log)"]
+    return "\n".join(lines)
+
+
+def readable_errors(output_dir: str | os.PathLike) -> str:
+    """Make this process end an uncaught error with a short message, and log the traceback in ``output_dir``.
+
+    Args:
+        output_dir: the command's output folder; ``error.log`` is appended to there (created when needed).
+
+    Returns:
+        The path of the error log, as a string (a config expression may keep it).
+    """
+    log = Path(output_dir) / ERROR_LOG
+    previous: Callable = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt) or os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
+            previous(kind, error, tb)
+        where = ""
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                f.write("".join(traceback.format_exception(kind, error, tb)))
+            where = f" (traceback in {log}; set {TRACEBACK_ENV}=1 to print it)"
+        except OSError:
+            where = f" (the traceback could not be written to {log}; set {TRACEBACK_ENV}=1 to print it)"
+        if not issubclass(kind, KeyboardInterrupt):
+            sys.stderr.write(f"error: {_message(root_cause(error))}\n{where.strip()}\n")
+
+    sys.excepthook = hook
+    return str(log)
