@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, get_decoder
 
-from pipeline.io.readers import SliceReadError, check_pixel_count
+from pipeline.io.readers import SliceReadError, check_pixel_count, decoder_failed
 
 __all__ = ["MAX_DICOM_VALUES", "check_decodable", "header_int", "invert_monochrome1", "load_dicom_slice"]
 
@@ -228,7 +228,9 @@ def load_dicom_slice(
     n_frames, photometric = _check_header(path, ds, frame_index, max_pixels)
     try:
         array, meta = reader.get_data(_slim_copy(ds))
-    except Exception as e:  # truncated or corrupt pixel data
+    except BaseException as e:  # truncated or corrupt pixel data; a Rust decoder panics
+        if not decoder_failed(e):
+            raise
         raise SliceReadError(f"{path}: cannot decode DICOM pixel data ({type(e).__name__}: {e})") from e
     if n_frames > 1:
         array = array[frame_index]

@@ -26,6 +26,7 @@ __all__ = [
     "SliceFileNotFoundError",
     "SliceReadError",
     "check_pixel_count",
+    "decoder_failed",
     "file_suffix",
     "is_dicom_file",
     "reader_for",
@@ -50,6 +51,16 @@ class SliceReadError(ValueError):
 
 class SliceFileNotFoundError(SliceReadError, FileNotFoundError):
     """The file does not exist. Caught by ``except SliceReadError`` and by ``except FileNotFoundError``."""
+
+
+def decoder_failed(error: BaseException) -> bool:
+    """Whether ``error`` from a pixel decoder is the decoder's failure rather than a request to stop.
+
+    Decoder plugins written in Rust (pyo3, e.g. pydicom's RLE plugin) report corrupt data by panicking with
+    ``PanicException``, a ``BaseException``: ``except Exception`` lets it end the process. Catch ``BaseException``
+    around decoding and re-raise when this returns False.
+    """
+    return not isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError))
 
 
 MAX_SLICE_PIXELS = 50_000_000

@@ -28,7 +28,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_rescale, pixel_array
 
 from pipeline.io.dicom import MAX_DICOM_VALUES, PIXEL_DATA_KEYWORDS, check_decodable, header_int, invert_monochrome1
-from pipeline.io.readers import SliceReadError
+from pipeline.io.readers import SliceReadError, decoder_failed
 from pipeline.io.series import DicomSeries, DicomSeriesError, read_header, safe_error_text
 
 __all__ = ["SeriesVolume", "load_series_volume"]
@@ -264,7 +264,9 @@ def _decode(series: DicomSeries, slices: list[_Slice]) -> np.ndarray:
     for k, s in enumerate(slices):
         try:
             pixels = pixel_array(s.ds)  # not ds.pixel_array: that also hashes the header to cache the result
-        except Exception as e:  # truncated, corrupt or mislabelled pixel data
+        except BaseException as e:  # truncated, corrupt or mislabelled pixel data; a Rust decoder panics
+            if not decoder_failed(e):
+                raise
             raise DicomSeriesError(
                 f"{series.label}: {s.path.name}: cannot decode pixel data ({safe_error_text(e, s.path)})"
             ) from e
