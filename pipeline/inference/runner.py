@@ -160,16 +160,28 @@ class InferenceRunner:
         folder = self.output_dir / series.study_label / series.label
         folder.mkdir(parents=True, exist_ok=True)
         tick = time.perf_counter()
-        write_dicom_seg(
-            mask,
-            volume.datasets,
-            folder / "seg.dcm",
-            segment_label=self.segment.label,
-            segmented_property_category=tuple(self.segment.category),
-            segmented_property_type=tuple(self.segment.property_type),
-            algorithm_name=self.algorithm_name,
-            algorithm_version=self.algorithm_version,
-        )
+        outputs, warnings = ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"], list(volume.warnings)
+        seg_missing = None
+        try:
+            write_dicom_seg(
+                mask,
+                volume.datasets,
+                folder / "seg.dcm",
+                segment_label=self.segment.label,
+                segmented_property_category=tuple(self.segment.category),
+                segmented_property_type=tuple(self.segment.property_type),
+                algorithm_name=self.algorithm_name,
+                algorithm_version=self.algorithm_version,
+            )
+        except MemoryError:
+            raise
+        except Exception as e:  # sources highdicom refuses: the other outputs do not need what they lack
+            seg_missing = (
+                f"no DICOM SEG: the source series cannot be referenced ({safe_error_text(e, series.files[0])})"
+            )
+            outputs.remove("seg.dcm")
+            warnings.append(seg_missing)
+            logger.warning("%s: %s", series.label, seg_missing)
         timings["write_seg_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
         write_label_nifti(mask, volume.affine, folder / "labels.nii.gz")
@@ -196,14 +208,15 @@ class InferenceRunner:
             "postprocessing": cleanup,
             "segmented_voxels": measured["voxels"],
             "per_slice": measured["per_slice"],
-            "warnings": list(volume.warnings),
+            "warnings": warnings,
+            "seg_missing": seg_missing,
             "model": {
                 "name": self.algorithm_name,
                 "version": self.algorithm_version,
                 "weights": self.checkpoint_name,
                 "flip_tta": self.flip_tta,
             },
-            "outputs": ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"],
+            "outputs": outputs,
             "timings": {k: round(v, 4) for k, v in timings.items()},
         }
         write_json(report, folder / "report.json")
@@ -359,6 +372,7 @@ class InferenceRunner:
                     "num_slices": report["num_slices"],
                     "segmented_volume_ml": report["segmented_volume_ml"],
                     "warnings": report["warnings"],
+                    "seg_missing": report["seg_missing"],
                     "seconds": report["timings"]["total_s"],
                     "model_forward_s": report["timings"]["model_forward_s"],
                 }

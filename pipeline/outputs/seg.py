@@ -91,15 +91,41 @@ _TYPE2_COPIED = (
 )
 
 
-def _with_type2_attributes(source_datasets: Sequence[Dataset]) -> list[Dataset]:
-    """The sources, with every missing Type 2 attribute highdicom copies added empty (on copies; inputs unchanged)."""
+# Type 3 reference sequences of the patient and study modules, which highdicom also copies: each item must hold both
+# attributes (Type 1 in the item). Anonymised archives often keep items without the SOP Class UID, and a SEG that
+# copies them fails dciodvfy; such items are dropped, and the sequence with them when none is left.
+_REFERENCE_SEQUENCES = ("ReferencedStudySequence", "ReferencedPatientSequence")
+_REFERENCE_ITEM_KEYS = ("ReferencedSOPClassUID", "ReferencedSOPInstanceUID")
+
+
+def _complete_reference(item: Dataset) -> bool:
+    return all(str(item.get(keyword) or "").strip() for keyword in _REFERENCE_ITEM_KEYS)
+
+
+def _repaired_sources(source_datasets: Sequence[Dataset]) -> list[Dataset]:
+    """The sources as highdicom may copy them into a valid SEG (on copies; the inputs are unchanged).
+
+    Every missing Type 2 attribute highdicom copies is added empty, and reference-sequence items that lack a Type 1
+    attribute are dropped.
+    """
     fixed = []
     for ds in source_datasets:
         missing = [keyword for keyword in _TYPE2_COPIED if keyword not in ds]
-        if missing:
+        broken = [
+            keyword
+            for keyword in _REFERENCE_SEQUENCES
+            if keyword in ds and not all(_complete_reference(item) for item in ds[keyword].value)
+        ]
+        if missing or broken:
             ds = copy.deepcopy(ds)  # a shallow copy would share the element dict with the caller's dataset
             for keyword in missing:
                 setattr(ds, keyword, None)
+            for keyword in broken:
+                kept = [item for item in ds[keyword].value if _complete_reference(item)]
+                if kept:
+                    ds[keyword].value = kept
+                else:
+                    delattr(ds, keyword)
         fixed.append(ds)
     return fixed
 
@@ -192,7 +218,7 @@ def write_dicom_seg(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_PERSON_NAME_WARNING, category=UserWarning)
         seg = hd.seg.Segmentation(
-            source_images=_with_type2_attributes(source_datasets),
+            source_images=_repaired_sources(source_datasets),
             pixel_array=mask,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=[segment],

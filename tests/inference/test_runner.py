@@ -221,6 +221,53 @@ def test_images_folder_with_bad_files(tmp_path):
     assert "holes.tif: 5 of 1920 pixel values are NaN or infinite" in errors["holes"]
 
 
+def _referencing_study_without_class(path: Path) -> None:
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    item.ReferencedSOPInstanceUID = generate_uid()  # no ReferencedSOPClassUID: common in anonymised archives
+    complete = pydicom.Dataset()
+    complete.ReferencedSOPClassUID, complete.ReferencedSOPInstanceUID = "1.2.840.10008.3.1.2.3.1", generate_uid()
+    ds.ReferencedStudySequence = [item, complete]
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_seg_of_a_non_conformant_source_passes_dciodvfy(tmp_path):
+    """The source's ReferencedStudySequence item lacks ReferencedSOPClassUID (dciodvfy flagged the copy): it is
+    dropped from the SEG, the complete item is kept, and the source files are unchanged."""
+    _, files = _series(tmp_path / "study", _phantom(3), 6, generate_uid())
+    for path in files:
+        _referencing_study_without_class(path)
+    before = [path.read_bytes() for path in files]
+    InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out").run()
+    seg = pydicom.dcmread(_only(tmp_path / "out", "seg.dcm"))
+    assert [item.ReferencedSOPClassUID for item in seg.ReferencedStudySequence] == ["1.2.840.10008.3.1.2.3.1"]
+    assert [path.read_bytes() for path in files] == before
+    result = run_dciodvfy(_only(tmp_path / "out", "seg.dcm"))
+    if result is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    errors, text = result
+    assert errors == 0, text
+
+
+def test_series_that_cannot_have_a_seg_gets_its_other_outputs(tmp_path, caplog):
+    """No FrameOfReferenceUID: highdicom cannot reference the series, but the mask, overlay and report are written
+    and the summary says why the SEG is missing."""
+    _, files = _series(tmp_path / "study", _phantom(3), 7, generate_uid())
+    for path in files:
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(path, enforce_file_format=True)
+    summary = InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out").run()
+    (record,) = summary["inputs"]
+    assert record["status"] == "ok" and record["seg_missing"].startswith("no DICOM SEG")
+    assert not list((tmp_path / "out").rglob("seg.dcm"))
+    for name in ("labels.nii.gz", "overlay.png", "report.json"):
+        assert _only(tmp_path / "out", name).is_file()
+    report = json.loads(_only(tmp_path / "out", "report.json").read_text())
+    assert report["outputs"] == ["labels.nii.gz", "overlay.png", "report.json"] and report["seg_missing"]
+    assert any("no DICOM SEG" in r.message for r in caplog.records)
+
+
 def test_anonymised_series_without_type2_attributes(tmp_path):
     """Anonymised exports lack AccessionNumber, StudyID...: the SEG is still written (empty Type 2 values)."""
     _, files = _series(tmp_path / "study", _phantom(3), 4, generate_uid())
