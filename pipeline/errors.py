@@ -54,7 +54,7 @@ def readable_errors(output_dir: str | os.PathLike) -> str:
         The path of the error log, as a string (a config expression may keep it).
     """
     log = Path(output_dir) / ERROR_LOG
-    previous: Callable = sys.excepthook
+    previous: Callable = getattr(sys.excepthook, "replaced", sys.excepthook)  # installed twice: replace, not nest
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt) or os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
@@ -71,5 +71,6 @@ def readable_errors(output_dir: str | os.PathLike) -> str:
         if not issubclass(kind, KeyboardInterrupt):
             sys.stderr.write(f"error: {_message(root_cause(error))}\n{where.strip()}\n")
 
+    hook.replaced = previous  # type: ignore[attr-defined]
     sys.excepthook = hook
     return str(log)

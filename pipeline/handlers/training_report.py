@@ -300,7 +300,15 @@ class TrainingReport:
         stopped_early = engine.state.epoch < engine.state.max_epochs
         summary = self._write_summary(engine, STOPPED_EARLY if stopped_early else FINISHED)
         if self.latest_link is not None:
-            point_latest(self.latest_link, self.output_dir)
+            try:
+                point_latest(self.latest_link, self.output_dir)
+            except OSError as e:  # a file system without symbolic links, or a folder in the way: the run is intact
+                logger.warning(
+                    "could not point %s at this run (%s); its weights are in %s: pass --checkpoint explicitly",
+                    self.latest_link,
+                    e,
+                    self.output_dir / "models",
+                )
         for warning in summary["warnings"]:
             logger.warning("%s", warning)
         best, wall = summary["best"], summary["wall_time_s"]

@@ -122,3 +122,17 @@ def test_traceback_on_request(files, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr
     assert "error: " in result.stderr
+
+
+def test_installing_twice_replaces_the_hook(tmp_path):
+    from pipeline.errors import readable_errors
+
+    before = sys.excepthook
+    try:
+        readable_errors(tmp_path / "a")
+        first = sys.excepthook
+        readable_errors(tmp_path / "b")
+        original = getattr(before, "replaced", before)  # earlier tests in this process may have installed it
+        assert sys.excepthook is not first and sys.excepthook.replaced is original  # not nested in the first one
+    finally:
+        sys.excepthook = before

@@ -78,3 +78,18 @@ def test_resume_picks_the_newest_unfinished_run(tmp_path, runs, expected):
             resume_run_dir(tmp_path)
     else:
         assert Path(resume_run_dir(tmp_path)).name == expected
+
+
+def test_a_run_that_cannot_publish_latest_still_finishes(tmp_path, caplog):
+    """A folder named latest in the way (or a file system without links): the run ends finished, with a warning."""
+    from ignite.engine import Engine
+
+    from pipeline.handlers import TrainingReport
+
+    (tmp_path / "latest").mkdir()
+    run = Path(new_run_dir(tmp_path))
+    trainer = Engine(lambda engine, batch: {"loss": 1.0})
+    TrainingReport(run, progress_bar=False, latest_link=latest_link(tmp_path)).attach(trainer)
+    trainer.run([0], max_epochs=1)
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert any("could not point" in r.getMessage() for r in caplog.records)
