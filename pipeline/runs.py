@@ -17,9 +17,26 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["LATEST", "RUNS", "latest_checkpoint", "latest_link", "new_run_dir", "point_latest", "resume_run_dir"]
+__all__ = [
+    "DONE",
+    "FAILED",
+    "FINISHED",
+    "INTERRUPTED",
+    "LATEST",
+    "RUNNING",
+    "RUNS",
+    "STOPPED_EARLY",
+    "latest_checkpoint",
+    "latest_link",
+    "new_run_dir",
+    "point_latest",
+    "resume_run_dir",
+]
 
-_DONE = ("finished", "stopped_early")  # summary.json statuses of runs that need no resuming
+RUNNING, FINISHED, STOPPED_EARLY, FAILED, INTERRUPTED = "running", "finished", "stopped_early", "failed", "interrupted"
+"""A run's ``summary.json`` ``status``: ``running`` from the start and after every epoch, then one of the others."""
+DONE = (FINISHED, STOPPED_EARLY)
+"""Statuses of runs that ended normally: ``latest`` may point at them, and ``--resume`` leaves them alone."""
 
 RUNS = "runs"
 LATEST = "latest"
@@ -72,7 +89,7 @@ def resume_run_dir(output_dir: str | os.PathLike, checkpoint_name: str = "checkp
             status = json.loads((run / "summary.json").read_text()).get("status")
         except (OSError, ValueError, AttributeError):
             status = None
-        if status in _DONE:
+        if status in DONE:
             finished += 1
         elif (run / checkpoint_name).is_file():
             return str(run)

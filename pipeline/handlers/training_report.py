@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from ignite.engine import Engine, Events
 
-from pipeline.runs import point_latest
+from pipeline.runs import DONE, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED_EARLY, point_latest
 
 __all__ = [
     "BASELINE_MARGIN",
@@ -39,9 +39,6 @@ logger = logging.getLogger("pipeline.training")
 
 BASELINE_MARGIN = 0.02
 """How much the best validation IoU must exceed the better trivial predictor's for the run not to be flagged."""
-
-RUNNING, FINISHED, STOPPED_EARLY, FAILED, INTERRUPTED = "running", "finished", "stopped_early", "failed", "interrupted"
-"""``summary.json``'s ``status``: written at the start and after every epoch (``running``), then once at the end."""
 
 
 def trivial_baselines(items: Iterable[Mapping], label_key: str = "label") -> dict[str, float]:
@@ -177,7 +174,7 @@ class TrainingReport:
             engine.state.max_epochs,
             self.output_dir,
         )
-        self._write_summary(engine, "running")
+        self._write_summary(engine, RUNNING)
 
     def _epoch_started(self, _: Engine) -> None:
         self._epoch_start = time.perf_counter()
@@ -218,7 +215,7 @@ class TrainingReport:
             f" (validation {self._val_seconds:.1f} s)" if self._val_metrics is not None else "",
         )
         self._write_csv()
-        self._write_summary(engine, "running")
+        self._write_summary(engine, RUNNING)
 
     def _write_csv(self) -> None:
         columns: list[str] = []
@@ -273,7 +270,7 @@ class TrainingReport:
             "tensorboard": str(logs) if logs.is_dir() else None,
             "metrics_csv": str(self.output_dir / "metrics.csv"),
         }
-        if status in (FINISHED, STOPPED_EARLY):
+        if status in DONE:
             warning = self._check_baselines(best)
             if warning is not None:
                 summary["learned"] = False

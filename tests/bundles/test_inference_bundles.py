@@ -123,6 +123,23 @@ def test_cli_inference_on_demo_study(unet_weights, tmp_path):
             assert phi not in path.read_text()
 
 
+def _evaluation(dataset: Path, weights: Path, output_dir: Path, **settings) -> ConfigWorkflow:
+    """The unet bundle's evaluate.json at 64 x 64 on CPU, as ``monai.bundle run evaluating`` builds it."""
+    return ConfigWorkflow(
+        config_file="bundles/unet/evaluate.json",
+        workflow_type="infer",
+        run_id="evaluating",
+        logging_file=False,
+        dataset_dir=str(dataset),
+        checkpoint=str(weights),
+        output_dir=str(output_dir),
+        spatial_size=[64, 64],
+        device="cpu",
+        num_workers=0,
+        **settings,
+    )
+
+
 @pytest.mark.parametrize(
     "corrupt, problem",
     [
@@ -143,18 +160,7 @@ def test_evaluate_runs_the_preflight(unet_weights, tmp_path, corrupt, problem):
         mask = np.zeros((64, 64), dtype=np.uint8)
         mask[5:20, 5:20], mask[30:40, 30:40] = 3, 7
         tifffile.imwrite(dataset / "masks" / victim, mask)
-    workflow = ConfigWorkflow(
-        config_file="bundles/unet/evaluate.json",
-        workflow_type="infer",
-        run_id="evaluating",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        checkpoint=str(unet_weights),
-        output_dir=str(tmp_path / "eval"),
-        spatial_size=[64, 64],
-        device="cpu",
-        num_workers=0,
-    )
+    workflow = _evaluation(dataset, unet_weights, tmp_path / "eval")
     with pytest.raises(RuntimeError) as raised:
         workflow.initialize()
         workflow.run()
@@ -169,19 +175,7 @@ def test_evaluate_runs_the_preflight(unet_weights, tmp_path, corrupt, problem):
 def test_evaluate(unet_weights, tmp_path):
     """evaluate.json: per-image CSV, summary JSON and the side-by-side figure, for the val split."""
     dataset = write_demo_dataset(tmp_path / "data", num_cases=6, size=64, val_fraction=0.5, seed=2)
-    workflow = ConfigWorkflow(
-        config_file="bundles/unet/evaluate.json",
-        workflow_type="infer",
-        run_id="evaluating",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        checkpoint=str(unet_weights),
-        output_dir=str(tmp_path / "eval"),
-        spatial_size=[64, 64],
-        device="cpu",
-        num_workers=0,
-        save_cases=True,
-    )
+    workflow = _evaluation(dataset, unet_weights, tmp_path / "eval", save_cases=True)
     workflow.initialize()
     workflow.run()
     rows = list(csv.DictReader((tmp_path / "eval" / "per_image.csv").open()))
