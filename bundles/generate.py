@@ -14,7 +14,10 @@ self-contained, from sources where each fact is written once:
 
 Each generated file is the bundle's model keys and ``bundle_root``, then, for evaluation and inference, the entries of
 ``common/train.json`` that the workflow refers to (followed through their own references, under the same ids, such as
-``validate#inferer``), then the workflow's own files. Run from anywhere::
+``validate#inferer``), then the workflow's own files. In evaluation and inference, each setting that training records in
+the model card (the ids in ``trained_settings``) reads the card of the loaded weights first and falls back to the
+training default: ``"spatial_size": "$@model_card.setting('spatial_size', @recipes[@recipe]['spatial_size'])"``; a
+dict setting does so leaf by leaf, so ``--segment#label`` still addresses one. Run from anywhere::
 
     python bundles/generate.py           # rewrite the generated files
     python bundles/generate.py --check   # exit 1, naming each stale file, when a generated file differs
@@ -38,6 +41,8 @@ WORKFLOWS = {
     "inference": ["predict.json", "inference.json"],
 }
 """Generated file name (without ``.json``) -> its own files in ``common/``; ``train`` holds all of common/train.json."""
+CARD_SETTINGS = "trained_settings"
+"""The id in common/train.json of the settings a model card records, each written ``"<id>": "@<id>"``."""
 ALWAYS = ("imports",)
 """Entries of common/train.json every config carries although no reference names them (MONAI reads ``imports``)."""
 WIDTH = 120
@@ -135,6 +140,29 @@ def _pulled(library: dict, refs: list[str], shared: set[str], own: set[str], wor
     return wanted
 
 
+def _card_settings(library: dict) -> list[str]:
+    settings = library.get(CARD_SETTINGS, {})
+    odd = [f"{k}: {v}" for k, v in settings.items() if v != f"@{k}"]
+    if odd:
+        raise BundleSourceError(f"common/train.json's {CARD_SETTINGS} entries must read '<id>': '@<id>', not {odd}")
+    return list(settings)
+
+
+def _from_card(name: str, value: Any) -> Any:
+    """``value`` (a setting's training default) as an expression that prefers the loaded weights' model card."""
+    if isinstance(value, dict) and "_target_" not in value:
+        return {k: _from_card(f"{name}#{k}", v) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("$"):
+        default = f"({value[1:]})"
+    elif isinstance(value, str) and value.startswith("@"):
+        default = value
+    elif isinstance(value, str) and ("@" in value or "%" in value):
+        raise BundleSourceError(f"the default of {name} ({value!r}) cannot become part of an expression")
+    else:
+        default = repr(value)
+    return f"$@model_card.setting({name!r}, {default})"
+
+
 def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> dict:
     """One bundle's generated config.
 
@@ -172,7 +200,9 @@ def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> d
         body = dict(library)
     else:
         wanted = _pulled(library, [*_refs(head), *_refs(own)], shared=set(head), own=set(own), workflow=workflow)
-        body = _select(library, wanted) | own
+        body = _select(library, wanted)
+        body |= {k: _from_card(k, v) for k, v in body.items() if k in _card_settings(library)}
+        body |= own
     config = head | body
     missing = sorted({r for r in _refs(config) if r.split("#")[0] != "_meta_" and not _has(config, r.split("#"))})
     if missing:

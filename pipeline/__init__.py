@@ -6,7 +6,20 @@ Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$im
 
 __version__ = "0.1.0"
 
-from pipeline import bundle, data, errors, handlers, inference, inferers, io, networks, outputs, runs, transforms
+from pipeline import (
+    bundle,
+    data,
+    errors,
+    handlers,
+    inference,
+    inferers,
+    io,
+    model_card,
+    networks,
+    outputs,
+    runs,
+    transforms,
+)
 
 __all__ = [
     "__version__",
@@ -17,6 +30,7 @@ __all__ = [
     "inference",
     "inferers",
     "io",
+    "model_card",
     "networks",
     "outputs",
     "runs",

@@ -21,9 +21,11 @@ from pipeline.data.preflight import (
     DatasetCheckError,
     DatasetReport,
     Finding,
+    ImageMoments,
     ImageStats,
     check_dataset,
     check_modality,
+    inspect_dataset,
     preflight,
 )
 from pipeline.data.recipes import RECIPES, Recipe, prepare_dataset
@@ -35,6 +37,7 @@ __all__ = [
     "DatasetCheckError",
     "DatasetReport",
     "Finding",
+    "ImageMoments",
     "ImageStats",
     "Recipe",
     "assign_folds",
@@ -44,6 +47,7 @@ __all__ = [
     "ensure_demo_dataset",
     "ensure_demo_study",
     "find_folder_pairs",
+    "inspect_dataset",
     "is_complete_demo_study",
     "load_datalist",
     "preflight",

@@ -155,8 +155,13 @@ def _from_json(path: Path) -> list[dict]:
 
 
 def _read_pairs_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV.") from e
+    except csv.Error as e:
+        raise ValueError(f"{path}: not a readable CSV file ({e}).") from e
     if rows and not ({"filename"} <= rows[0].keys() or {"image", "mask"} <= rows[0].keys()):
         raise ValueError(f"{path}: expected a 'filename' column or 'image' and 'mask' columns, got {list(rows[0])}.")
     return rows
@@ -187,6 +192,11 @@ def _from_folder(root: Path) -> list[dict]:
             image_name = _csv_field(row, "image", pairs_csv, i)
             mask_name = _csv_field(row, "mask", pairs_csv, i)
             image, mask = image_dir / image_name, mask_dir / mask_name
+            if not image.exists() and not mask.exists():
+                raise ValueError(
+                    f"{pairs_csv} line {i}: neither images/{image_name} nor masks/{mask_name} exists. Fix the name, "
+                    "or remove the row."
+                )
             split = _normalise_split(row.get("split") or "", f"{pairs_csv} line {i}")
             items.append(
                 {
@@ -233,7 +243,8 @@ def load_datalist(dataset_dir: str | Path) -> list[dict]:
         json_file = next((path / n for n in DATALIST_NAMES if (path / n).is_file()), None)
         items = _from_json(json_file) if json_file is not None else _from_folder(path)
     for item in items:
-        item.setdefault("name", Path(item["image"] or item["label"]).name)
+        if "name" not in item:
+            item["name"] = Path(item["image"] or item["label"]).name
     if not items:
         raise ValueError(f"{path}: no image/mask pairs found (looked for {', '.join(IMAGE_SUFFIXES)} files).")
     return items

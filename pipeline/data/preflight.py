@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +29,11 @@ __all__ = [
     "DatasetCheckError",
     "DatasetReport",
     "Finding",
+    "ImageMoments",
     "ImageStats",
     "check_dataset",
     "check_modality",
+    "inspect_dataset",
     "preflight",
 ]
 
@@ -74,6 +77,29 @@ class ImageStats:
         )
 
 
+@dataclass(frozen=True)
+class ImageMoments:
+    """One image's size and first two moments, from which a dataset's intensity mean and spread are pooled.
+
+    Attributes:
+        height: rows.
+        width: columns.
+        mean: mean value over all channels.
+        mean_square: mean of the squared values.
+    """
+
+    height: int
+    width: int
+    mean: float
+    mean_square: float
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> ImageMoments:
+        """The moments of a (C, H, W) image, accumulated in float64."""
+        mean = float(image.mean(dtype=np.float64))
+        return cls(int(image.shape[-2]), int(image.shape[-1]), mean, float(image.var(dtype=np.float64)) + mean * mean)
+
+
 class DatasetCheckError(ValueError):
     """Raised when the pre-flight check finds fatal problems; the message lists every one of them."""
 
@@ -108,6 +134,35 @@ class DatasetReport:
     findings: list[Finding] = field(default_factory=list)
     foreground_fraction: float = float("nan")
     images: ImageStats | None = None
+    moments: list[ImageMoments] = field(default_factory=list)
+
+    def fingerprint(self, splits: Mapping[str, Sequence] | None = None) -> dict[str, Any]:
+        """What the dataset holds, in numbers only: for a model card (no path, no file name, no DICOM attribute).
+
+        Args:
+            splits: the run's splits (``{"train": [...], "val": [...]}``); only their sizes are recorded.
+
+        Returns:
+            ``{"pairs", "splits", "height", "width" ({"min", "median", "max"} pixels), "channels", "intensity"
+            ({"min", "max", "mean", "std", "whole_numbers"} over every pixel of the readable images),
+            "foreground_fraction"}``.
+        """
+        out: dict[str, Any] = {"pairs": self.num_pairs, "splits": {k: len(v) for k, v in (splits or {}).items()}}
+        if self.moments:
+            for axis in ("height", "width"):
+                sizes = np.array([getattr(m, axis) for m in self.moments])
+                out[axis] = {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())}
+            weights = np.array([m.height * m.width for m in self.moments], dtype=np.float64)
+            mean = float(np.average([m.mean for m in self.moments], weights=weights))
+            square = float(np.average([m.mean_square for m in self.moments], weights=weights))
+            out["intensity"] = {"mean": mean, "std": float(np.sqrt(max(square - mean * mean, 0.0)))}
+        if self.images is not None:
+            out["channels"] = list(self.images.channels)
+            out.setdefault("intensity", {}).update(
+                {"min": self.images.minimum, "max": self.images.maximum, "whole_numbers": self.images.whole_numbers}
+            )
+        out["foreground_fraction"] = None if np.isnan(self.foreground_fraction) else self.foreground_fraction
+        return out
 
     @property
     def fatal(self) -> list[Finding]:
@@ -136,21 +191,22 @@ def _display_root(items: Sequence[dict]) -> str:
     if not paths:
         return ""
     root = os.path.commonpath(paths)
-    return root if not os.path.isfile(root) else os.path.dirname(root)
+    # one file (existing or not) is its own common path: show it relative to its folder, never as "."
+    return os.path.dirname(root) if root in paths or os.path.isfile(root) else root
 
 
 def _check_pair(
     item: dict, loader: LoadSlice, root: str, empty_masks: str
-) -> tuple[list[Finding], float, ImageStats | None]:
+) -> tuple[list[Finding], float, ImageStats | None, ImageMoments | None]:
     def show(path: str) -> str:
         return os.path.relpath(os.path.abspath(path), root) if root else path
 
     image_path, label_path = item.get("image"), item.get("label")
     case = show(image_path or label_path)
     if image_path is None:
-        return [Finding(case, "mask has no matching image", True)], float("nan"), None
+        return [Finding(case, "mask has no matching image", True)], float("nan"), None, None
     if label_path is None:
-        return [Finding(case, "image has no matching mask", True)], float("nan"), None
+        return [Finding(case, "image has no matching mask", True)], float("nan"), None, None
 
     findings: list[Finding] = []
     arrays = {}
@@ -159,13 +215,14 @@ def _check_pair(
             arrays[key] = np.asarray(loader(path))
         except Exception as e:  # every reader failure is reported by name rather than stopping the scan
             findings.append(Finding(show(path), f"unreadable {key}: {e}", True))
-    stats = None
+    stats = moments = None
     if "image" in arrays and arrays["image"].size and np.isfinite(arrays["image"]).all():
         image = arrays["image"]
         whole = bool(np.all(image == np.round(image)))
         stats = ImageStats(float(image.min()), float(image.max()), whole, (int(image.shape[0]),))
+        moments = ImageMoments.of(image)
     if len(arrays) < 2:
-        return findings, float("nan"), stats
+        return findings, float("nan"), stats, moments
     image, mask = arrays["image"], arrays["mask"]
     if image.shape[1:] != mask.shape[1:]:
         findings.append(
@@ -180,7 +237,7 @@ def _check_pair(
     value_problem = mask_value_report(mask)
     if value_problem is not None:
         findings.append(Finding(show(label_path), f"mask is not binary: {value_problem}", True))
-        return findings, float("nan"), stats
+        return findings, float("nan"), stats, moments
     notes = []
     if mask.shape[0] > 1:
         notes.append(f"{mask.shape[0]}-channel mask reduced to one (channel maximum)")
@@ -195,7 +252,7 @@ def _check_pair(
         findings.append(Finding(show(label_path), "mask is empty (no foreground pixel)", empty_masks == "error"))
     if image.size and float(image.max()) == float(image.min()):
         findings.append(Finding(case, f"image is constant ({float(image.min())})", False))
-    return findings, foreground, stats
+    return findings, foreground, stats, moments
 
 
 def check_dataset(
@@ -224,13 +281,15 @@ def check_dataset(
         results = list(pool.map(lambda item: _check_pair(item, loader, root, empty_masks), items))
     report = DatasetReport(num_pairs=len(items))
     fractions = []
-    for findings, fraction, _ in results:
+    for findings, fraction, _, moments in results:
         report.findings += findings
+        if moments is not None:
+            report.moments.append(moments)
         if not np.isnan(fraction):
             fractions.append(fraction)
     if fractions:
         report.foreground_fraction = float(np.mean(fractions))
-    report.images = ImageStats.merge([stats for *_, stats in results if stats is not None])
+    report.images = ImageStats.merge([stats for _, _, stats, _ in results if stats is not None])
     return report
 
 
@@ -271,15 +330,15 @@ def check_modality(images: ImageStats | None, modality: str, in_channels: int | 
     return messages
 
 
-def preflight(
+def inspect_dataset(
     items: Sequence[dict],
     empty_masks: str = "warn",
     num_workers: int = 4,
     modality: str | None = None,
     in_channels: int | None = None,
     max_pixels: int | None = MAX_SLICE_PIXELS,
-) -> list[dict]:
-    """Check a dataset before training; log warnings and stop on fatal problems.
+) -> DatasetReport:
+    """Check a dataset before a run; log warnings and stop on fatal problems.
 
     Args:
         items: datalist items (see :func:`check_dataset`).
@@ -291,7 +350,7 @@ def preflight(
         max_pixels: the largest image accepted (height x width; ``--max_image_pixels``).
 
     Returns:
-        ``items`` unchanged, so a config can chain it.
+        The report, whose :meth:`~DatasetReport.fingerprint` goes into the model card.
 
     Raises:
         DatasetCheckError: listing every fatal problem with its file name.
@@ -303,4 +362,14 @@ def preflight(
     if modality is not None:
         for message in check_modality(report.images, modality, in_channels):
             logger.warning(message)
+    return report
+
+
+def preflight(items: Sequence[dict], **kwargs: Any) -> list[dict]:
+    """:func:`inspect_dataset` (same keyword arguments), returning ``items`` unchanged so a config can chain it.
+
+    Raises:
+        DatasetCheckError: listing every fatal problem with its file name.
+    """
+    inspect_dataset(items, **kwargs)
     return list(items)

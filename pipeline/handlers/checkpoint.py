@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from ignite.engine import Engine
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
+
+from pipeline.model_card import ModelCard
 
 __all__ = ["AtomicCheckpointSaver", "AtomicDiskSaver", "save_atomic"]
 
@@ -67,14 +70,23 @@ class AtomicDiskSaver(DiskSaver):
     Args:
         dirname: the folder (created if missing).
         filename: a fixed file name for every save (``model.pt``), or ``None`` for ignite's generated names.
+        on_saved: called with each file's path once it is complete (to write its model card).
     """
 
-    def __init__(self, dirname: str | os.PathLike, filename: str | None = None) -> None:
+    def __init__(
+        self,
+        dirname: str | os.PathLike,
+        filename: str | None = None,
+        on_saved: Callable[[Path], None] | None = None,
+    ) -> None:
         super().__init__(dirname=dirname, require_empty=False, atomic=True, create_dir=True)
         self.filename = filename
+        self.on_saved = on_saved
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        save_atomic(checkpoint, Path(self.dirname) / (self.filename or filename))
+        path = save_atomic(checkpoint, Path(self.dirname) / (self.filename or filename))
+        if self.on_saved is not None:
+            self.on_saved(path)
 
     def remove(self, filename: str) -> None:
         """Delete an older checkpoint; a no-op under a fixed name, which the next save replaces atomically."""
@@ -83,16 +95,49 @@ class AtomicDiskSaver(DiskSaver):
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
-    """MONAI's ``CheckpointSaver`` (same arguments) whose final, best-metric and interval files are written atomically.
+    """MONAI's ``CheckpointSaver`` whose final, best-metric and interval files are written atomically, with a card.
 
-    The previous best ``model.pt`` stays on disk, complete, until the new one has been written in full.
+    The previous best ``model.pt`` stays on disk, complete, until the new one has been written in full. With a
+    ``model_card``, every weights file saved gets its card beside it (``model.pt`` -> ``model.json``), written after
+    the weights, with the epoch and validation metrics of the moment.
+
+    Args:
+        args: MONAI's ``CheckpointSaver`` arguments.
+        model_card: what the run trains with (:class:`pipeline.model_card.ModelCard`); ``None`` writes no card.
+        metrics_from: the engine whose ``state.metrics`` the card records (the validator); default: the engine the
+            saver is attached to.
+        kwargs: MONAI's ``CheckpointSaver`` keyword arguments.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, model_card: ModelCard | None = None, metrics_from: Engine | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.model_card = model_card
+        self.metrics_from = metrics_from
+        self._engine: Engine | None = None
         for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if checkpoint is not None:
-                checkpoint.save_handler = AtomicDiskSaver(self.save_dir, checkpoint.save_handler.filename)
+                checkpoint.save_handler = AtomicDiskSaver(
+                    self.save_dir, checkpoint.save_handler.filename, on_saved=self._write_card
+                )
+
+    def attach(self, engine: Engine) -> None:
+        self._engine = engine
+        super().attach(engine)
+
+    def _write_card(self, weights: Path) -> None:
+        if self.model_card is None:
+            return
+        engine = self.metrics_from or self._engine
+        state = engine.state if engine is not None else None
+        best = getattr(state, "best_metric", None)
+        self.model_card.write(
+            weights,
+            epoch=getattr(self._engine.state, "epoch", None) if self._engine is not None else None,
+            metrics=getattr(state, "metrics", None),
+            best_metric=None if best is None or best == -1 else float(best),
+        )
 
     def state_dict(self) -> dict:
         """The best-metric record (ignite's ``(score, file)`` list): the inverse of MONAI's ``load_state_dict``."""

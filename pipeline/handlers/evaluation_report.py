@@ -159,17 +159,7 @@ class EvaluationReport:
             "seconds_per_image": seconds / max(len(names), 1),
             "resolution": "native (metrics computed on each image's own pixel grid)",
             "metrics": {k.removeprefix("val_"): float(v) for k, v in engine.state.metrics.items()},
-            "per_image_statistics": {
-                name: {
-                    "mean": float(np.nanmean(v)),
-                    "std": float(np.nanstd(v)),
-                    "median": float(np.nanmedian(v)),
-                    "min": float(np.nanmin(v)),
-                    "max": float(np.nanmax(v)),
-                }
-                for name, v in columns.items()
-                if len(v)
-            },
+            "per_image_statistics": {name: _statistics(v) for name, v in columns.items() if len(v)},
             "outputs": ["per_image.csv", "summary.json"],
         }
         if self.save_cases:
@@ -218,3 +208,18 @@ class EvaluationReport:
                 }
             )
         return write_side_by_side(cases, self.output_dir / "cases.png", window=self.window)
+
+
+def _statistics(values: np.ndarray) -> dict[str, float]:
+    """Mean, std, median, min and max over the finite values (all NaN when none is: HD95 of empty predictions)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[~np.isnan(finite)]
+    if not finite.size:
+        return dict.fromkeys(("mean", "std", "median", "min", "max"), float("nan"))
+    return {
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "median": float(np.median(finite)),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+    }

@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,24 @@ class SegmentDescription:
     category: tuple[str, str] = ("91723000", "Anatomical Structure")
     property_type: tuple[str, str] = ("39607008", "Lung structure")
 
+    @classmethod
+    def from_config(cls, segment: SegmentDescription | Mapping[str, Any] | None) -> SegmentDescription:
+        """A description from a bundle config's ``segment`` (``{"label", "category", "property_type"}``).
+
+        Raises:
+            ValueError: a key other than those three, or a code that is not a (code, meaning) pair.
+        """
+        if segment is None or isinstance(segment, SegmentDescription):
+            return segment or cls()
+        unknown = sorted(set(segment) - {"label", "category", "property_type"})
+        if unknown:
+            raise ValueError(f"segment has unknown key(s) {unknown}: use label, category and property_type")
+        codes = {k: tuple(str(v) for v in segment[k]) for k in ("category", "property_type") if k in segment}
+        bad = [k for k, v in codes.items() if len(v) != 2]
+        if bad:
+            raise ValueError(f"segment {bad[0]} must be a [SNOMED code, meaning] pair, got {list(segment[bad[0]])}")
+        return cls(label=str(segment.get("label", cls.label)), **codes)
+
 
 class InferenceRunner:
     """Segment every 2D image and selected DICOM series under ``input`` and write the outputs.
@@ -80,7 +98,8 @@ class InferenceRunner:
         input: an image file, a single DICOM file, a folder of images, a DICOM study folder or a folder of studies.
         output_dir: where outputs go (created).
         series_rules: DICOM series selection rules.
-        segment: segment description for DICOM SEG (label and SNOMED codes).
+        segment: what the model segments (label and SNOMED codes), for DICOM SEG and the reports; a bundle config's
+            ``segment`` dict is accepted (:meth:`SegmentDescription.from_config`).
         algorithm_name: algorithm name written into DICOM SEG and the reports (the bundle's model name).
         algorithm_version: algorithm version (the bundle's version).
         checkpoint: weights file(s) the network was loaded from (an ensemble's members); reported by name only
@@ -100,7 +119,7 @@ class InferenceRunner:
         input: str | os.PathLike,
         output_dir: str | os.PathLike,
         series_rules: SeriesRules | None = None,
-        segment: SegmentDescription | None = None,
+        segment: SegmentDescription | Mapping[str, Any] | None = None,
         algorithm_name: str = "pipeline",
         algorithm_version: str = "0",
         checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
@@ -117,7 +136,7 @@ class InferenceRunner:
         self.input = Path(input)
         self.output_dir = Path(output_dir)
         self.series_rules = series_rules or SeriesRules()
-        self.segment = segment or SegmentDescription()
+        self.segment = SegmentDescription.from_config(segment)
         self.algorithm_name = algorithm_name
         self.algorithm_version = str(algorithm_version)
         self.checkpoint_name = weights_names(checkpoint)

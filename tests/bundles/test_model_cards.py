@@ -1,0 +1,101 @@
+"""A trained run's model card carries its settings to evaluation and inference, which refuse contradicting overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from monai.bundle import ConfigWorkflow
+
+from pipeline.data import write_demo_dataset
+from pipeline.model_card import ModelCardError, card_path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset, output folder) of a 1-epoch unet run at 64 x 64 with a window and threshold of its own."""
+    root = tmp_path_factory.mktemp("card")
+    dataset = write_demo_dataset(root / "Doe^Jane", num_cases=4, size=96, val_fraction=0.5, seed=4)
+    workflow = ConfigWorkflow(
+        config_file="bundles/unet/train.json",
+        workflow_type="train",
+        run_id="training",
+        logging_file=False,
+        dataset_dir=str(dataset),
+        output_dir=str(root / "out"),
+        epochs=1,
+        batch_size=2,
+        spatial_size=[64, 64],
+        window=[-900, 300],
+        threshold=0.4,
+        device="cpu",
+        num_workers=0,
+    )
+    workflow.initialize()
+    workflow.run()
+    return dataset, root / "out"
+
+
+def _workflow(kind: str, trained: tuple[Path, Path], tmp_path: Path, **override) -> ConfigWorkflow:
+    dataset, out = trained
+    settings = {"train_output_dir": str(out), "output_dir": str(tmp_path / kind), "device": "cpu"}
+    if kind == "inference":
+        settings["input"] = str(next((dataset / "images").iterdir()))
+    else:
+        settings |= {"dataset_dir": str(dataset), "num_workers": 0}
+    return ConfigWorkflow(
+        config_file=f"bundles/unet/{kind}.json",
+        workflow_type="infer",
+        run_id=kind if kind == "inference" else "evaluating",
+        logging_file=False,
+        **settings | override,
+    )
+
+
+def test_every_saved_model_has_a_card(trained):
+    dataset, out = trained
+    models = out / "latest" / "models"
+    for weights in ("model.pt", "model_final.pt"):
+        card = json.loads(card_path(models / weights).read_text())
+        assert card["settings"]["spatial_size"] == [64, 64] and card["settings"]["window"] == [-900, 300]
+        assert card["settings"]["threshold"] == 0.4 and card["settings"]["segment"]["label"] == "Lung"
+        assert card["model_name"] == "unet" and card["epoch"] == 1 and "val_iou" in card["metrics"]
+        assert card["data"]["pairs"] == 4 and card["data"]["splits"] == {"train": 2, "val": 2}
+        text = card_path(models / weights).read_text()
+        assert "Doe" not in text and str(dataset) not in text
+
+
+@pytest.mark.parametrize("kind", ["inference", "evaluate"])
+def test_trained_settings_apply_without_overrides(trained, tmp_path, kind):
+    workflow = _workflow(kind, trained, tmp_path)
+    workflow.initialize()
+    parsed = workflow.parser.get_parsed_content
+    assert tuple(parsed("validate#resize").resizer.spatial_size) == (64, 64)
+    assert tuple(parsed("validate#inferer").roi_size) == (64, 64)
+    assert parsed("window") == [-900, 300] and parsed("threshold") == 0.4
+    workflow.run()
+
+
+@pytest.mark.parametrize("kind", ["inference", "evaluate"])
+@pytest.mark.parametrize(
+    "override, setting", [({"spatial_size": [96, 96]}, "spatial_size"), ({"window": [-1000, 400]}, "window")]
+)
+def test_contradicting_override_is_refused_unless_forced(trained, tmp_path, kind, override, setting):
+    workflow = _workflow(kind, trained, tmp_path, **override)
+    with pytest.raises(RuntimeError) as raised:
+        workflow.initialize()
+    cause = raised.value
+    while cause is not None and not isinstance(cause, ModelCardError):
+        cause = cause.__cause__
+    assert cause is not None and f"{setting}: trained with" in str(cause) and "--force_overrides" in str(cause)
+    forced = _workflow(kind, trained, tmp_path / "forced", force_overrides=True, **override)
+    forced.initialize()
+    assert forced.parser.get_parsed_content(setting) == next(iter(override.values()))
