@@ -11,9 +11,11 @@ read every on/off setting through :func:`flag`, which accepts what people type a
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["BUNDLES_DIR", "bundle_root", "flag"]
+__all__ = ["BUNDLES_DIR", "bundle_root", "check_settings", "flag"]
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -61,3 +63,59 @@ def flag(value: object, name: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
     raise ValueError(f"--{name} must be true or false, got {value!r}.")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_settings(
+    spatial_size: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    threshold: float | None = None,
+    in_channels: int | None = None,
+    out_channels: int | None = None,
+    max_image_pixels: int | None = None,
+) -> None:
+    """Refuse settings no run can use, with the override to fix, before anything is read or built from them.
+
+    Args:
+        spatial_size: (height, width) the network sees: two positive whole numbers.
+        batch_size: at least 1.
+        epochs: at least 1.
+        learning_rate: positive.
+        threshold: the probability that separates foreground from background, strictly between 0 and 1.
+        in_channels: 1 (grey) or 3 (colour).
+        out_channels: 1; the bundles segment one foreground class with a sigmoid.
+        max_image_pixels: positive.
+
+    Raises:
+        ValueError: naming the first setting that is wrong, what it got and what it needs.
+    """
+    problems = []
+    if spatial_size is not None and not (
+        isinstance(spatial_size, Sequence)
+        and not isinstance(spatial_size, str)
+        and len(spatial_size) == 2
+        and all(_whole(v) and v > 0 for v in spatial_size)
+    ):
+        problems.append(f'--spatial_size must be two positive whole numbers, e.g. "[256,256]", got {spatial_size!r}')
+    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("max_image_pixels", max_image_pixels)):
+        if value is not None and not (_whole(value) and value >= 1):
+            problems.append(f"--{name} must be a whole number of at least 1, got {value!r}")
+    if learning_rate is not None and not (_number(learning_rate) and learning_rate > 0):
+        problems.append(f"--learning_rate must be a positive number, got {learning_rate!r}")
+    if threshold is not None and not (_number(threshold) and 0 < threshold < 1):
+        problems.append(f"--threshold must be a probability strictly between 0 and 1, got {threshold!r}")
+    if in_channels is not None and in_channels not in (1, 3):
+        problems.append(f"--in_channels must be 1 (grey) or 3 (colour), got {in_channels!r}")
+    if out_channels is not None and out_channels != 1:
+        problems.append(f"--out_channels must be 1 (one foreground class, sigmoid output), got {out_channels!r}")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")

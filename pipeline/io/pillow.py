@@ -57,7 +57,12 @@ def load_pil_slice(
     """
     try:
         img = reader.read(path)
-    except Exception as e:  # Pillow raises UnidentifiedImageError, OSError, DecompressionBombError, SyntaxError...
+    except Image.DecompressionBombError as e:  # the header alone asks for more than Pillow's own hard limit
+        raise SliceReadError(
+            f"{path}: more than the limit of pixels Pillow will open ({e}); refusing to decode it. "
+            "Downsample the image."
+        ) from e
+    except Exception as e:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError...
         raise SliceReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
     converted = img
     try:

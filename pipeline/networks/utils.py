@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["check_input_size", "check_spatial_dims", "load_state_dict_file"]
+__all__ = ["check_input_size", "check_spatial_dims", "load_state_dict_file", "probe_input_size"]
 
 # Keys under which training loops commonly nest the network's weights in a checkpoint.
 _WRAPPER_KEYS = ("state_dict", "model", "network")
@@ -142,3 +143,58 @@ def load_state_dict_file(net: nn.Module, path: str | os.PathLike) -> nn.Module:
         )
     net.load_state_dict(state, strict=True)
     return net
+
+
+def _fits(network: nn.Module, in_channels: int, size: Sequence[int]) -> torch.Tensor:
+    parameter = next(network.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    with torch.no_grad():
+        return network(torch.zeros(1, in_channels, *size, device=device))
+
+
+def probe_input_size(network: nn.Module, spatial_size: Sequence[int], in_channels: int = 1) -> nn.Module:
+    """Run ``network`` once on a zero image of ``spatial_size`` and refuse a size it cannot take.
+
+    Encoder-decoders halve the image several times and join the halves again: a size that is not a multiple of the
+    total stride fails deep inside the network with a message about tensor sizes. This finds it before a run starts
+    and names the override to fix. The network runs in eval mode without gradients (nothing is updated).
+
+    Args:
+        network: the network (on its device).
+        spatial_size: (height, width) it will see.
+        in_channels: its input channels.
+
+    Returns:
+        ``network``, so a config can chain it.
+
+    Raises:
+        ValueError: the network fails on that size, or returns a map of another size; the message suggests the next
+            multiple of 8, 16, 32 or 64 that works.
+    """
+    height, width = (int(v) for v in spatial_size)
+    training = network.training
+    network.eval()
+    try:
+        try:
+            out = _fits(network, in_channels, (height, width))
+            error = None if tuple(out.shape[-2:]) == (height, width) else f"it returns a {tuple(out.shape[-2:])} map"
+        except (RuntimeError, ValueError) as e:  # torch's size mismatch, or our networks' own input check
+            error = str(e).splitlines()[0].rstrip(".")
+        if error is None:
+            return network
+        hint = ""
+        for k in (8, 16, 32, 64):  # the smallest k whose multiples fit (two of them: one could fit by chance)
+            size = (k * math.ceil(height / k), k * math.ceil(width / k))
+            try:
+                if all(
+                    tuple(_fits(network, in_channels, s).shape[-2:]) == s for s in (size, (size[0] + k, size[1] + k))
+                ):
+                    hint = f' Use a multiple of {k}, e.g. --spatial_size "[{size[0]},{size[1]}]".'
+                    break
+            except (RuntimeError, ValueError):
+                continue
+        raise ValueError(
+            f"{type(network).__name__} cannot take {height} x {width} inputs (--spatial_size): {error}.{hint}"
+        )
+    finally:
+        network.train(training)

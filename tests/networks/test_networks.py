@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from monai.networks.nets import UNet
 from torch import nn
 
-from pipeline.networks import ASPPNet, CENet, DACBlock, InceptionUNet, RMPBlock, load_state_dict_file
+from pipeline.networks import ASPPNet, CENet, DACBlock, InceptionUNet, RMPBlock, load_state_dict_file, probe_input_size
 
 # reference.md section 2: "about 29.0 M parameters" (1 input channel, 1 output channel).
 CENET_REFERENCE_PARAMS = 29.0e6
@@ -339,3 +339,27 @@ def test_load_state_dict_refuses_unsafe_or_broken_files(tmp_path: Path, content:
     with pytest.raises(ValueError, match=re.escape(str(path))):
         load_state_dict_file(_small_net(), path)
     assert not _Payload.ran
+
+
+@pytest.mark.parametrize(
+    "network, size, expected",
+    [
+        (UNet(2, 1, 1, channels=(4, 8, 16, 32, 64), strides=(2, 2, 2, 2)), (64, 64), None),
+        (
+            UNet(2, 1, 1, channels=(4, 8, 16, 32, 64), strides=(2, 2, 2, 2)),
+            (50, 50),
+            'multiple of 16, e.g. --spatial_size "[64,64]"',
+        ),
+        (ASPPNet(2, 1, 1), (50, 50), 'multiple of 32, e.g. --spatial_size "[64,64]"'),
+        (ASPPNet(2, 1, 1), (64, 96), None),
+    ],
+)
+def test_probe_input_size_names_a_size_that_fits(network, size, expected):
+    network.train()
+    if expected is None:
+        assert probe_input_size(network, size) is network
+    else:
+        with pytest.raises(ValueError, match="cannot take") as raised:
+            probe_input_size(network, size)
+        assert expected in str(raised.value)
+    assert network.training  # put back as it was
