@@ -20,10 +20,12 @@ from pathlib import Path
 try:
     from pipeline.data.preflight import DatasetCheckError
     from pipeline.data.recipes import RECIPES, prepare_dataset
+    from pipeline.outputs import SEGMENTS
 except ImportError:  # not installed with ``pip install -e .``: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pipeline.data.preflight import DatasetCheckError
     from pipeline.data.recipes import RECIPES, prepare_dataset
+    from pipeline.outputs import SEGMENTS
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     parser.add_argument("--empty_masks", choices=("ignore", "warn", "error"), default="warn")
+    parser.add_argument(
+        "--segment",
+        choices=sorted(SEGMENTS),
+        help="what the masks hold, written into the datalist and from there into models and DICOM SEG "
+        "(default: the recipe's; folder: tissue)",
+    )
     folder = parser.add_argument_group("the folder recipe")
     folder.add_argument("--image_dir", default="images", help="image folder inside --source (default images)")
     folder.add_argument("--mask_dir", default="masks", help="mask folder inside --source (default masks)")
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     try:
         path = prepare_dataset(
-            args.recipe, args.source, args.out, args.num_folds, args.seed, args.empty_masks, **options
+            args.recipe, args.source, args.out, args.num_folds, args.seed, args.empty_masks, args.segment, **options
         )
     except (ValueError, DatasetCheckError) as e:
         parser.exit(2, f"error: {e}\n")

@@ -119,11 +119,12 @@ class ModelCard:
         """The trained value of a setting, or ``default`` when the card does not record it.
 
         Args:
-            name: a setting id; ``#`` reaches into a nested one (``segment#label``), as MONAI ids do.
+            name: a setting id; ``#`` reaches into a nested one (``segment#label``), as MONAI ids do (MONAI hands
+                ``#`` inside a config expression over as ``::``, which works too).
             default: the bundle's own value.
         """
         value: Any = self.settings
-        for key in name.split("#"):
+        for key in name.replace("::", "#").split("#"):
             if not isinstance(value, Mapping) or key not in value:
                 return default
             value = value[key]
@@ -180,7 +181,8 @@ class ModelCard:
             )
         fields = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__ and k != "source"}
         card = cls(**fields, source=path)
-        if card.sha256 is not None and Path(weights).is_file() and _sha256(Path(weights)) != card.sha256:
+        describes = card.weights in (None, Path(weights).name)  # an export (model.onnx) shares its weights' card
+        if describes and card.sha256 is not None and Path(weights).is_file() and _sha256(Path(weights)) != card.sha256:
             logger.warning(
                 "%s describes another version of %s (the weights were replaced after the card was written); its "
                 "settings are used, its metrics may be stale",

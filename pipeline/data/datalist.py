@@ -18,8 +18,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -248,6 +249,44 @@ def load_datalist(dataset_dir: str | Path) -> list[dict]:
     if not items:
         raise ValueError(f"{path}: no image/mask pairs found (looked for {', '.join(IMAGE_SUFFIXES)} files).")
     return items
+
+
+def dataset_segment(dataset_dir: str | Path, default: str | Mapping[str, Any] = "lung") -> dict[str, Any]:
+    """What a dataset's masks segment: its datalist's ``"segment"`` (written by the recipes), else ``default``.
+
+    Args:
+        dataset_dir: the run's ``dataset_dir``; only a datalist JSON (given, or found in the folder) can carry one. A
+            folder that does not exist (the demo data before its first run) gives ``default``.
+        default: the bundle's segment: a name in :data:`pipeline.outputs.SEGMENTS`, or a dict with ``label``,
+            ``category``, ``property_type`` and ``color``.
+
+    Returns:
+        The segment as a dict with every key (the datalist's keys over ``default``'s).
+
+    Raises:
+        ValueError: naming the datalist, when its ``segment`` is malformed.
+    """
+    from pipeline.outputs.segment import SEGMENTS, SegmentDescription
+
+    if isinstance(default, str):
+        if default not in SEGMENTS:
+            raise ValueError(f"unknown segment {default!r}; choose one of {sorted(SEGMENTS)} or give a dict")
+        default = SEGMENTS[default].to_config()
+    path = Path(dataset_dir)
+    if path.is_dir():
+        path = next((path / n for n in DATALIST_NAMES if (path / n).is_file()), path)
+    given = {}
+    if path.is_file() and path.suffix == ".json":
+        try:
+            given = json.loads(path.read_text()).get("segment") or {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            given = {}  # load_datalist reports an unreadable datalist
+    try:
+        if not isinstance(given, Mapping):
+            raise ValueError(f"segment must be a dict with label, category, property_type and color, got {given!r}")
+        return SegmentDescription.from_config({**dict(default), **given}).to_config()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from e
 
 
 def check_bundle_overrides(dataset_dir: str | Path, **settings: object) -> list[str]:

@@ -33,7 +33,7 @@ import numpy as np
 from pipeline.data.datalist import _by_stem, _normalise_split, _slices, _stem, assign_folds, find_folder_pairs
 from pipeline.data.preflight import preflight
 from pipeline.io import LoadSlice
-from pipeline.outputs import write_json, write_mask_png
+from pipeline.outputs import SEGMENTS, write_json, write_mask_png
 from pipeline.transforms import BinarizeMask
 
 __all__ = ["RECIPES", "Recipe", "prepare_dataset"]
@@ -126,21 +126,38 @@ class Recipe:
             checked one by one, then merged into one mask written next to the datalist.
         overrides: the bundle settings this data needs (``--modality``, ``--in_channels``), written into the
             datalist as a hint for the training command.
+        segment: what the masks hold (a key of :data:`pipeline.outputs.SEGMENTS`), written into the datalist;
+            training records it in the model card and inference writes it into DICOM SEG and the reports.
     """
 
     name: str
     title: str
     find: Callable[..., list[dict]]
     overrides: dict[str, object]
+    segment: str
 
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("kaggle_lung", 'Kaggle "Finding and Measuring Lungs in CT Data" (2D)', _kaggle_lung, {"modality": "CT"}),
-        Recipe("kvasir", "Kvasir-SEG / HyperKvasir segmented polyps", _kvasir, {"modality": "ES", "in_channels": 3}),
-        Recipe("montgomery", "Montgomery County chest X-rays (left + right lungs)", _montgomery, {"modality": "XR"}),
-        Recipe("folder", "any folder of images and masks", _folder, {}),
+        Recipe(
+            "kaggle_lung",
+            'Kaggle "Finding and Measuring Lungs in CT Data" (2D)',
+            _kaggle_lung,
+            {"modality": "CT"},
+            "lung",
+        ),
+        Recipe(
+            "kvasir",
+            "Kvasir-SEG / HyperKvasir segmented polyps",
+            _kvasir,
+            {"modality": "ES", "in_channels": 3},
+            "polyp",
+        ),
+        Recipe(
+            "montgomery", "Montgomery County chest X-rays (left + right lungs)", _montgomery, {"modality": "XR"}, "lung"
+        ),
+        Recipe("folder", "any folder of images and masks", _folder, {}, "tissue"),
     )
 }
 
@@ -157,6 +174,7 @@ def prepare_dataset(
     num_folds: int = 5,
     seed: int = 0,
     empty_masks: str = "warn",
+    segment: str | None = None,
     **options: str,
 ) -> Path:
     """Find the pairs of a dataset, check every one of them, and write ``out/datalist.json`` with k seeded folds.
@@ -168,6 +186,7 @@ def prepare_dataset(
         num_folds: folds for cross-validation. Default 5.
         seed: seed of the fold assignment. Default 0.
         empty_masks: the pre-flight check's policy for empty masks (``ignore``, ``warn``, ``error``).
+        segment: what the masks hold, a key of :data:`pipeline.outputs.SEGMENTS`; default the recipe's.
         options: recipe options (``folder``: ``image_dir``, ``mask_dir``, ``mask_suffix``).
 
     Returns:
@@ -179,6 +198,9 @@ def prepare_dataset(
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
+    segment = segment or RECIPES[recipe].segment
+    if segment not in SEGMENTS:
+        raise ValueError(f"unknown segment {segment!r}; choose one of {sorted(SEGMENTS)}.")
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise ValueError(f"source {source} is not a folder.")
@@ -208,6 +230,7 @@ def prepare_dataset(
         "name": RECIPES[recipe].title,
         "recipe": recipe,
         "bundle_overrides": RECIPES[recipe].overrides,
+        "segment": SEGMENTS[segment].to_config(),
         "num_folds": num_folds,
         "seed": seed,
         "fold_sizes": counts,

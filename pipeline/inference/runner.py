@@ -20,7 +20,6 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from pipeline.outputs import (
     write_overlay_montage,
     write_overlay_png,
 )
+from pipeline.outputs.segment import SegmentDescription
 from pipeline.transforms.volume import VolumeCleanup
 
 __all__ = ["InferenceError", "InferenceRunner", "SegmentDescription"]
@@ -53,41 +53,6 @@ logger = logging.getLogger("pipeline.inference")
 
 class InferenceError(RuntimeError):
     """Some inputs could not be segmented; the others were, and every outcome is in ``summary.json``."""
-
-
-@dataclass(frozen=True)
-class SegmentDescription:
-    """What the model segments, for the DICOM SEG segment description and the reports.
-
-    Attributes:
-        label: segment label, e.g. ``"Lung"``.
-        category: SNOMED CT (code, meaning) of the segmented property category, e.g.
-            ``("91723000", "Anatomical Structure")``.
-        property_type: SNOMED CT (code, meaning) of the segmented property type, e.g.
-            ``("39607008", "Lung structure")``.
-    """
-
-    label: str = "Lung"
-    category: tuple[str, str] = ("91723000", "Anatomical Structure")
-    property_type: tuple[str, str] = ("39607008", "Lung structure")
-
-    @classmethod
-    def from_config(cls, segment: SegmentDescription | Mapping[str, Any] | None) -> SegmentDescription:
-        """A description from a bundle config's ``segment`` (``{"label", "category", "property_type"}``).
-
-        Raises:
-            ValueError: a key other than those three, or a code that is not a (code, meaning) pair.
-        """
-        if segment is None or isinstance(segment, SegmentDescription):
-            return segment or cls()
-        unknown = sorted(set(segment) - {"label", "category", "property_type"})
-        if unknown:
-            raise ValueError(f"segment has unknown key(s) {unknown}: use label, category and property_type")
-        codes = {k: tuple(str(v) for v in segment[k]) for k in ("category", "property_type") if k in segment}
-        bad = [k for k, v in codes.items() if len(v) != 2]
-        if bad:
-            raise ValueError(f"segment {bad[0]} must be a [SNOMED code, meaning] pair, got {list(segment[bad[0]])}")
-        return cls(label=str(segment.get("label", cls.label)), **codes)
 
 
 class InferenceRunner:
@@ -189,6 +154,7 @@ class InferenceRunner:
                 segment_label=self.segment.label,
                 segmented_property_category=tuple(self.segment.category),
                 segmented_property_type=tuple(self.segment.property_type),
+                display_color=self.segment.color,
                 algorithm_name=self.algorithm_name,
                 algorithm_version=self.algorithm_version,
             )

@@ -19,10 +19,13 @@ from pipeline.outputs.overlay import (
 )
 from pipeline.outputs.report import atomic_output, mask_measurements, write_json
 from pipeline.outputs.seg import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
+from pipeline.outputs.segment import SEGMENTS, SegmentDescription
 
 __all__ = [
     "LPS_TO_RAS",
     "NOT_FOR_CLINICAL_USE",
+    "SEGMENTS",
+    "SegmentDescription",
     "atomic_output",
     "mask_measurements",
     "montage",

@@ -158,6 +158,7 @@ def write_dicom_seg(
     segment_label: str = "Lung",
     segmented_property_category: Sequence[str] | Code = ("91723000", "Anatomical Structure"),
     segmented_property_type: Sequence[str] | Code = ("39607008", "Lung structure"),
+    display_color: Sequence[int] | None = None,
     series_description: str | None = None,
     series_number: int | None = None,
     manufacturer: str = "pipeline",
@@ -179,6 +180,8 @@ def write_dicom_seg(
         segmented_property_category: ``(code, meaning)`` in SNOMED CT, ``(code, scheme, meaning)``, or a pydicom
             ``Code``; default SCT 91723000 "Anatomical Structure".
         segmented_property_type: same forms; default SCT 39607008 "Lung structure".
+        display_color: recommended display colour, (R, G, B) in 0-255, written as RecommendedDisplayCIELabValue (3D
+            Slicer and dcmqi show the segment in it); ``None`` leaves it out.
         series_description: default ``"<segment_label> - research use only, not for clinical use"``; a description
             without "not for clinical use" gets it appended (at most 64 characters in all).
         series_number: default the source SeriesNumber + 1000 (1000 when the source has none).
@@ -211,6 +214,7 @@ def write_dicom_seg(
         segmented_property_type=_coded_concept(segmented_property_type, "segmented_property_type"),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
+        display_color=None if display_color is None else hd.color.CIELabColor.from_rgb(*display_color),
     )
     content_description = f"{algorithm_name} {algorithm_version}, {NOT_FOR_CLINICAL_USE}"
     if len(content_description) > _LO_MAX:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pydicom
 import pytest
 from monai.bundle import ConfigWorkflow
 
 from pipeline.data import write_demo_dataset
+from pipeline.data.demo_dicom import write_demo_study
 from pipeline.model_card import ModelCardError, card_path
+from pipeline.outputs import SEGMENTS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,3 +102,36 @@ def test_contradicting_override_is_refused_unless_forced(trained, tmp_path, kind
     forced = _workflow(kind, trained, tmp_path / "forced", force_overrides=True, **override)
     forced.initialize()
     assert forced.parser.get_parsed_content(setting) == next(iter(override.values()))
+
+
+def test_segment_travels_from_the_datalist_to_the_seg(tmp_path):
+    """A datalist's segment (here Kvasir's polyp) is recorded by training and written by inference into DICOM SEG."""
+    dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=5)
+    items = [{"image": f"images/{p.name}", "label": f"masks/{p.name}"} for p in sorted((dataset / "images").iterdir())]
+    (dataset / "datalist.json").write_text(json.dumps({"training": items, "segment": SEGMENTS["polyp"].to_config()}))
+    training = ConfigWorkflow(
+        config_file="bundles/unet/train.json",
+        workflow_type="train",
+        run_id="training",
+        logging_file=False,
+        dataset_dir=str(dataset),
+        output_dir=str(tmp_path / "out"),
+        **{"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
+    )
+    training.initialize()
+    training.run()
+    card = json.loads((tmp_path / "out" / "latest" / "models" / "model.json").read_text())
+    assert card["settings"]["segment"] == SEGMENTS["polyp"].to_config()
+
+    study = write_demo_study(tmp_path / "study", size=64, num_slices=4)
+    inference = _workflow("inference", (dataset, tmp_path / "out"), tmp_path, input=str(study))
+    inference.initialize()
+    inference.run()
+    segs = sorted((tmp_path / "inference").rglob("seg.dcm"))
+    assert len(segs) == 2  # the demo study's two series
+    for seg_path in segs:
+        segment = pydicom.dcmread(seg_path).SegmentSequence[0]
+        assert segment.SegmentLabel == "Polyp"
+        assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "68496003"
+        assert len(segment.RecommendedDisplayCIELabValue) == 3
+        assert json.loads((seg_path.parent / "report.json").read_text())["segment"] == "Polyp"

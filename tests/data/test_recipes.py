@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.data import DatasetCheckError, check_bundle_overrides, load_datalist, prepare_dataset, split_datalist
+from pipeline.data import (
+    DatasetCheckError,
+    check_bundle_overrides,
+    dataset_segment,
+    load_datalist,
+    prepare_dataset,
+    split_datalist,
+)
 from pipeline.io import LoadSlice
+from pipeline.outputs import SEGMENTS
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -235,6 +243,9 @@ def test_cli(tmp_path, capsys):
     path = main(["kvasir", "--source", str(source), "--out", str(tmp_path / "out"), "--num_folds", "5"])
     assert path.is_file() and "--fold N" in capsys.readouterr().out
     assert json.loads(path.read_text())["bundle_overrides"] == {"modality": "ES", "in_channels": 3}
+    assert json.loads(path.read_text())["segment"]["label"] == "Polyp"
+    path = main(["kvasir", "--source", str(source), "--out", str(tmp_path / "out3"), "--segment", "tissue"])
+    assert json.loads(path.read_text())["segment"]["label"] == "Tissue"
     with pytest.raises(SystemExit) as raised:
         main(["kvasir", "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "out2")])
     assert raised.value.code == 2
@@ -259,3 +270,30 @@ def test_bundle_overrides_are_checked(tmp_path, caplog):
     assert "asks for --modality ES" in caplog.text
     assert check_bundle_overrides(tmp_path / "out", modality="ES", in_channels=3) == []  # found in the folder
     assert check_bundle_overrides(tmp_path / "source", modality="CT") == []  # no datalist: nothing to check
+
+
+@pytest.mark.parametrize("recipe, label", [("kvasir", "Polyp"), ("folder", "Tissue")])
+def test_datalist_says_what_is_segmented(tmp_path, recipe, label):
+    path = prepare_dataset(recipe, _kvasir(tmp_path / "source", n=2), tmp_path / "out", num_folds=2)
+    segment = dataset_segment(path)
+    assert segment == SEGMENTS[label.lower()].to_config() and segment["label"] == label
+    assert dataset_segment(tmp_path / "out") == segment  # found in the folder
+    assert dataset_segment(tmp_path / "nowhere") == SEGMENTS["lung"].to_config()  # the demo before it exists
+
+
+@pytest.mark.parametrize(
+    "segment, problem",
+    [
+        ({"label": ""}, "label must be a non-empty string"),
+        ({"category": ["49755003"]}, "category must be a [SNOMED code, meaning] pair"),
+        ({"color": [300, 0, 0]}, "color must be [R, G, B] whole numbers in 0-255"),
+        ({"colour": [1, 2, 3]}, "unknown key(s) ['colour']"),
+        ("Polyp", "segment must be a dict"),
+    ],
+)
+def test_malformed_segment_in_a_datalist_is_named(tmp_path, segment, problem):
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps({"training": [], "segment": segment}))
+    with pytest.raises(ValueError) as raised:
+        dataset_segment(path)
+    assert str(raised.value).startswith(str(path)) and problem in str(raised.value)

@@ -8,6 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -119,6 +120,15 @@ OPTION_CASES = [
     ({"sop_instance_uid": "1.2.3.5"}, "SOPInstanceUID", "1.2.3.5"),
     ({"manufacturer": "lab"}, "Manufacturer", "lab"),
 ]
+
+
+def test_display_colour_is_written_as_cielab(tmp_path, ct_volume, lung_mask, ct_datasets):
+    """dcmqi and 3D Slicer read RecommendedDisplayCIELabValue; without it they fall back to a default colour."""
+    path = write_dicom_seg(
+        lung_mask, ct_datasets(ct_volume), tmp_path / "s.dcm", **ALGORITHM, display_color=(216, 101, 79)
+    )
+    lab = pydicom.dcmread(path).SegmentSequence[0].RecommendedDisplayCIELabValue
+    assert np.allclose(hd.color.CIELabColor.from_dicom_value(lab).to_rgb(), (216, 101, 79), atol=1)
 
 
 @pytest.mark.parametrize(("kwargs", "attribute", "expected"), OPTION_CASES)

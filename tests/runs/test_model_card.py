@@ -53,6 +53,7 @@ def test_card_is_written_beside_the_weights_and_reads_back(tmp_path):
     assert card.found and card.settings == SETTINGS  # tuples come back as the JSON lists they are stored as
     assert card.setting("spatial_size", [192, 192]) == [256, 256]
     assert card.setting("segment#label", "Liver") == "Lung"
+    assert card.setting("segment::label", "Liver") == "Lung"  # how MONAI passes '#' inside an expression
     assert card.setting("segment#property_type", ["x", "y"]) == ["x", "y"]  # not recorded: the bundle's default
     assert card.setting("out_channels", 1) == 1
 
