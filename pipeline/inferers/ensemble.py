@@ -83,6 +83,7 @@ def load_ensemble(
         network: the architecture (its own weights are not used).
         checkpoints: weights files, e.g. the ``model.pt`` of each fold; an entry with ``*`` or ``?`` is a glob
             pattern, e.g. ``outputs/inception_unet/latest/models/snapshot_*.pt`` for every cosine-annealing snapshot.
+            A TorchScript (``.ts``) or ONNX (``.onnx``) export runs as it is (:class:`pipeline.export.ExportedNetwork`).
         device: where the copies go.
 
     Returns:
@@ -92,10 +93,18 @@ def load_ensemble(
         ValueError: no checkpoint, a pattern that matches nothing, or a file that does not fit the network (the
             message names the file).
     """
+    from pipeline.export import FORMATS, ExportedNetwork
+
     paths = expand_checkpoints(checkpoints)
     if not paths:
         raise ValueError("load_ensemble needs at least one weights file")
-    return [load_state_dict_file(copy.deepcopy(network), path).to(device).eval() for path in paths]
+    exported = tuple(FORMATS.values())
+    return [
+        ExportedNetwork(path, device).eval()
+        if path.endswith(exported)
+        else load_state_dict_file(copy.deepcopy(network), path).to(device).eval()
+        for path in paths
+    ]
 
 
 class EnsembleInferer(Inferer):
