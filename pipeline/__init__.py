@@ -10,6 +10,7 @@ from pipeline import (
     bundle,
     data,
     errors,
+    export,
     handlers,
     inference,
     inferers,
@@ -20,12 +21,15 @@ from pipeline import (
     runs,
     transforms,
 )
+from pipeline.segmenter import Segmenter
 
 __all__ = [
+    "Segmenter",
     "__version__",
     "bundle",
     "data",
     "errors",
+    "export",
     "handlers",
     "inference",
     "inferers",

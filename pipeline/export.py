@@ -193,6 +193,8 @@ def export_model(
         ValueError: an unknown format, or weights without a model card.
     """
     weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"No weights file at {weights}: give a run folder or its models/model.pt.")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown export format(s) {unknown}; choose from {sorted(FORMATS)}")

@@ -1,6 +1,7 @@
 """Compare bundles on one dataset and split: train, evaluate and write a report folder (``report.md`` and figures).
 
-Run from the repository root; arguments after the comparison's own are passed to every bundle command::
+Run from the repository root (``pipeline-compare`` is the same command); arguments after the comparison's own are
+passed to every bundle command::
 
     python -m pipeline.compare --bundles cenet unet --dataset_dir datasets/demo_ct --output_dir reports/demo \\
         --epochs 5 --spatial_size "[192,192]"
@@ -80,6 +81,12 @@ def main(argv: list[str] | None = None) -> Path:
     if any(r.error for r in results):
         sys.exit(1)
     return report
+
+
+def command() -> int:
+    """``pipeline-compare``: :func:`main` with an exit status."""
+    main()
+    return 0
 
 
 if __name__ == "__main__":

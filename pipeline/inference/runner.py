@@ -118,17 +118,19 @@ class InferenceRunner:
         masks = self.predictor(items)
         return torch.stack([m[0] for m in masks]).numpy().astype(np.uint8)
 
-    def run_series(self, series: DicomSeries) -> dict[str, Any]:
-        """Load, segment and write one DICOM series.
+    def segment_volume(self, volume: SeriesVolume) -> tuple[np.ndarray, dict[str, Any]]:
+        """Predict every slice of a series and clean the mask in 3D; nothing is written.
+
+        Args:
+            volume: the series as :func:`~pipeline.io.volume.load_series_volume` reads it.
 
         Returns:
-            The series report (also written to ``report.json``).
+            ``(mask, measurements)``: the (N, H, W) uint8 mask and ``report.json``'s measurements of it
+            (``spacing_mm``, ``segmented_volume_ml``, ``volume_before_postprocessing_ml``, ``postprocessing``,
+            ``segmented_voxels``, ``per_slice``), plus ``timings`` (``predict_s``, ``model_forward_s``,
+            ``postprocess_s``).
         """
         timings: dict[str, float] = {}
-        start = time.perf_counter()
-        volume = load_series_volume(series)
-        timings["read_s"] = time.perf_counter() - start
-
         self.predictor.reset_timers()
         tick = time.perf_counter()
         mask = self._predict_volume(volume)
@@ -140,6 +142,29 @@ class InferenceRunner:
             tick = time.perf_counter()
             mask, cleanup = self.volume_cleanup(mask, volume.spacing)
             timings["postprocess_s"] = time.perf_counter() - tick
+        measured = mask_measurements(mask, volume.spacing)
+        return mask, {
+            "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
+            "segment": self.segment.label,
+            "segmented_volume_ml": measured["volume_ml"],
+            "volume_before_postprocessing_ml": predicted_ml,
+            "postprocessing": cleanup,
+            "segmented_voxels": measured["voxels"],
+            "per_slice": measured["per_slice"],
+            "timings": timings,
+        }
+
+    def run_series(self, series: DicomSeries) -> dict[str, Any]:
+        """Load, segment and write one DICOM series.
+
+        Returns:
+            The series report (also written to ``report.json``).
+        """
+        start = time.perf_counter()
+        volume = load_series_volume(series)
+        read_s = time.perf_counter() - start
+        mask, measurements = self.segment_volume(volume)
+        timings = {"read_s": read_s, **measurements.pop("timings")}
 
         folder = self.output_dir / series.study_label / series.label
         folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +200,6 @@ class InferenceRunner:
         write_overlay_montage(volume.array, mask, folder / "overlay.png", window=self.overlay_window)
         timings["write_overlay_s"] = time.perf_counter() - tick
 
-        measured = mask_measurements(mask, volume.spacing)
         timings["total_s"] = time.perf_counter() - start
         report = {
             "series_label": series.label,
@@ -186,13 +210,7 @@ class InferenceRunner:
             "series_description": series.description,
             "num_slices": volume.num_slices,
             "slice_shape": list(volume.array.shape[1:]),
-            "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
-            "segment": self.segment.label,
-            "segmented_volume_ml": measured["volume_ml"],
-            "volume_before_postprocessing_ml": predicted_ml,
-            "postprocessing": cleanup,
-            "segmented_voxels": measured["voxels"],
-            "per_slice": measured["per_slice"],
+            **measurements,
             "warnings": warnings,
             "seg_missing": seg_missing,
             "model": {
@@ -213,8 +231,8 @@ class InferenceRunner:
             *volume.array.shape[1:],
             *volume.spacing,
             self.segment.label.lower(),
-            measured["volume_ml"],
-            predicted_ml,
+            measurements["segmented_volume_ml"],
+            measurements["volume_before_postprocessing_ml"],
             timings["total_s"],
             timings["model_forward_s"],
             folder.relative_to(self.output_dir).as_posix(),
