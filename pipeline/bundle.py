@@ -11,11 +11,13 @@ read every on/off setting through :func:`flag`, which accepts what people type a
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["BUNDLES_DIR", "bundle_root", "check_settings", "flag"]
+__all__ = ["BUNDLES_DIR", "bundle_root", "check_settings", "engine_log", "flag", "terminal"]
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -119,3 +121,25 @@ def check_settings(
         problems.append(f"--out_channels must be 1 (one foreground class, sigmoid output), got {out_channels!r}")
     if problems:
         raise ValueError("; ".join(problems) + ".")
+
+
+def engine_log(verbose: object) -> bool:
+    """Show ignite's per-engine INFO lines ("Engine run resuming...", "Epoch[1] Complete...") or keep them quiet.
+
+    The bundles log their own line per epoch; ignite's five lines around it are for debugging (``--engine_log true``).
+    MONAI's ``--logging_file`` configures everything else as before.
+
+    Args:
+        verbose: the ``engine_log`` setting (see :func:`flag`).
+
+    Returns:
+        The setting as a bool.
+    """
+    verbose = flag(verbose, "engine_log")
+    logging.getLogger("ignite.engine").setLevel(logging.INFO if verbose else logging.WARNING)
+    return verbose
+
+
+def terminal() -> bool:
+    """Whether stderr is a terminal: progress bars there, none in the logs of batch jobs."""
+    return sys.stderr.isatty()

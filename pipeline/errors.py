@@ -36,6 +36,8 @@ def root_cause(error: BaseException) -> BaseException:
 
 def _message(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
+    if type(error).__name__ == "OptionalImportError" and "mlflow" in text.lower():
+        text = 'MLflow is not installed, and --tracking mlflow needs it: pip install -e ".[tracking]"'
     if isinstance(error, (KeyError, AttributeError, TypeError, NameError, IndexError)):
         text = f"{type(error).__name__}: {text}"  # programming errors: the type is part of the message
     lines = text.splitlines()

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from ignite.engine import Engine, Events
 
+from pipeline.handlers.curves import write_curves
 from pipeline.runs import DONE, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED_EARLY, point_latest
 
 __all__ = [
@@ -93,8 +94,10 @@ class TrainingReport:
         evaluator: the validation engine whose metrics are reported.
         optimizer: the optimizer whose learning rate is reported.
         key_metric: the evaluator metric that selects the best model.
-        progress_bar: show an iteration progress bar (ignite's ``ProgressBar``); default: only when stderr is a
-            terminal, so that CI logs keep one line per epoch.
+        progress_bar: show an iteration progress bar (ignite's ``ProgressBar``, with the loss and images/s); default:
+            only when stderr is a terminal. Otherwise (a batch job, ``nohup``) a progress line is logged at most every
+            ``progress_interval`` seconds within an epoch.
+        progress_interval: seconds between progress lines when there is no progress bar.
         run_name: what the summary calls the run (the model name).
         baselines: the key metric of trivial predictors on the validation set (:func:`trivial_baselines`), reported in
             the summary; the run is flagged when its best model does not beat the better one by
@@ -110,6 +113,7 @@ class TrainingReport:
         optimizer: torch.optim.Optimizer | None = None,
         key_metric: str = "val_iou",
         progress_bar: bool | None = None,
+        progress_interval: float = 30.0,
         run_name: str = "model",
         baselines: Mapping[str, float] | None = None,
         latest_link: str | os.PathLike | None = None,
@@ -120,6 +124,9 @@ class TrainingReport:
         self.optimizer = optimizer
         self.key_metric = key_metric
         self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        self.progress_interval = progress_interval
+        self._images = 0
+        self._last_line = 0.0
         self.run_name = run_name
         self.baselines = dict(baselines) if baselines else {}
         self.history: list[dict[str, float]] = []
@@ -153,7 +160,9 @@ class TrainingReport:
         if self.progress_bar:
             from ignite.handlers import ProgressBar
 
-            ProgressBar(persist=False).attach(engine, output_transform=lambda output: {"loss": self._loss(output)})
+            ProgressBar(persist=False).attach(
+                engine, output_transform=lambda output: {"loss": self._loss(output), "img/s": self._speed()}
+            )
 
     @staticmethod
     def _loss(output: object) -> float:
@@ -177,13 +186,44 @@ class TrainingReport:
         self._write_summary(engine, RUNNING)
 
     def _epoch_started(self, _: Engine) -> None:
-        self._epoch_start = time.perf_counter()
-        self._loss_sum, self._loss_count = 0.0, 0
+        self._epoch_start = self._last_line = time.perf_counter()
+        self._loss_sum, self._loss_count, self._images = 0.0, 0, 0
         self._val_metrics, self._val_seconds = None, 0.0
+
+    def _speed(self) -> float:
+        """Training images per second so far in this epoch."""
+        return self._images / max(time.perf_counter() - self._epoch_start, 1e-9)
+
+    @staticmethod
+    def _batch_size(engine: Engine) -> int:
+        batch, output = engine.state.batch, engine.state.output
+        if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
+            return int(batch["image"].shape[0])
+        return len(output) if isinstance(output, list) else 1
 
     def _iteration_completed(self, engine: Engine) -> None:
         self._loss_sum += self._loss(engine.state.output)
         self._loss_count += 1
+        self._images += self._batch_size(engine)
+        now = time.perf_counter()
+        if self.progress_bar or now - self._last_line < self.progress_interval:
+            return
+        self._last_line = now
+        done, total = (
+            engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length,
+            engine.state.epoch_length,
+        )
+        left = (now - self._epoch_start) / max(done, 1) * (total - done)
+        logger.info(
+            "epoch %d/%d  iteration %d/%d  loss %s  %.1f images/s  %.0f s left in this epoch",
+            engine.state.epoch,
+            engine.state.max_epochs,
+            done,
+            total,
+            _fmt(self._loss_sum / self._loss_count),
+            self._speed(),
+            left,
+        )
 
     def _validation_started(self, _: Engine) -> None:
         self._val_start = time.perf_counter()
@@ -215,6 +255,7 @@ class TrainingReport:
             f" (validation {self._val_seconds:.1f} s)" if self._val_metrics is not None else "",
         )
         self._write_csv()
+        write_curves(self.history, self.output_dir / "curves.png", title=self.run_name)
         self._write_summary(engine, RUNNING)
 
     def _write_csv(self) -> None:
@@ -323,4 +364,5 @@ class TrainingReport:
             logs = summary["tensorboard"]
             lines.append(f"  TensorBoard: {logs}  (tensorboard --logdir {logs})")
         lines.append(f"  metrics:     {self.output_dir / 'metrics.csv'}, {self.output_dir / 'summary.json'}")
+        lines.append(f"  curves:      {self.output_dir / 'curves.png'}")
         logger.info("\n".join(lines))

@@ -1,0 +1,76 @@
+"""``--tracking mlflow``: a training run read back through MLflow's API, and a clear stop without MLflow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from monai.bundle import ConfigWorkflow
+
+from pipeline.data import write_demo_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+SETTINGS = {"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_demo_dataset(tmp_path_factory.mktemp("Doe^Jane"), num_cases=4, size=64, val_fraction=0.5, seed=9)
+
+
+def test_mlflow_run_is_read_back(dataset, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="the tracking extra: pip install -e '.[tracking]'")
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
+    workflow = ConfigWorkflow(
+        config_file=str(REPO / "bundles" / "unet" / "train.json"),
+        workflow_type="train",
+        run_id="training",
+        logging_file=False,
+        tracking="mlflow",
+        dataset_dir=str(dataset),
+        output_dir=str(tmp_path / "out"),
+        **SETTINGS,
+    )
+    workflow.initialize()
+    workflow.run()
+    run_dir = (tmp_path / "out" / "latest").resolve()
+    assert (run_dir / "mlruns.db").is_file()  # the store is in the run folder
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name("unet")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == run_dir.name and run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["recipe"] == "default" and params["epochs"] == "1" and params["model"] == "unet"
+    assert params["settings.spatial_size"] == "[64, 64]" and params["settings.segment.label"] == "Lung"
+    assert params["data.pairs"] == "4"
+    assert "Doe" not in " ".join(params.values())  # no path in the parameters
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_iou")] == [1]
+    assert client.get_metric_history(run.info.run_id, "train_loss")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"curves.png", "metrics.csv", "config.json"} <= artifacts
+    assert model == {"model/model.pt", "model/model.json"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_tracking_without_mlflow_says_how_to_install(dataset, tmp_path):
+    """The real command in a process where ``import mlflow`` fails, as on an install without the extra."""
+    script = textwrap.dedent(
+        f"""
+        import runpy, sys
+        sys.modules["mlflow"] = None  # import mlflow raises ImportError, as when it is not installed
+        sys.argv = ["monai.bundle", "run", "training", "--config_file", {str(REPO / "bundles/unet/train.json")!r},
+                    "--dataset_dir", {str(dataset)!r}, "--output_dir", {str(tmp_path / "out")!r}, "--epochs", "1",
+                    "--spatial_size", "[64,64]", "--num_workers", "0", "--tracking", "mlflow"]
+        runpy.run_module("monai.bundle", run_name="__main__")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0
+    assert 'error: MLflow is not installed, and --tracking mlflow needs it: pip install -e ".[tracking]"' in (
+        result.stdout + result.stderr
+    )
