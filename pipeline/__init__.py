@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from pipeline import (
     bundle,
     data,
+    distributed,
     errors,
     export,
     handlers,
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "bundle",
     "data",
+    "distributed",
     "errors",
     "export",
     "handlers",

@@ -107,7 +107,8 @@ class ModelCard:
 
     def __post_init__(self) -> None:
         if isinstance(self.network, nn.Module):
-            self.network = network_name(self.network)
+            wrapped = isinstance(self.network, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+            self.network = network_name(self.network.module if wrapped else self.network)
         self.settings = _plain(dict(self.settings))
 
     @property

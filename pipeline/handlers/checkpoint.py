@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine
 from ignite.handlers import DiskSaver
@@ -84,6 +85,8 @@ class AtomicDiskSaver(DiskSaver):
         self.on_saved = on_saved
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        if idist.get_rank() != 0:  # ignite's own DiskSaver saves on one process too
+            return
         path = save_atomic(checkpoint, Path(self.dirname) / (self.filename or filename))
         if self.on_saved is not None:
             self.on_saved(path)

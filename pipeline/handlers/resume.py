@@ -26,6 +26,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, EarlyStopHandler
 from monai.transforms import Compose, Randomizable
 
+from pipeline.distributed import is_rank0
 from pipeline.handlers.checkpoint import save_atomic
 
 __all__ = ["CHECKPOINT_NAME", "RandomStates", "TrainingState"]
@@ -166,6 +167,8 @@ class TrainingState:
             )
 
     def _save(self, engine: Engine) -> None:
+        if not is_rank0():  # with several processes, process 0 keeps the state for all (they are in step)
+            return
         state = {name: obj.state_dict() for name, obj in self.objects.items()}
         state["trainer"] = engine.state_dict()
         save_atomic(state, self.path)
