@@ -21,6 +21,7 @@ from pipeline.transforms.array import (
     ScaleIntensityForModality,
     ScaleIntensityNonCT,
 )
+from pipeline.transforms.cache import AfterCache
 from pipeline.transforms.dictionary import (
     AdjustChannelsd,
     BinarizeMaskd,
@@ -42,6 +43,7 @@ __all__ = [
     "SOFT_TISSUE_WINDOW",
     "AdjustChannels",
     "AdjustChannelsd",
+    "AfterCache",
     "BinarizeMask",
     "BinarizeMaskd",
     "CTWindow",

@@ -56,3 +56,13 @@ def test_study_benchmark(tmp_path):
     args = ["--bundle", "unet", "--input", str(study), "--checkpoint", str(weights), "--spatial_size", "64"]
     result = _json([str(HERE / "bench_study_inference.py"), *args, "--device", "cpu", "--repeats", "1"], tmp_path)
     assert result["settings"]["slices"] == 8 and result["end_to_end_over_model_only"] > 0
+
+
+@pytest.mark.slow
+def test_memory_benchmark(tmp_path):
+    result = _json([str(HERE / "bench_memory.py"), "--sizes", "10", "20", "--size", "64"], tmp_path)
+    rows = {(r["slices"], r["cache"]): r for r in result["rows"]}
+    assert set(rows) == {(10, "compact"), (20, "compact"), (10, "float32"), (20, "float32")}
+    # what the caches hold is exact: float16 images and masks in training, uint8 masks in validation
+    assert rows[(20, "compact")]["cache_mib"] < rows[(20, "float32")]["cache_mib"] / 1.8
+    assert set(result["linear_fit"]) == {"compact", "float32"}

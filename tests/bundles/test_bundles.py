@@ -292,3 +292,16 @@ def test_resume_without_an_unfinished_run_is_refused(tiny_dataset, tmp_path):
     while cause.__cause__ is not None:
         cause = cause.__cause__
     assert isinstance(cause, FileNotFoundError) and "no unfinished run" in str(cause)
+
+
+def test_caches_hold_compact_types_and_items_come_out_float32(tiny_dataset, tmp_path):
+    """float16 images and training masks, uint8 validation masks in memory; float32 for augmentation and the network."""
+    parser = ConfigParser()
+    parser.read_config("bundles/unet/train.json")
+    parser.update({"dataset_dir": str(tiny_dataset), "output_dir": str(tmp_path), "spatial_size": [64, 64]})
+    train, val = parser.get_parsed_content("train#dataset"), parser.get_parsed_content("validate#dataset")
+    assert {k: train._cache[0][k].dtype for k in ("image", "label")} == {"image": torch.float16, "label": torch.float16}
+    assert {k: val._cache[0][k].dtype for k in ("image", "label")} == {"image": torch.float16, "label": torch.uint8}
+    for item in (train[0], val[0]):
+        assert item["image"].dtype == item["label"].dtype == torch.float32
+    assert set(torch.unique(val[0]["label"]).tolist()) <= {0.0, 1.0}
