@@ -17,7 +17,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["BUNDLES_DIR", "bundle_root", "check_settings", "engine_log", "flag", "terminal"]
+__all__ = [
+    "BUNDLES_DIR",
+    "bundle_root",
+    "check_settings",
+    "engine_log",
+    "flag",
+    "gpu_flag",
+    "set_cudnn_benchmark",
+    "terminal",
+]
 
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -143,3 +152,32 @@ def engine_log(verbose: object) -> bool:
 def terminal() -> bool:
     """Whether stderr is a terminal: progress bars there, none in the logs of batch jobs."""
     return sys.stderr.isatty()
+
+
+def gpu_flag(value: object, name: str, device: object) -> bool:
+    """A GPU speed-up setting: ``auto`` means on for a CUDA device and off elsewhere; otherwise as :func:`flag`.
+
+    Args:
+        value: ``"auto"``, or an on/off value.
+        name: the setting, for the message.
+        device: the run's device (a ``torch.device`` or its name).
+
+    Returns:
+        Whether the speed-up is used.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return str(device).startswith("cuda")
+    return flag(value, name)
+
+
+def set_cudnn_benchmark(enabled: bool) -> bool:
+    """Let cuDNN time its convolution algorithms for the input sizes it sees (fixed sizes: faster after the first
+    batches, not bit-reproducible). Called after MONAI's ``set_determinism``, which turns it off.
+
+    Returns:
+        ``enabled``.
+    """
+    import torch
+
+    torch.backends.cudnn.benchmark = bool(enabled)
+    return bool(enabled)

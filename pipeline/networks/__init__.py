@@ -12,7 +12,7 @@ from pipeline.networks.nets.aspp_net import ASPPNet
 from pipeline.networks.nets.cenet import CENet
 from pipeline.networks.nets.inception_unet import InceptionUNet
 from pipeline.networks.output_bias import foreground_prior, init_output_bias
-from pipeline.networks.utils import load_state_dict_file, probe_input_size
+from pipeline.networks.utils import load_state_dict_file, place, probe_input_size
 
 __all__ = [
     "ASPPNet",
@@ -24,5 +24,6 @@ __all__ = [
     "foreground_prior",
     "init_output_bias",
     "load_state_dict_file",
+    "place",
     "probe_input_size",
 ]

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["check_input_size", "check_spatial_dims", "load_state_dict_file", "probe_input_size"]
+__all__ = ["check_input_size", "check_spatial_dims", "load_state_dict_file", "place", "probe_input_size"]
 
 # Keys under which training loops commonly nest the network's weights in a checkpoint.
 _WRAPPER_KEYS = ("state_dict", "model", "network")
@@ -198,3 +198,14 @@ def probe_input_size(network: nn.Module, spatial_size: Sequence[int], in_channel
         )
     finally:
         network.train(training)
+
+
+def place(network: nn.Module, device: str | torch.device, channels_last: bool = False) -> nn.Module:
+    """Move ``network`` to ``device``, in channels-last memory format when asked (faster convolutions on tensor cores).
+
+    Returns:
+        ``network`` itself (moved in place), so that a config can chain it.
+    """
+    if channels_last:
+        return network.to(device=device, memory_format=torch.channels_last)
+    return network.to(device)

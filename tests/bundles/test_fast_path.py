@@ -1,0 +1,73 @@
+"""GPU speed-ups (bf16 autocast, channels-last, cuDNN benchmark, compile): ``auto`` means on CUDA only, so a CPU run is
+unchanged, and each can be switched on or off from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from pipeline.bundle import gpu_flag
+from pipeline.data import write_demo_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "value, device, expected",
+    [
+        ("auto", "cuda:0", True),
+        ("auto", torch.device("cuda", 1), True),
+        ("auto", "cpu", False),
+        ("auto", torch.device("cpu"), False),
+        ("true", "cpu", True),
+        (False, "cuda:0", False),
+        ("off", "cuda:0", False),
+    ],
+)
+def test_auto_means_cuda(value, device, expected):
+    assert gpu_flag(value, "amp", device) is expected
+
+
+def test_a_bad_value_is_named():
+    with pytest.raises(ValueError, match="--channels_last must be true or false, got 'maybe'"):
+        gpu_flag("maybe", "channels_last", "cuda:0")
+
+
+@pytest.mark.parametrize("kind", ["train", "evaluate", "inference"])
+def test_cpu_defaults_leave_the_run_as_it_was(kind):
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "unet" / f"{kind}.json"))
+    parser.update({"device": "cpu"})
+    assert parser.get_parsed_content("use_amp") is False
+    if kind == "train":
+        assert parser.get_parsed_content("use_channels_last") is False
+        trainer = parser.get_parsed_content("train#trainer")
+        assert trainer.amp is False and trainer.non_blocking is True and not trainer.to_kwargs
+
+
+def test_channels_last_on_cpu_trains(tmp_path):
+    """Switched on where ``auto`` would not: the weights and the batches are channels-last, and a run completes."""
+    dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=12)
+    workflow = ConfigWorkflow(
+        config_file=str(REPO / "bundles" / "unet" / "train.json"),
+        workflow_type="train",
+        run_id="training",
+        logging_file=False,
+        dataset_dir=str(dataset),
+        output_dir=str(tmp_path / "out"),
+        channels_last=True,
+        cudnn_benchmark=True,
+        **{"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
+    )
+    workflow.initialize()
+    assert torch.backends.cudnn.benchmark is True
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.to_kwargs == {"memory_format": torch.channels_last}
+    convs = [m for m in trainer.network.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    workflow.run()
+    torch.backends.cudnn.benchmark = False
+    assert (tmp_path / "out" / "latest" / "models" / "model.pt").is_file()
