@@ -7,7 +7,7 @@ series the same 3D clean-up. Masks come back on the input's own pixel grid; noth
 
     from pipeline import Segmenter
 
-    model = Segmenter.from_run("outputs/cenet/latest")
+    model = Segmenter.from_run("outputs/cenet/latest")    # or Segmenter.from_bundle("shared/cenet_lung")
     mask = model.predict("scan.dcm")                     # (H, W) uint8, 0/1
     mask = model.predict(hu_array)                        # (H, W) or (C, H, W) array in the modality's units
     result = model.predict_series("study/series_folder")  # one DICOM series
@@ -58,8 +58,9 @@ class Segmenter:
 
     Args:
         weights: a weights file written by training (``.../models/model.pt``), or its TorchScript / ONNX export.
-        bundle: the bundle's configs (``"unet"``, or a bundle folder with ``inference.json``); default the one the
-            model card names.
+        bundle: the bundle's configs: a repository bundle's name (``"unet"``), or a folder holding
+            ``configs/inference.json`` (a shared bundle, :func:`pipeline.package.package_run`) or ``inference.json``;
+            default the repository bundle the model card names.
         device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
         overrides: any other ``inference.json`` id, as on the command line (``flip_tta=True``,
             ``volume_keep_largest=1``). A setting that contradicts the model card is refused, as in the bundle.
@@ -86,9 +87,10 @@ class Segmenter:
                     "bundle that trained it)"
                 )
             bundle = card.model_name
-        config = (
-            Path(bundle) / "inference.json" if Path(bundle).is_dir() else BUNDLES_DIR / str(bundle) / "inference.json"
-        )
+        folder = Path(bundle) if Path(bundle).is_dir() else BUNDLES_DIR / str(bundle)
+        config = folder / "configs" / "inference.json"
+        if not config.is_file():
+            config = folder / "inference.json"
         if not config.is_file():
             raise FileNotFoundError(f"No bundle config at {config}.")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -96,7 +98,10 @@ class Segmenter:
         self.parser.read_config(str(config))
         self.parser.read_meta(str(config.parent / "metadata.json"))
         # ``input`` only satisfies the runner's constructor: nothing is read from it, and nothing is written
-        self.parser.update({"checkpoint": str(self.weights), "device": str(device), "input": ".", **overrides})
+        settings = {"checkpoint": str(self.weights), "device": str(device), "input": "."}
+        if config.parent.name == "configs":  # a shared bundle: its paths are relative to its folder
+            settings["bundle_root"] = str(config.parent.parent)
+        self.parser.update({**settings, **overrides})
         try:
             for index, step in enumerate(self.parser.get("initialize", [])):
                 if "readable_errors" not in str(step):  # the bundle's checks (settings, input size, model card)
@@ -113,6 +118,11 @@ class Segmenter:
     def from_run(cls, run_dir: str | os.PathLike, **kwargs: Any) -> Segmenter:
         """The best weights of a training run folder (``outputs/<bundle>/latest`` or ``.../runs/<time>``)."""
         return cls(Path(run_dir) / "models" / "model.pt", **kwargs)
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: str | os.PathLike, **kwargs: Any) -> Segmenter:
+        """A shared bundle folder (``pipeline-package``): its ``models/model.pt`` with its ``configs/``."""
+        return cls(Path(bundle_dir) / "models" / "model.pt", bundle=bundle_dir, **kwargs)
 
     def predict(self, image: str | os.PathLike | np.ndarray | torch.Tensor) -> np.ndarray:
         """Segment one 2D image.

@@ -14,6 +14,7 @@ import pytest
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
+from pipeline import Segmenter
 from pipeline.data import write_demo_dataset
 from pipeline.package import main, package_run
 
@@ -88,6 +89,11 @@ def test_packaged_bundle_runs_outside_the_repository(trained, tmp_path):
     assert len(expected) == 4 and packaged.keys() == expected.keys()
     for name, mask in expected.items():
         assert np.array_equal(packaged[name], mask), name
+
+    from_python = Segmenter.from_bundle(bundle, device="cpu")  # the same shared bundle, from a script
+    assert from_python.settings["window"] == [-900, 300]
+    for path in sorted(images.iterdir()):
+        assert np.array_equal(from_python.predict(path) > 0, expected[f"{path.stem}_mask.png"] > 0), path.name
 
 
 def test_packaging_refuses_what_it_cannot_package(trained, tmp_path, capsys):
