@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
 from pipeline.bundle import gpu_flag
 from pipeline.data import write_demo_dataset
@@ -48,19 +48,11 @@ def test_cpu_defaults_leave_the_run_as_it_was(kind):
         assert trainer.amp is False and trainer.non_blocking is True and not trainer.to_kwargs
 
 
-def test_channels_last_on_cpu_trains(tmp_path):
+def test_channels_last_on_cpu_trains(tmp_path, bundle_workflow):
     """Switched on where ``auto`` would not: the weights and the batches are channels-last, and a run completes."""
     dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=12)
-    workflow = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "train.json"),
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(tmp_path / "out"),
-        channels_last=True,
-        cudnn_benchmark=True,
-        **{"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
+    workflow = bundle_workflow(
+        "train", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"), channels_last=True, cudnn_benchmark=True
     )
     workflow.initialize()
     assert torch.backends.cudnn.benchmark is True

@@ -23,44 +23,28 @@ def _repo_root(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
+def trained(tmp_path_factory, run_bundle) -> tuple[Path, Path]:
     """(dataset, output folder) of a 1-epoch unet run at 64 x 64 with a window and threshold of its own."""
     root = tmp_path_factory.mktemp("card")
     dataset = write_demo_dataset(root / "Doe^Jane", num_cases=4, size=96, val_fraction=0.5, seed=4)
-    workflow = ConfigWorkflow(
-        config_file="bundles/unet/train.json",
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(root / "out"),
-        epochs=1,
-        batch_size=2,
-        spatial_size=[64, 64],
-        window=[-900, 300],
-        threshold=0.4,
-        device="cpu",
-        num_workers=0,
-    )
-    workflow.initialize()
-    workflow.run()
+    run_bundle("train", dataset_dir=str(dataset), output_dir=str(root / "out"), window=[-900, 300], threshold=0.4)
     return dataset, root / "out"
 
 
-def _workflow(kind: str, trained: tuple[Path, Path], tmp_path: Path, **override) -> ConfigWorkflow:
-    dataset, out = trained
-    settings = {"train_output_dir": str(out), "output_dir": str(tmp_path / kind), "device": "cpu"}
-    if kind == "inference":
-        settings["input"] = str(next((dataset / "images").iterdir()))
-    else:
-        settings |= {"dataset_dir": str(dataset), "num_workers": 0}
-    return ConfigWorkflow(
-        config_file=f"bundles/unet/{kind}.json",
-        workflow_type="infer",
-        run_id=kind if kind == "inference" else "evaluating",
-        logging_file=False,
-        **settings | override,
-    )
+@pytest.fixture
+def predict_workflow(bundle_workflow):
+    """``predict_workflow(kind, trained, tmp_path, **override)``: evaluation or inference of the trained run."""
+
+    def build(kind: str, trained: tuple[Path, Path], tmp_path: Path, **override) -> ConfigWorkflow:
+        dataset, out = trained
+        settings = {"train_output_dir": str(out), "output_dir": str(tmp_path / kind)}
+        if kind == "inference":
+            settings["input"] = str(next((dataset / "images").iterdir()))
+        else:
+            settings |= {"dataset_dir": str(dataset), "num_workers": 0}
+        return bundle_workflow(kind, **settings | override)
+
+    return build
 
 
 def test_every_saved_model_has_a_card(trained):
@@ -77,8 +61,8 @@ def test_every_saved_model_has_a_card(trained):
 
 
 @pytest.mark.parametrize("kind", ["inference", "evaluate"])
-def test_trained_settings_apply_without_overrides(trained, tmp_path, kind):
-    workflow = _workflow(kind, trained, tmp_path)
+def test_trained_settings_apply_without_overrides(trained, tmp_path, kind, predict_workflow):
+    workflow = predict_workflow(kind, trained, tmp_path)
     workflow.initialize()
     parsed = workflow.parser.get_parsed_content
     assert tuple(parsed("validate#resize").resizer.spatial_size) == (64, 64)
@@ -91,40 +75,30 @@ def test_trained_settings_apply_without_overrides(trained, tmp_path, kind):
 @pytest.mark.parametrize(
     "override, setting", [({"spatial_size": [96, 96]}, "spatial_size"), ({"window": [-1000, 400]}, "window")]
 )
-def test_contradicting_override_is_refused_unless_forced(trained, tmp_path, kind, override, setting):
-    workflow = _workflow(kind, trained, tmp_path, **override)
+def test_contradicting_override_is_refused_unless_forced(trained, tmp_path, kind, override, setting, predict_workflow):
+    workflow = predict_workflow(kind, trained, tmp_path, **override)
     with pytest.raises(RuntimeError) as raised:
         workflow.initialize()
     cause = raised.value
     while cause is not None and not isinstance(cause, ModelCardError):
         cause = cause.__cause__
     assert cause is not None and f"{setting}: trained with" in str(cause) and "--force_overrides" in str(cause)
-    forced = _workflow(kind, trained, tmp_path / "forced", force_overrides=True, **override)
+    forced = predict_workflow(kind, trained, tmp_path / "forced", force_overrides=True, **override)
     forced.initialize()
     assert forced.parser.get_parsed_content(setting) == next(iter(override.values()))
 
 
-def test_segment_travels_from_the_datalist_to_the_seg(tmp_path):
+def test_segment_travels_from_the_datalist_to_the_seg(tmp_path, run_bundle, predict_workflow):
     """A datalist's segment (here Kvasir's polyp) is recorded by training and written by inference into DICOM SEG."""
     dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=5)
     items = [{"image": f"images/{p.name}", "label": f"masks/{p.name}"} for p in sorted((dataset / "images").iterdir())]
     (dataset / "datalist.json").write_text(json.dumps({"training": items, "segment": SEGMENTS["polyp"].to_config()}))
-    training = ConfigWorkflow(
-        config_file="bundles/unet/train.json",
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(tmp_path / "out"),
-        **{"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
-    )
-    training.initialize()
-    training.run()
+    run_bundle("train", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"))
     card = json.loads((tmp_path / "out" / "latest" / "models" / "model.json").read_text())
     assert card["settings"]["segment"] == SEGMENTS["polyp"].to_config()
 
     study = write_demo_study(tmp_path / "study", size=64, num_slices=4)
-    inference = _workflow("inference", (dataset, tmp_path / "out"), tmp_path, input=str(study))
+    inference = predict_workflow("inference", (dataset, tmp_path / "out"), tmp_path, input=str(study))
     inference.initialize()
     inference.run()
     segs = sorted((tmp_path / "inference").rglob("seg.dcm"))

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -54,17 +53,8 @@ def test_log_file_gets_progress_lines_and_no_engine_chatter(dataset, tmp_path):
     assert picture.width == 3 * picture.height  # image | ground truth | prediction
 
 
-def test_engine_log_switch_brings_ignite_lines_back(dataset, tmp_path, caplog):
-    workflow = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "train.json"),
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(tmp_path / "out"),
-        engine_log=True,
-        **{"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
-    )
+def test_engine_log_switch_brings_ignite_lines_back(dataset, tmp_path, caplog, bundle_workflow):
+    workflow = bundle_workflow("train", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"), engine_log=True)
     with caplog.at_level(logging.INFO):
         workflow.initialize()
         workflow.run()

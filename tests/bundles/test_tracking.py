@@ -8,12 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from monai.bundle import ConfigWorkflow
 
 from pipeline.data import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
-SETTINGS = {"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0}
 
 
 @pytest.fixture(scope="module")
@@ -21,21 +19,10 @@ def dataset(tmp_path_factory) -> Path:
     return write_demo_dataset(tmp_path_factory.mktemp("Doe^Jane"), num_cases=4, size=64, val_fraction=0.5, seed=9)
 
 
-def test_mlflow_run_is_read_back(dataset, tmp_path, monkeypatch):
+def test_mlflow_run_is_read_back(dataset, tmp_path, monkeypatch, run_bundle):
     mlflow = pytest.importorskip("mlflow", reason="the tracking extra: pip install -e '.[tracking]'")
     monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
-    workflow = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "train.json"),
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        tracking="mlflow",
-        dataset_dir=str(dataset),
-        output_dir=str(tmp_path / "out"),
-        **SETTINGS,
-    )
-    workflow.initialize()
-    workflow.run()
+    run_bundle("train", tracking="mlflow", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"))
     run_dir = (tmp_path / "out" / "latest").resolve()
     assert (run_dir / "mlruns.db").is_file()  # the store is in the run folder
 

@@ -18,14 +18,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tifffile
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 from pydicom import dcmread
 
 from pipeline.data import check_dataset, load_datalist, write_demo_dataset
 from pipeline.data.demo_dicom import write_ct_series
 
-REPO = Path(__file__).resolve().parents[2]
 SIZE = 64
 VALID = "valid"
 
@@ -294,18 +292,8 @@ OVERRIDE_CASES = [
 
 
 @pytest.mark.parametrize("override, expected", [c[1:] for c in OVERRIDE_CASES], ids=[c[0] for c in OVERRIDE_CASES])
-def test_malformed_override(dataset, tmp_path, monkeypatch, override, expected):
-    monkeypatch.chdir(REPO)
-    settings = {"epochs": 1, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0}
-    workflow = ConfigWorkflow(
-        config_file="bundles/unet/train.json",
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(tmp_path / "out"),
-        **settings | override,
-    )
+def test_malformed_override(dataset, tmp_path, override, expected, bundle_workflow):
+    workflow = bundle_workflow("train", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"), **override)
     with pytest.raises(Exception) as raised:
         workflow.initialize()
         workflow.run()

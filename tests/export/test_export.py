@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 from PIL import Image
 
 from pipeline.data import write_demo_dataset
@@ -77,39 +77,18 @@ def test_unreadable_exports_are_named(tmp_path):
         ExportedNetwork(tmp_path / "model.bin")
 
 
-def _infer(weights: Path, images: Path, out: Path) -> dict[str, np.ndarray]:
-    workflow = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "inference.json"),
-        workflow_type="infer",
-        run_id="inference",
-        logging_file=False,
-        input=str(images),
-        checkpoint=str(weights),
-        output_dir=str(out),
-        device="cpu",
-    )
-    workflow.initialize()
-    workflow.run()
+def _infer(run_bundle, weights: Path, images: Path, out: Path) -> dict[str, np.ndarray]:
+    run_bundle("inference", input=str(images), checkpoint=str(weights), output_dir=str(out))
     masks = sorted(out.rglob("*mask*.png"))
     assert masks, sorted(p.name for p in out.rglob("*"))
     return {p.relative_to(out).as_posix(): np.asarray(Image.open(p)) for p in masks}
 
 
-def test_inference_from_exports_gives_the_same_masks(tmp_path, monkeypatch):
+def test_inference_from_exports_gives_the_same_masks(tmp_path, monkeypatch, run_bundle):
     """Train 2 epochs, export the run (python -m pipeline.export), and segment the same images with all three files."""
     monkeypatch.chdir(tmp_path)
     dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=6)
-    training = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "train.json"),
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(tmp_path / "out"),
-        **{"epochs": 2, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
-    )
-    training.initialize()
-    training.run()
+    run_bundle("train", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"), epochs=2)
     run = tmp_path / "out" / "latest"
     assert main([str(run)]) == 0
     report = json.loads((run / "models" / "export.json").read_text())
@@ -117,7 +96,7 @@ def test_inference_from_exports_gives_the_same_masks(tmp_path, monkeypatch):
     assert all(r["max_abs_logit_difference"] <= TOLERANCE for r in report["exports"].values())
 
     masks = {
-        name: _infer(run / "models" / name, dataset / "images", tmp_path / name)
+        name: _infer(run_bundle, run / "models" / name, dataset / "images", tmp_path / name)
         for name in ("model.pt", "model.ts", "model.onnx")
     }
     reference = masks["model.pt"]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from pipeline import Segmenter
@@ -22,22 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
+def trained(tmp_path_factory, run_bundle) -> tuple[Path, Path]:
     """(run folder, images) of a 2-epoch unet run at 64 x 64 with a window of its own."""
     root = tmp_path_factory.mktemp("package")
     dataset = write_demo_dataset(root / "data", num_cases=4, size=64, val_fraction=0.5, seed=10)
-    training = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "train.json"),
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(root / "out"),
-        window=[-900, 300],
-        **{"epochs": 2, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
-    )
-    training.initialize()
-    training.run()
+    run_bundle("train", dataset_dir=str(dataset), output_dir=str(root / "out"), window=[-900, 300], epochs=2)
     return root / "out" / "latest", dataset / "images"
 
 
@@ -45,7 +33,7 @@ def _masks(folder: Path) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.rglob("*_mask.png"))}
 
 
-def test_packaged_bundle_runs_outside_the_repository(trained, tmp_path):
+def test_packaged_bundle_runs_outside_the_repository(trained, tmp_path, run_bundle):
     run_dir, images = trained
     archive = package_run(run_dir, tmp_path / "unet_lung")
     assert archive == tmp_path / "unet_lung.zip"
@@ -73,18 +61,8 @@ def test_packaged_bundle_runs_outside_the_repository(trained, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     packaged = _masks(away / "outputs" / "unet" / "inference")
 
-    reference = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "inference.json"),
-        workflow_type="infer",
-        run_id="inference",
-        logging_file=False,
-        input=str(images),
-        checkpoint=str(run_dir / "models" / "model.pt"),
-        output_dir=str(tmp_path / "reference"),
-        device="cpu",
-    )
-    reference.initialize()
-    reference.run()
+    run_bundle("inference", input=str(images), checkpoint=str(run_dir / "models" / "model.pt"),
+               output_dir=str(tmp_path / "reference"))  # fmt: skip
     expected = _masks(tmp_path / "reference")
     assert len(expected) == 4 and packaged.keys() == expected.keys()
     for name, mask in expected.items():

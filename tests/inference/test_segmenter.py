@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from pipeline import Segmenter
@@ -20,35 +19,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
+def run(tmp_path_factory, run_bundle) -> tuple[Path, Path, Path, Path]:
     """(run folder, images folder, study, inference output) of a 2-epoch unet run and its CLI inference."""
     root = tmp_path_factory.mktemp("segmenter")
     dataset = write_demo_dataset(root / "data", num_cases=4, size=64, val_fraction=0.5, seed=7)
-    training = ConfigWorkflow(
-        config_file=str(REPO / "bundles" / "unet" / "train.json"),
-        workflow_type="train",
-        run_id="training",
-        logging_file=False,
-        dataset_dir=str(dataset),
-        output_dir=str(root / "out"),
-        **{"epochs": 2, "batch_size": 2, "spatial_size": [64, 64], "device": "cpu", "num_workers": 0},
-    )
-    training.initialize()
-    training.run()
+    run_bundle("train", dataset_dir=str(dataset), output_dir=str(root / "out"), epochs=2)
     study = write_demo_study(root / "study", size=64, num_slices=4)
     for source in (dataset / "images", study):
-        inference = ConfigWorkflow(
-            config_file=str(REPO / "bundles" / "unet" / "inference.json"),
-            workflow_type="infer",
-            run_id="inference",
-            logging_file=False,
+        run_bundle(
+            "inference",
             input=str(source),
             train_output_dir=str(root / "out"),
             output_dir=str(root / "inference" / source.name),
-            device="cpu",
         )
-        inference.initialize()
-        inference.run()
     return root / "out" / "latest", dataset / "images", study, root / "inference"
 
 
