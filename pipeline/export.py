@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,20 +38,6 @@ FORMATS = {"torchscript": ".ts", "onnx": ".onnx"}
 """Export formats and the suffix of their files."""
 
 
-def _replace(write: Any, path: Path) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path`` (atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
 def export_torchscript(network: nn.Module, path: str | os.PathLike) -> Path:
     """Script ``network`` (MONAI's ``convert_to_torchscript``) and save it to ``path``, atomically.
 
@@ -61,8 +46,12 @@ def export_torchscript(network: nn.Module, path: str | os.PathLike) -> Path:
     """
     from monai.networks.utils import convert_to_torchscript
 
+    from pipeline.outputs import atomic_output
+
     scripted = convert_to_torchscript(network.eval())
-    return _replace(lambda tmp: torch.jit.save(scripted, tmp), Path(path))
+    with atomic_output(path) as tmp:
+        torch.jit.save(scripted, str(tmp))
+    return Path(path)
 
 
 def export_onnx(
@@ -81,22 +70,21 @@ def export_onnx(
         RuntimeError: torch cannot export the network (its message); ``onnx`` and ``onnxscript`` must be installed
             (``pip install -e ".[export]"``).
     """
+    from pipeline.outputs import atomic_output
+
     axes = {0: "batch", 2: "height", 3: "width"}
-
-    def write(tmp: str) -> None:
-        with torch.no_grad():
-            torch.onnx.export(
-                network.eval(),
-                (example,),
-                tmp,
-                input_names=["image"],
-                output_names=["logits"],
-                opset_version=opset,
-                dynamic_axes={"image": axes, "logits": axes} if dynamic else None,
-                dynamo=False,
-            )
-
-    return _replace(write, Path(path))
+    with atomic_output(path) as tmp, torch.no_grad():
+        torch.onnx.export(
+            network.eval(),
+            (example,),
+            str(tmp),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamic_axes={"image": axes, "logits": axes} if dynamic else None,
+            dynamo=False,
+        )
+    return Path(path)
 
 
 class ExportedNetwork(nn.Module):

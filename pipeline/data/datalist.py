@@ -251,6 +251,21 @@ def load_datalist(dataset_dir: str | Path) -> list[dict]:
     return items
 
 
+def _datalist_content(dataset_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The datalist JSON of ``dataset_dir`` (given, or found in the folder) and its content; ``{}`` where there is no
+    readable one (``load_datalist`` is the one that reports an unreadable datalist)."""
+    path = Path(dataset_dir)
+    if path.is_dir():
+        path = next((path / n for n in DATALIST_NAMES if (path / n).is_file()), path)
+    if not (path.is_file() and path.suffix == ".json"):
+        return path, {}
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return path, {}
+    return path, content if isinstance(content, dict) else {}
+
+
 def dataset_segment(dataset_dir: str | Path, default: str | Mapping[str, Any] = "lung") -> dict[str, Any]:
     """What a dataset's masks segment: its datalist's ``"segment"`` (written by the recipes), else ``default``.
 
@@ -272,15 +287,8 @@ def dataset_segment(dataset_dir: str | Path, default: str | Mapping[str, Any] = 
         if default not in SEGMENTS:
             raise ValueError(f"unknown segment {default!r}; choose one of {sorted(SEGMENTS)} or give a dict")
         default = SEGMENTS[default].to_config()
-    path = Path(dataset_dir)
-    if path.is_dir():
-        path = next((path / n for n in DATALIST_NAMES if (path / n).is_file()), path)
-    given = {}
-    if path.is_file() and path.suffix == ".json":
-        try:
-            given = json.loads(path.read_text()).get("segment") or {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            given = {}  # load_datalist reports an unreadable datalist
+    path, content = _datalist_content(dataset_dir)
+    given = content.get("segment") or {}
     try:
         if not isinstance(given, Mapping):
             raise ValueError(f"segment must be a dict with label, category, property_type and color, got {given!r}")
@@ -302,15 +310,8 @@ def check_bundle_overrides(dataset_dir: str | Path, **settings: object) -> list[
     Returns:
         One message per mismatch (also logged as a warning); empty when none or when there is no datalist.
     """
-    path = Path(dataset_dir)
-    if path.is_dir():
-        path = next((path / n for n in DATALIST_NAMES if (path / n).is_file()), path)
-    if not path.is_file():
-        return []
-    try:
-        wanted = json.loads(path.read_text()).get("bundle_overrides") or {}
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return []  # load_datalist reports an unreadable datalist
+    path, content = _datalist_content(dataset_dir)
+    wanted = content.get("bundle_overrides") or {}
     messages = [
         f"{path.name} asks for --{key} {value} but this run uses {settings[key]!r}"
         for key, value in wanted.items()
