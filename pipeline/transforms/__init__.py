@@ -31,7 +31,7 @@ from pipeline.transforms.dictionary import (
 )
 from pipeline.transforms.postprocessing import mask_cleanup
 from pipeline.transforms.utils import auto_mask_threshold, mask_value_report
-from pipeline.transforms.volume import VolumeCleanup
+from pipeline.transforms.volume import VolumeCleanup, fill_slice_holes
 
 __all__ = [
     "BONE_WINDOW",
@@ -54,6 +54,7 @@ __all__ = [
     "ScaleIntensityNonCTd",
     "VolumeCleanup",
     "auto_mask_threshold",
+    "fill_slice_holes",
     "mask_cleanup",
     "mask_value_report",
 ]

@@ -18,9 +18,37 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["VolumeCleanup"]
+__all__ = ["VolumeCleanup", "fill_slice_holes"]
 
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connected: slices are thick, lungs join across them diagonally
+_IN_SLICE_CROSS = np.zeros((3, 3, 3), dtype=bool)
+_IN_SLICE_CROSS[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within a slice, never across slices
+
+
+def fill_slice_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of every slice of a stack: the same result as ``scipy.ndimage.binary_fill_holes`` per slice.
+
+    A hole is background that no 4-connected background path joins to the slice's border. One labelling of the
+    whole stack's background (connected within slices only) finds them, instead of one iterated dilation per slice:
+    on a 30-slice 512 x 512 series this takes a fraction of the per-slice time.
+
+    Args:
+        mask: (N, H, W) mask; non-zero is foreground.
+
+    Returns:
+        (N, H, W) bool mask with every slice's holes filled.
+    """
+    mask = np.asarray(mask) > 0
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be (N, H, W), got shape {mask.shape}")
+    if not mask.size:
+        return mask
+    labels, count = ndimage.label(~mask, structure=_IN_SLICE_CROSS)
+    reaches_border = np.zeros(count + 1, dtype=bool)
+    reaches_border[0] = True  # label 0 is the foreground itself
+    for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        reaches_border[np.unique(edge)] = True
+    return mask | ~reaches_border[labels]
 
 
 @dataclass(frozen=True)
@@ -64,22 +92,26 @@ class VolumeCleanup:
         Raises:
             ValueError: when ``mask`` is not 3D.
         """
-        mask = np.asarray(mask) > 0
-        if mask.ndim != 3:
-            raise ValueError(f"mask must be (N, H, W), got shape {mask.shape}")
+        full = np.asarray(mask) > 0
+        if full.ndim != 3:
+            raise ValueError(f"mask must be (N, H, W), got shape {full.shape}")
         voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
+        box = _foreground_box(full)
+        mask = full[box]  # the same components and holes as in the whole volume, in a fraction of the voxels
         labels, count = ndimage.label(mask, structure=_CONNECTIVITY)
         sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
         order = np.argsort(sizes)[::-1]
         keep = order[: self.keep_largest] if self.keep_largest else order
         smallest = max(self.min_volume_ml, self.min_fraction * (float(sizes.max()) if count else 0.0))
         keep = [int(i) for i in keep if sizes[i] >= smallest]
-        cleaned = np.isin(labels, [i + 1 for i in keep])
+        kept = np.zeros(count + 1, dtype=bool)
+        kept[[i + 1 for i in keep]] = True
+        cleaned = kept[labels]
         removed_ml = float(mask.sum() - cleaned.sum()) * voxel_ml
         filled_ml = 0.0
         if self.fill_holes:
             before = int(cleaned.sum())
-            cleaned = np.stack([ndimage.binary_fill_holes(s) for s in cleaned]) if len(cleaned) else cleaned
+            cleaned = fill_slice_holes(cleaned)
             filled_ml = float(cleaned.sum() - before) * voxel_ml
         info = {
             "keep_largest": self.keep_largest,
@@ -91,4 +123,22 @@ class VolumeCleanup:
             "removed_ml": round(removed_ml, 2),
             "filled_ml": round(filled_ml, 2),
         }
-        return cleaned.astype(np.uint8), info
+        out = np.zeros(full.shape, dtype=np.uint8)
+        out[box] = cleaned
+        return out, info
+
+
+def _foreground_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The (N, H, W) box around a stack's foreground, one background pixel wider in H and W where the slice allows.
+
+    Cleaning inside it equals cleaning the whole stack: components do not reach outside it, and background on its
+    rim is joined, outside it, to the slice border, as :func:`fill_slice_holes` needs.
+    """
+
+    def extent(occupied: np.ndarray, margin: int) -> slice:
+        index = np.flatnonzero(occupied)
+        if not index.size:
+            return slice(0, 0)
+        return slice(max(int(index[0]) - margin, 0), min(int(index[-1]) + 1 + margin, occupied.size))
+
+    return extent(mask.any(axis=(1, 2)), 0), extent(mask.any(axis=(0, 2)), 1), extent(mask.any(axis=(0, 1)), 1)

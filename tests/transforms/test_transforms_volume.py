@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from pipeline.transforms import VolumeCleanup
+from pipeline.transforms import VolumeCleanup, fill_slice_holes
 
 SPACING = (8.0, 1.0, 1.0)  # 8 mm slices, 1 mm pixels: one voxel is 0.008 mL
 
@@ -75,3 +76,71 @@ def test_inactive_and_bad_arguments():
         VolumeCleanup(min_fraction=1.5)
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         VolumeCleanup(keep_largest=2)(np.zeros((4, 4)), SPACING)
+
+
+@pytest.mark.parametrize(
+    "shape, density, dilate",
+    [
+        ((1, 1, 1), 0.5, 0),
+        ((1, 3, 3), 0.8, 0),
+        ((3, 1, 17), 0.5, 0),
+        ((2, 16, 16), 0.3, 1),
+        ((4, 40, 33), 0.2, 2),
+        ((5, 64, 64), 0.5, 0),
+        ((3, 64, 64), 0.05, 3),
+        ((2, 20, 20), 1.0, 0),
+        ((2, 20, 20), 0.0, 0),
+    ],
+)
+def test_fill_slice_holes_equals_scipy_per_slice(shape: tuple[int, int, int], density: float, dilate: int) -> None:
+    rng = np.random.default_rng(sum(shape) + dilate)
+    for _ in range(5):
+        mask = rng.random(shape) < density
+        if dilate:
+            mask = ndimage.binary_dilation(mask, iterations=dilate)
+        expected = np.stack([ndimage.binary_fill_holes(s) for s in mask])
+        np.testing.assert_array_equal(fill_slice_holes(mask.astype(np.uint8)), expected)
+
+
+def test_fill_slice_holes_keeps_slices_apart_and_refuses_2d() -> None:
+    ring = np.zeros((2, 7, 7), bool)
+    ring[0, 1:6, 1:6] = True
+    ring[0, 2:5, 2:5] = False  # a hole on slice 0; slice 1 is empty background under it
+    filled = fill_slice_holes(ring)
+    assert filled[0, 3, 3] and not filled[1].any()
+    assert fill_slice_holes(np.zeros((0, 4, 4))).shape == (0, 4, 4)
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        fill_slice_holes(np.zeros((4, 4)))
+
+
+def _reference_cleanup(mask: np.ndarray, cleanup: VolumeCleanup, voxel_ml: float) -> np.ndarray:
+    """The clean-up written plainly over the whole stack: scipy labels, then scipy's hole filling slice by slice."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
+    order = np.argsort(sizes)[::-1]
+    keep = order[: cleanup.keep_largest] if cleanup.keep_largest else order
+    smallest = max(cleanup.min_volume_ml, cleanup.min_fraction * (float(sizes.max()) if count else 0.0))
+    cleaned = np.isin(labels, [int(i) + 1 for i in keep if sizes[i] >= smallest])
+    if cleanup.fill_holes:
+        cleaned = np.stack([ndimage.binary_fill_holes(s) for s in cleaned])
+    return cleaned.astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "cleanup",
+    [VolumeCleanup(keep_largest=2, min_volume_ml=0.05, min_fraction=0.1, fill_holes=True), VolumeCleanup(1)],
+)
+def test_cleanup_in_the_foreground_box_equals_the_whole_stack(seed: int, cleanup: VolumeCleanup) -> None:
+    """Blobs anywhere, some touching the stack's edges, on stacks with empty slices and empty margins."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((8, 48, 40), bool)
+    mask[1:7] = ndimage.binary_dilation(rng.random((6, 48, 40)) < 0.03, iterations=int(rng.integers(1, 4)))
+    mask[:, : int(rng.integers(0, 6))] = False  # an empty band at the top, sometimes none
+    cleaned, _ = cleanup(mask, SPACING)
+    np.testing.assert_array_equal(cleaned, _reference_cleanup(mask, cleanup, float(np.prod(SPACING)) / 1000.0))
+
+
+def test_cleanup_of_an_empty_stack() -> None:
+    cleaned, info = VolumeCleanup(keep_largest=2, fill_holes=True)(np.zeros((3, 16, 16)), SPACING)
+    assert cleaned.shape == (3, 16, 16) and not cleaned.any() and info["components_found"] == 0
