@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -96,8 +96,44 @@ class SlicePredictor:
         with torch.inference_mode():
             self.forward_batch(image[None])
 
+    def prepare(self, items: Sequence[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """Preprocess ``items`` and collate them into batches of ``batch_size``; no model runs.
+
+        The first of the three steps of :meth:`__call__`; :class:`~pipeline.inference.InferenceRunner` runs it on its
+        reading thread, ahead of the model.
+
+        Args:
+            items: dictionaries the preprocessing accepts, e.g. ``{"image": path}`` for files or
+                ``{"image": MetaTensor (C, H, W)}`` for slices already in memory.
+
+        Returns:
+            The collated batches, preprocessed as they are iterated: ``"image"`` (B, C, h, w) at the model's input
+            size, with the metadata that inverting needs.
+        """
+        return DataLoader(Dataset(list(items), transform=self.preprocessing), batch_size=self.batch_size)
+
+    def infer(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Set ``batch["pred"]``: float32 logits (B, out_channels, h, w) on the CPU. The only step on the model."""
+        with torch.inference_mode():
+            batch["pred"] = self.forward_batch(batch["image"]).cpu()
+        return batch
+
+    def restore(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+        """Decollate an inferred batch and postprocess each item: typically sigmoid, inverse resize and threshold.
+
+        Returns:
+            One tensor per item, in order: ``postprocessing``'s ``"pred"``.
+        """
+        predictions: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for item in decollate_batch(batch):
+                if self.postprocessing is not None:
+                    item = self.postprocessing(item)
+                predictions.append(item["pred"])
+        return predictions
+
     def __call__(self, items: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
-        """Predict every item.
+        """Predict every item: :meth:`prepare`, :meth:`infer` and :meth:`restore`, batch after batch.
 
         Args:
             items: dictionaries the preprocessing accepts, e.g. ``{"image": path}`` for files or
@@ -107,17 +143,7 @@ class SlicePredictor:
             One tensor per item, in order: ``postprocessing``'s ``"pred"``, typically (out_channels, H, W) at the
             item's native H, W.
         """
-        loader = DataLoader(Dataset(list(items), transform=self.preprocessing), batch_size=self.batch_size)
-        predictions: list[torch.Tensor] = []
-        with torch.inference_mode():
-            for batch in loader:
-                batch["pred"] = self.forward_batch(batch["image"])
-                for item in decollate_batch(batch):
-                    item["pred"] = item["pred"].cpu()
-                    if self.postprocessing is not None:
-                        item = self.postprocessing(item)
-                    predictions.append(item["pred"])
-        return predictions
+        return [pred for batch in self.prepare(items) for pred in self.restore(self.infer(batch))]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(network={type(self.network).__name__}, batch_size={self.batch_size})"

@@ -20,6 +20,8 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from pipeline.inference.overlap import InOrder, read_ahead, stage_executor
 from pipeline.inference.predictor import SlicePredictor
 from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
 from pipeline.inferers import weights_names
@@ -55,6 +58,15 @@ class InferenceError(RuntimeError):
     """Some inputs could not be segmented; the others were, and every outcome is in ``summary.json``."""
 
 
+@dataclass
+class _SeriesWork:
+    """A series between stages: its volume, its batches (preprocessed, then with logits) and the stage timings."""
+
+    volume: SeriesVolume
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class InferenceRunner:
     """Segment every 2D image and selected DICOM series under ``input`` and write the outputs.
 
@@ -76,6 +88,10 @@ class InferenceRunner:
             outputs hold the cleaned mask and ``report.json`` both volumes. ``None`` leaves the mask as predicted.
         flip_tta: whether the predictor averages mirrored inputs; recorded in the reports.
         max_pixels: the largest 2D image accepted (height x width), refused from its header before decoding.
+        overlap: read and preprocess the next input, and finish and write the last one, on background threads while
+            the model runs (:mod:`pipeline.inference.overlap`); ``False`` runs the stages one after the other. The
+            bundles' ``--overlap_io auto`` overlaps on CUDA only: on a CPU the model already keeps every core busy,
+            and the stages only compete with it (``tests/benchmarks/README.md``).
     """
 
     def __init__(
@@ -94,6 +110,7 @@ class InferenceRunner:
         volume_cleanup: VolumeCleanup | None = None,
         flip_tta: bool = False,
         max_pixels: int | None = MAX_SLICE_PIXELS,
+        overlap: bool = True,
     ) -> None:
         if input is None or str(input) == "":
             raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
@@ -111,12 +128,58 @@ class InferenceRunner:
         self.batch_size = batch_size
         self.volume_cleanup = volume_cleanup if volume_cleanup is not None and volume_cleanup.active else None
         self.loader = LoadSlice(max_pixels=max_pixels)
+        self.overlap = bool(overlap)
 
     # ---------------------------------------------------------------------------------------------------- series
-    def _predict_volume(self, volume: SeriesVolume) -> np.ndarray:
+    # ---------------------------------------------------------------------------------------------------- series
+    # A series goes through three stages, each timed into its report: ``_read_series`` (files, then preprocessing,
+    # on the reading thread), ``_infer_series`` (the model, on the calling thread) and ``_finish_series`` (inverse
+    # resize and threshold, 3D clean-up, measurements and files, on the writing thread).
+
+    def _read_series(self, series: DicomSeries) -> _SeriesWork:
+        tick = time.perf_counter()
+        work = _SeriesWork(load_series_volume(series))
+        work.timings["read_s"] = time.perf_counter() - tick
+        work.batches = self._prepare(work.volume)
+        work.timings["preprocess_s"] = time.perf_counter() - tick - work.timings["read_s"]
+        return work
+
+    def _prepare(self, volume: SeriesVolume) -> list[dict[str, Any]]:
         items = [{"image": MetaTensor(torch.from_numpy(np.ascontiguousarray(s))[None])} for s in volume.array]
-        masks = self.predictor(items)
-        return torch.stack([m[0] for m in masks]).numpy().astype(np.uint8)
+        return list(self.predictor.prepare(items))
+
+    def _infer_series(self, work: _SeriesWork) -> _SeriesWork:
+        self.predictor.reset_timers()
+        tick = time.perf_counter()
+        work.batches = [self.predictor.infer(batch) for batch in work.batches]
+        work.timings["predict_s"] = time.perf_counter() - tick
+        work.timings["model_forward_s"] = self.predictor.forward_seconds
+        return work
+
+    def _finish_series(self, work: _SeriesWork) -> tuple[np.ndarray, dict[str, Any]]:
+        tick = time.perf_counter()
+        masks = [m[0] for batch in work.batches for m in self.predictor.restore(batch)]
+        work.batches = []
+        mask = torch.stack(masks).numpy().astype(np.uint8)
+        work.timings["restore_s"] = time.perf_counter() - tick
+        volume = work.volume
+        predicted_ml = mask_measurements(mask, volume.spacing)["volume_ml"]
+        cleanup = None
+        if self.volume_cleanup is not None:
+            tick = time.perf_counter()
+            mask, cleanup = self.volume_cleanup(mask, volume.spacing)
+            work.timings["postprocess_s"] = time.perf_counter() - tick
+        measured = mask_measurements(mask, volume.spacing)
+        return mask, {
+            "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
+            "segment": self.segment.label,
+            "segmented_volume_ml": measured["volume_ml"],
+            "volume_before_postprocessing_ml": predicted_ml,
+            "postprocessing": cleanup,
+            "segmented_voxels": measured["voxels"],
+            "per_slice": measured["per_slice"],
+            "timings": work.timings,
+        }
 
     def segment_volume(self, volume: SeriesVolume) -> tuple[np.ndarray, dict[str, Any]]:
         """Predict every slice of a series and clean the mask in 3D; nothing is written.
@@ -127,45 +190,29 @@ class InferenceRunner:
         Returns:
             ``(mask, measurements)``: the (N, H, W) uint8 mask and ``report.json``'s measurements of it
             (``spacing_mm``, ``segmented_volume_ml``, ``volume_before_postprocessing_ml``, ``postprocessing``,
-            ``segmented_voxels``, ``per_slice``), plus ``timings`` (``predict_s``, ``model_forward_s``,
-            ``postprocess_s``).
+            ``segmented_voxels``, ``per_slice``), plus ``timings`` in seconds (``preprocess_s``, ``predict_s``
+            with ``model_forward_s`` inside it, ``restore_s`` and ``postprocess_s``).
         """
-        timings: dict[str, float] = {}
-        self.predictor.reset_timers()
+        work = _SeriesWork(volume)
         tick = time.perf_counter()
-        mask = self._predict_volume(volume)
-        timings["predict_s"] = time.perf_counter() - tick
-        timings["model_forward_s"] = self.predictor.forward_seconds
-        predicted_ml = mask_measurements(mask, volume.spacing)["volume_ml"]
-        cleanup = None
-        if self.volume_cleanup is not None:
-            tick = time.perf_counter()
-            mask, cleanup = self.volume_cleanup(mask, volume.spacing)
-            timings["postprocess_s"] = time.perf_counter() - tick
-        measured = mask_measurements(mask, volume.spacing)
-        return mask, {
-            "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
-            "segment": self.segment.label,
-            "segmented_volume_ml": measured["volume_ml"],
-            "volume_before_postprocessing_ml": predicted_ml,
-            "postprocessing": cleanup,
-            "segmented_voxels": measured["voxels"],
-            "per_slice": measured["per_slice"],
-            "timings": timings,
-        }
+        work.batches = self._prepare(volume)
+        work.timings["preprocess_s"] = time.perf_counter() - tick
+        return self._finish_series(self._infer_series(work))
 
     def run_series(self, series: DicomSeries) -> dict[str, Any]:
-        """Load, segment and write one DICOM series.
+        """Load, segment and write one DICOM series, one stage after the other.
 
         Returns:
             The series report (also written to ``report.json``).
         """
-        start = time.perf_counter()
-        volume = load_series_volume(series)
-        read_s = time.perf_counter() - start
-        mask, measurements = self.segment_volume(volume)
-        timings = {"read_s": read_s, **measurements.pop("timings")}
+        work = self._infer_series(self._read_series(series))
+        return self._write_series(series, work.volume, *self._finish_series(work))
 
+    def _write_series(
+        self, series: DicomSeries, volume: SeriesVolume, mask: np.ndarray, measurements: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write a segmented series' outputs and its ``report.json``; return the report."""
+        timings = measurements.pop("timings")
         folder = self.output_dir / series.study_label / series.label
         folder.mkdir(parents=True, exist_ok=True)
         tick = time.perf_counter()
@@ -199,8 +246,8 @@ class InferenceRunner:
         tick = time.perf_counter()
         write_overlay_montage(volume.array, mask, folder / "overlay.png", window=self.overlay_window)
         timings["write_overlay_s"] = time.perf_counter() - tick
+        timings["total_s"] = sum(v for k, v in timings.items() if k != "model_forward_s")  # its stages, summed
 
-        timings["total_s"] = time.perf_counter() - start
         report = {
             "series_label": series.label,
             "study_instance_uid": series.study_uid,
@@ -239,6 +286,30 @@ class InferenceRunner:
         )
         return report
 
+    def _series_outputs(self, series: DicomSeries, work: _SeriesWork) -> list[dict[str, Any]]:
+        """The writer's job for one series: finish it, write its outputs and return its summary record (``ok``, or
+        why it failed)."""
+        try:
+            report = self._write_series(series, work.volume, *self._finish_series(work))
+        except MemoryError:
+            raise
+        except Exception as e:
+            return [_failure(series.label, "dicom series", e, series.files[0])]
+        return [
+            {
+                "input": series.label,
+                "kind": "dicom series",
+                "status": "ok",
+                "series_instance_uid": series.series_uid,
+                "num_slices": report["num_slices"],
+                "segmented_volume_ml": report["segmented_volume_ml"],
+                "warnings": report["warnings"],
+                "seg_missing": report["seg_missing"],
+                "seconds": report["timings"]["total_s"],
+                "model_forward_s": report["timings"]["model_forward_s"],
+            }
+        ]
+
     # ---------------------------------------------------------------------------------------------------- images
     def _load_image(self, image: ImageInput) -> MetaTensor:
         array = self.loader(image.path)
@@ -269,60 +340,71 @@ class InferenceRunner:
             "outputs": [p.relative_to(self.output_dir).as_posix() for p in (mask_path, overlay_path)],
         }
 
-    def _predict_images(self, loaded: list[tuple[ImageInput, MetaTensor]], records: list[dict[str, Any]]) -> list:
-        """Predictions for a batch; when the batch fails, each image alone, so that one bad image fails alone."""
-        try:
-            return list(self.predictor([{"image": array} for _, array in loaded]))
-        except MemoryError:
-            raise
-        except Exception:
-            if len(loaded) == 1:
-                raise
-        predictions = []
-        for image, array in loaded:
+    def _read_images(self, images: Sequence[ImageInput]) -> list[tuple[ImageInput, MetaTensor | Exception]]:
+        """Load a batch of images; an image that cannot be loaded comes back with its error instead."""
+        loaded: list[tuple[ImageInput, MetaTensor | Exception]] = []
+        for image in images:
             try:
-                predictions.append(self.predictor([{"image": array}])[0])
+                loaded.append((image, self._load_image(image)))
             except MemoryError:
                 raise
             except Exception as e:
-                records.append(_failure(image.name, "image", e, image.path))
-                predictions.append(None)
-        return predictions
+                loaded.append((image, e))
+        return loaded
 
-    def run_images(self, images: Sequence[ImageInput], records: list[dict[str, Any]]) -> None:
-        """Segment 2D images in batches; append one record per image to ``records``."""
-        for start in range(0, len(images), self.batch_size):
-            loaded: list[tuple[ImageInput, MetaTensor]] = []
-            for image in images[start : start + self.batch_size]:
-                try:
-                    loaded.append((image, self._load_image(image)))
-                except MemoryError:
-                    raise
-                except Exception as e:
-                    records.append(_failure(image.name, "image", e, image.path))
-            if not loaded:
-                continue
-            tick = time.perf_counter()
+    def _predict_images(self, arrays: list[MetaTensor]) -> list[torch.Tensor | Exception]:
+        """Predictions for a batch; when the batch fails, each image alone, so that one bad image fails alone."""
+        try:
+            return list(self.predictor([{"image": array} for array in arrays]))
+        except MemoryError:
+            raise
+        except Exception as e:
+            if len(arrays) == 1:
+                return [e]
+        outcomes: list[torch.Tensor | Exception] = []
+        for array in arrays:
             try:
-                preds = self._predict_images(loaded, records)
+                outcomes.append(self.predictor([{"image": array}])[0])
             except MemoryError:
                 raise
-            except Exception as e:  # a batch of one that failed
-                records.append(_failure(loaded[0][0].name, "image", e, loaded[0][0].path))
-                continue
-            seconds = (time.perf_counter() - tick) / len(loaded)
-            for (image, array), pred in zip(loaded, preds, strict=True):
-                if pred is None:
-                    continue
+            except Exception as e:
+                outcomes.append(e)
+        return outcomes
+
+    def _image_outputs(
+        self, outcomes: list[tuple[ImageInput, MetaTensor | Exception, torch.Tensor | Exception | None]], seconds: float
+    ) -> list[dict[str, Any]]:
+        """The writer's job for a batch of images: masks and overlays, and one record per image, in order."""
+        records = []
+        for image, array, pred in outcomes:
+            error = array if isinstance(array, Exception) else pred if isinstance(pred, Exception) else None
+            if error is None:
                 try:
                     record = self._write_image_outputs(image, array, pred)
                 except MemoryError:
                     raise
                 except Exception as e:
-                    records.append(_failure(image.name, "image", e, image.path))
-                    continue
-                records.append({"input": image.name, "kind": "image", "status": "ok", **record, "seconds": seconds})
-                logger.info("%s: %d foreground pixels -> %s", image.name, record["area_px"], record["outputs"][0])
+                    error = e
+            if error is not None:
+                records.append(_failure(image.name, "image", error, image.path))
+                continue
+            records.append({"input": image.name, "kind": "image", "status": "ok", **record, "seconds": seconds})
+            logger.info("%s: %d foreground pixels -> %s", image.name, record["area_px"], record["outputs"][0])
+        return records
+
+    def _run_images(self, images: Sequence[ImageInput], reader: Executor, outputs: InOrder) -> None:
+        """Segment 2D images in batches: the next batch loads and the last one writes while this one is predicted."""
+        batches = [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+        for _, read in read_ahead(reader, self._read_images, batches):
+            loaded = read.result()
+            arrays = [array for _, array in loaded if not isinstance(array, Exception)]
+            tick = time.perf_counter()
+            predictions = iter(self._predict_images(arrays) if arrays else [])
+            seconds = (time.perf_counter() - tick) / max(len(arrays), 1)
+            outcomes = [
+                (image, array, None if isinstance(array, Exception) else next(predictions)) for image, array in loaded
+            ]
+            outputs.submit(self._image_outputs, outcomes, seconds)
 
     # ------------------------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
@@ -358,29 +440,21 @@ class InferenceRunner:
         return summary
 
     def _run_all(self, inputs: InferenceInputs, records: list[dict[str, Any]]) -> None:
-        for series in inputs.series:
+        with stage_executor(self.overlap, "read") as reader, stage_executor(self.overlap, "write") as writer:
+            outputs = InOrder(writer, records)
             try:
-                report = self.run_series(series)
-            except MemoryError:
-                raise
-            except Exception as e:
-                records.append(_failure(series.label, "dicom series", e, series.files[0]))
-                continue
-            records.append(
-                {
-                    "input": series.label,
-                    "kind": "dicom series",
-                    "status": "ok",
-                    "series_instance_uid": series.series_uid,
-                    "num_slices": report["num_slices"],
-                    "segmented_volume_ml": report["segmented_volume_ml"],
-                    "warnings": report["warnings"],
-                    "seg_missing": report["seg_missing"],
-                    "seconds": report["timings"]["total_s"],
-                    "model_forward_s": report["timings"]["model_forward_s"],
-                }
-            )
-        self.run_images(inputs.images, records)
+                for series, read in read_ahead(reader, self._read_series, inputs.series):
+                    try:
+                        work = self._infer_series(read.result())
+                    except MemoryError:
+                        raise
+                    except Exception as e:
+                        outputs.add(_failure(series.label, "dicom series", e, series.files[0]))
+                        continue
+                    outputs.submit(self._series_outputs, series, work)
+                self._run_images(inputs.images, reader, outputs)
+            finally:  # what was written is in the summary, also when something stops the run
+                outputs.finish()
 
     def _write_summary(self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float) -> dict[str, Any]:
         failed = [r for r in records if r["status"] == "failed"]

@@ -396,3 +396,60 @@ def test_output_that_is_a_file_fails_before_any_input(tmp_path):
     (tmp_path / "taken").write_text("not a folder")
     with pytest.raises(OSError, match="cannot write to the output folder"):
         InferenceRunner(_predictor(), images, tmp_path / "taken").run()
+
+
+def _mixed_inputs(root: Path) -> None:
+    """Three series (one broken: a slice without its position) and 2D images (one corrupt), in one folder."""
+    study_uid = generate_uid()
+    for number in (2, 3, 4):
+        _series(root / "study" / f"s{number}", _phantom(5 + number, seed=number), number, study_uid)
+    broken = sorted((root / "study" / "s3").iterdir())[2]
+    ds = pydicom.dcmread(broken)
+    del ds.ImagePositionPatient  # this series fails when it is read, the others do not
+    ds.save_as(broken, enforce_file_format=True)
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(9):
+        picture = np.where(rng.random((40, 36)) < 0.4, 300, -1000).astype(np.int32)
+        Image.fromarray(picture).save(images / f"im{i}.tif")
+    (images / "im4.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+
+def _run_mixed(root: Path, out: Path, overlap: bool) -> dict:
+    predictor = _predictor()
+    predictor.batch_size = 2
+    runner = InferenceRunner(
+        predictor, root, out, batch_size=4, volume_cleanup=VolumeCleanup(keep_largest=1), overlap=overlap
+    )
+    with pytest.raises(InferenceError, match="2 of 13 inputs failed"):
+        runner.run()
+    return json.loads((out / "summary.json").read_text())
+
+
+def _without_timings(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("seconds", "model_forward_s")}
+
+
+def test_overlapped_run_equals_the_stages_in_turn(tmp_path: Path) -> None:
+    _mixed_inputs(tmp_path / "in")
+    sequential = _run_mixed(tmp_path / "in", tmp_path / "sequential", overlap=False)
+    overlapped = _run_mixed(tmp_path / "in", tmp_path / "overlapped", overlap=True)
+
+    assert [_without_timings(r) for r in overlapped["inputs"]] == [_without_timings(r) for r in sequential["inputs"]]
+    assert [r["status"] for r in sequential["inputs"]] == ["ok", "failed", "ok"] + ["ok"] * 4 + ["failed"] + ["ok"] * 5
+    files = sorted(p.relative_to(tmp_path / "sequential") for p in (tmp_path / "sequential").rglob("*.*"))
+    assert files == sorted(p.relative_to(tmp_path / "overlapped") for p in (tmp_path / "overlapped").rglob("*.*"))
+    for name in files:
+        a, b = tmp_path / "sequential" / name, tmp_path / "overlapped" / name
+        if name.suffix == ".png":
+            np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+        elif name.name == "labels.nii.gz":
+            np.testing.assert_array_equal(np.asarray(nib.load(a).dataobj), np.asarray(nib.load(b).dataobj))
+        elif name.name == "report.json":
+            reports = [json.loads(p.read_text()) for p in (a, b)]
+            without_timings = [{k: v for k, v in report.items() if k != "timings"} for report in reports]
+            assert without_timings[0] == without_timings[1]
+            assert {"read_s", "preprocess_s", "predict_s", "restore_s", "postprocess_s", "total_s"} <= set(
+                reports[1]["timings"]
+            )
