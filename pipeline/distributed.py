@@ -28,7 +28,7 @@ from torch import nn
 
 from pipeline.bundle import flag
 
-__all__ = ["device", "finish", "from_rank0", "is_rank0", "start", "world_size", "wrap"]
+__all__ = ["all_gather", "device", "finish", "from_rank0", "is_rank0", "shard", "start", "world_size", "wrap"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,8 +74,9 @@ def start(enabled: object, run_device: str | torch.device | None = None) -> bool
         return True
     if "WORLD_SIZE" not in os.environ:
         raise RuntimeError(
-            "multi_gpu_train.json needs torchrun: torchrun --nproc_per_node=N -m monai.bundle run training "
-            "--config_file \"['bundles/<bundle>/train.json','bundles/common/multi_gpu_train.json']\""
+            "the multi_gpu overlays need torchrun: torchrun --nproc_per_node=N -m monai.bundle run training "
+            "--config_file \"['bundles/<bundle>/train.json','bundles/common/multi_gpu_train.json']\" (inference: "
+            "run inference with inference.json and multi_gpu_inference.json)"
         )
     cuda = torch.device(run_device or device()).type == "cuda"
     if cuda:
@@ -98,6 +99,21 @@ def from_rank0(make: Callable[[], T]) -> T:
     value = [make() if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(value, src=0)
     return value[0]
+
+
+def shard() -> tuple[int, int] | None:
+    """``(rank, number of processes)`` when a process group is open, to split inference inputs between processes;
+    ``None`` otherwise."""
+    return (dist.get_rank(), dist.get_world_size()) if _active() else None
+
+
+def all_gather(value: T) -> list[T]:
+    """``value`` from every process, in rank order (any picklable object); ``[value]`` without a process group."""
+    if not _active():
+        return [value]
+    gathered: list[T | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered  # type: ignore[return-value]
 
 
 def wrap(network: nn.Module, run_device: str | torch.device) -> nn.Module:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from pipeline import distributed
 from pipeline.inference.overlap import InOrder, read_ahead, stage_executor
 from pipeline.inference.predictor import SlicePredictor
 from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
@@ -92,6 +93,9 @@ class InferenceRunner:
             the model runs (:mod:`pipeline.inference.overlap`); ``False`` runs the stages one after the other. The
             bundles' ``--overlap_io auto`` overlaps on CUDA only: on a CPU the model already keeps every core busy,
             and the stages only compete with it (``tests/benchmarks/README.md``).
+        shard: ``(rank, number of processes)`` when several processes split the inputs
+            (``bundles/common/multi_gpu_inference.json``, :func:`pipeline.distributed.shard`): each segments its share
+            (:meth:`InferenceInputs.shard`), and process 0 writes one ``summary.json`` for all, in input order.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class InferenceRunner:
         flip_tta: bool = False,
         max_pixels: int | None = MAX_SLICE_PIXELS,
         overlap: bool = True,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         if input is None or str(input) == "":
             raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
@@ -129,6 +134,9 @@ class InferenceRunner:
         self.volume_cleanup = volume_cleanup if volume_cleanup is not None and volume_cleanup.active else None
         self.loader = LoadSlice(max_pixels=max_pixels)
         self.overlap = bool(overlap)
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard {shard[0]} of {shard[1]}: the rank must be in 0..{shard[1] - 1}")
+        self.shard = tuple(shard) if shard is not None else None
 
     # ---------------------------------------------------------------------------------------------------- series
     # ---------------------------------------------------------------------------------------------------- series
@@ -428,8 +436,9 @@ class InferenceRunner:
 
         records: list[dict[str, Any]] = []
         try:
-            self._run_all(inputs, records)
+            self._run_all(inputs if self.shard is None else inputs.shard(*self.shard), records)
         finally:  # also when something unexpected stops the run: say what was done
+            records = self._gather(inputs, records)
             summary = self._write_summary(inputs, records, start)
         failed = [r for r in records if r["status"] == "failed"]
         if failed:
@@ -456,6 +465,15 @@ class InferenceRunner:
             finally:  # what was written is in the summary, also when something stops the run
                 outputs.finish()
 
+    def _gather(self, inputs: InferenceInputs, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every process's records, in input order, when the inputs are sharded; ``records`` otherwise."""
+        if self.shard is None:
+            return records
+        position = {("dicom series", s.label): i for i, s in enumerate(inputs.series)}
+        position |= {("image", image.name): len(position) + i for i, image in enumerate(inputs.images)}
+        merged = [record for part in distributed.all_gather(records) for record in part]
+        return sorted(merged, key=lambda r: position.get((r["kind"], r["input"]), len(position)))
+
     def _write_summary(self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float) -> dict[str, Any]:
         failed = [r for r in records if r["status"] == "failed"]
         summary = {
@@ -473,7 +491,10 @@ class InferenceRunner:
             "num_ok": len(records) - len(failed),
             "num_failed": len(failed),
             "wall_time_s": round(time.perf_counter() - start, 3),
+            "processes": 1 if self.shard is None else self.shard[1],
         }
+        if self.shard is not None and self.shard[0] != 0:
+            return summary  # process 0 writes it
         write_json(summary, self.output_dir / "summary.json")
         logger.info(
             "inference done: %d ok, %d failed, %d series not selected, %d files skipped in %.1f s; summary.json in %s",

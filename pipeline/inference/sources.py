@@ -63,6 +63,14 @@ class InferenceInputs:
     def __len__(self) -> int:
         return len(self.images) + len(self.series)
 
+    def shard(self, rank: int, count: int) -> InferenceInputs:
+        """Process ``rank``'s share when ``count`` processes split the inputs: every ``count``-th series and image,
+        from the ``rank``-th. The series left out and the files skipped stay with the whole (they are reported once).
+        """
+        if not 0 <= rank < count:
+            raise ValueError(f"shard {rank} of {count}: rank must be in 0..{count - 1}")
+        return InferenceInputs(images=self.images[rank::count], series=self.series[rank::count])
+
 
 def _stem(name: str) -> str:
     suffix = file_suffix(name)

@@ -1,5 +1,6 @@
 """``torchrun`` + ``multi_gpu_train.json`` on the CPU (gloo, 2 processes): one set of outputs, ranks in step, and the
-same weights as one process with the whole batch."""
+same weights as one process with the whole batch; ``multi_gpu_inference.json``: every input segmented once, one
+summary."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import pytest
 import torch
 
 from pipeline.data import write_demo_dataset
+from pipeline.data.demo_dicom import write_demo_study
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = REPO / "bundles" / "common" / "multi_gpu_train.json"
+INFERENCE_OVERLAY = REPO / "bundles" / "common" / "multi_gpu_inference.json"
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed beside this Python")
 
@@ -106,3 +109,52 @@ def test_two_half_batches_equal_one_whole_batch(dataset, tmp_path):
     print(f"2 processes x batch 2 vs 1 process x batch 4: max weight difference {difference:.3g}")
     # the gradients are the same sums taken in another order: float32 rounding only
     assert difference <= 1e-5, difference
+
+
+def _infer(
+    configs: list[Path], inputs: Path, checkpoint: Path, out: Path, processes: int
+) -> subprocess.CompletedProcess:
+    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    launcher = [TORCHRUN, "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable]
+    command = [
+        *launcher, "-m", "monai.bundle", "run", "inference", "--config_file", files, "--input", str(inputs),
+        "--checkpoint", str(checkpoint), "--output_dir", str(out), "--device", "cpu",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=out.parent, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_sharded_inference_writes_every_input_once(dataset, tmp_path):
+    trained = _train([REPO / "bundles" / "unet" / "train.json"], dataset, tmp_path / "train", processes=1, batch_size=4)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    checkpoint = next((tmp_path / "train" / "runs").iterdir()) / "models" / "model.pt"
+    inputs = tmp_path / "inputs"
+    shutil.copytree(dataset / "images", inputs / "images")
+    for number in (1, 2):  # two studies of two series each: four series, and six images
+        write_demo_study(inputs / f"study{number}", size=64, num_slices=3, seed=number)
+    (inputs / "images" / "case_broken.png").write_bytes(b"not a png")  # fails, on whichever process has it
+
+    inference = REPO / "bundles" / "unet" / "inference.json"
+    one = _infer([inference], inputs, checkpoint, tmp_path / "one", processes=1)
+    two = _infer([inference, INFERENCE_OVERLAY], inputs, checkpoint, tmp_path / "two", processes=2)
+    for result in (one, two):
+        assert result.returncode != 0 and "1 of " in result.stderr, (result.stdout + result.stderr)[-3000:]
+
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
+    assert summaries[1]["processes"] == 2 and summaries[0]["processes"] == 1
+    records = [[{k: r.get(k) for k in ("input", "kind", "status")} for r in s["inputs"]] for s in summaries]
+    assert records[0] == records[1]  # every input once, in input order, merged from both processes
+    kinds = [r["kind"] for r in records[1]]
+    assert kinds.count("dicom series") == 4 and kinds.count("image") == 7
+    assert summaries[1]["skipped_files"] == summaries[0]["skipped_files"]
+    assert summaries[1]["not_selected"] == summaries[0]["not_selected"]  # reported once, not once per process
+
+    written = [
+        sorted(p.relative_to(tmp_path / n).as_posix() for p in (tmp_path / n).rglob("*.*")) for n in ("one", "two")
+    ]
+    assert written[0] == written[1]
+    for name in written[1]:
+        if name.endswith(("_mask.png", "labels.nii.gz")):
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    logged = two.stdout + two.stderr
+    assert "process 0 of 2 (gloo)" in logged and "process 1 of 2 (gloo)" in logged
