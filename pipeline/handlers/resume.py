@@ -37,6 +37,12 @@ CHECKPOINT_NAME = "checkpoint.pt"
 """The training state in a run folder; ``models/`` holds the weights users load."""
 
 
+def _unwrapped(obj: Any) -> Any:
+    """The network inside ``DistributedDataParallel``, whose keys MONAI's ``CheckpointLoader`` loads it with (it
+    unwraps the network before loading); anything else as it is."""
+    return obj.module if isinstance(obj, torch.nn.parallel.DistributedDataParallel | torch.nn.DataParallel) else obj
+
+
 def _numpy_state(state: tuple) -> dict[str, Any]:
     """NumPy's ``(name, keys, pos, has_gauss, gauss)`` as tensors and numbers, which ``weights_only`` loading allows."""
     name, keys, pos, has_gauss, gauss = state
@@ -169,6 +175,6 @@ class TrainingState:
     def _save(self, engine: Engine) -> None:
         if not is_rank0():  # with several processes, process 0 keeps the state for all (they are in step)
             return
-        state = {name: obj.state_dict() for name, obj in self.objects.items()}
+        state = {name: _unwrapped(obj).state_dict() for name, obj in self.objects.items()}
         state["trainer"] = engine.state_dict()
         save_atomic(state, self.path)

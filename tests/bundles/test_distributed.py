@@ -53,14 +53,21 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _train(
-    configs: list[Path], dataset: Path, out: Path, processes: int, batch_size: int
+    configs: list[Path],
+    dataset: Path,
+    out: Path,
+    processes: int,
+    batch_size: int,
+    epochs: int = 2,
+    resume: bool = False,
 ) -> subprocess.CompletedProcess:
     files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
     launcher = [TORCHRUN, "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable]
     command = [
         *launcher, "-m", "monai.bundle", "run", "training", "--config_file", files,
-        "--dataset_dir", str(dataset), "--output_dir", str(out), "--epochs", "2", "--batch_size", str(batch_size),
-        "--spatial_size", "[64,64]", "--num_workers", "0", "--device", "cpu",
+        "--dataset_dir", str(dataset), "--output_dir", str(out), "--epochs", str(epochs),
+        "--batch_size", str(batch_size), "--spatial_size", "[64,64]", "--num_workers", "0", "--device", "cpu",
+        "--resume", str(resume).lower(),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=out.parent, capture_output=True, text=True, timeout=600, env=env)
@@ -158,3 +165,34 @@ def test_sharded_inference_writes_every_input_once(dataset, tmp_path):
             assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     logged = two.stdout + two.stderr
     assert "process 0 of 2 (gloo)" in logged and "process 1 of 2 (gloo)" in logged
+
+
+def test_resume_across_processes_continues_the_run(dataset, tmp_path):
+    """2 processes killed after epoch 1 (its state saved, its summary still "running"), resumed by 2 processes with
+    --resume true: the same run folder, and the weights of 2 processes that ran both epochs without a stop."""
+    train = REPO / "bundles" / "unet" / "train.json"
+    configs = [
+        train,
+        _write(tmp_path / "equivalent.json", EQUIVALENT),
+        OVERLAY,
+        _write(tmp_path / "ordered.json", {"train#sampler#shuffle": False}),
+    ]
+    straight = _train(configs, dataset, tmp_path / "straight", processes=2, batch_size=2)
+    assert straight.returncode == 0, (straight.stdout + straight.stderr)[-3000:]
+
+    first = _train(configs, dataset, tmp_path / "resumed", processes=2, batch_size=2, epochs=1)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    (run,) = (tmp_path / "resumed" / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "running"}))  # as a killed run leaves it
+    resumed = _train(configs, dataset, tmp_path / "resumed", processes=2, batch_size=2, resume=True)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+
+    assert [p.name for p in (tmp_path / "resumed" / "runs").iterdir()] == [run.name]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs_run"] == 2
+    weights = [
+        torch.load(next((tmp_path / name / "runs").iterdir()) / "models" / "model_final.pt", weights_only=True)
+        for name in ("straight", "resumed")
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
