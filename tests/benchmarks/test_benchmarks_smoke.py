@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_study_benchmark(tmp_path):
     torch.save(parser.get_parsed_content("network_def").state_dict(), weights)
     args = ["--bundle", "unet", "--input", str(study), "--checkpoint", str(weights), "--spatial_size", "64"]
     result = _json([str(HERE / "bench_study_inference.py"), *args, "--device", "cpu", "--repeats", "1"], tmp_path)
-    assert result["settings"]["slices"] == 8 and result["end_to_end_over_model_only"] > 0
+    assert result["settings"]["slices"] == 8
+    assert all(result[mode]["end_to_end_over_model_only"] > 0 for mode in ("sequential", "overlapped"))
 
 
 @pytest.mark.slow
@@ -66,3 +68,22 @@ def test_memory_benchmark(tmp_path):
     # what the caches hold is exact: float16 images and masks in training, uint8 masks in validation
     assert rows[(20, "compact")]["cache_mib"] < rows[(20, "float32")]["cache_mib"] / 1.8
     assert set(result["linear_fit"]) == {"compact", "float32"}
+
+
+@pytest.mark.slow
+def test_inference_memory_benchmark(tmp_path):
+    args = ["--counts", "6", "--size", "64", "--overlap", "true"]
+    result = _json([str(HERE / "bench_inference_memory.py"), *args], tmp_path)
+    (row,) = result["rows"]
+    assert row["images"] == row["ok"] == 6 and row["overlap"] is True and row["peak_rss_mib"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="torchrun is not installed"
+)
+def test_scaling_benchmark(tmp_path):
+    args = ["--cases", "8", "--spatial_size", "64", "--epochs", "2", "--batch_size", "2", "--repeats", "1"]
+    result = _json([str(HERE / "bench_scaling.py"), *args], tmp_path)
+    assert set(result["processes"]) == {"1", "2"} and result["processes"]["2"]["batch_per_process"] == 1
+    assert result["speedup"] > 0 and len(result["processes"]["1"]["epoch_s"]) == 1
