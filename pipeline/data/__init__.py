@@ -1,5 +1,6 @@
 """Dataset intake: datalists, splits and folds, dataset recipes, the pre-flight check and the embedded demo data."""
 
+from pipeline.data.cache import CACHE_MODES, cached_dataset, estimated_cache_bytes
 from pipeline.data.datalist import (
     DATALIST_NAMES,
     IMAGE_SUFFIXES,
@@ -32,6 +33,7 @@ from pipeline.data.preflight import (
 from pipeline.data.recipes import RECIPES, Recipe, prepare_dataset
 
 __all__ = [
+    "CACHE_MODES",
     "DATALIST_NAMES",
     "IMAGE_SUFFIXES",
     "RECIPES",
@@ -42,12 +44,14 @@ __all__ = [
     "ImageStats",
     "Recipe",
     "assign_folds",
+    "cached_dataset",
     "check_bundle_overrides",
     "check_dataset",
     "check_modality",
     "dataset_segment",
     "ensure_demo_dataset",
     "ensure_demo_study",
+    "estimated_cache_bytes",
     "find_folder_pairs",
     "inspect_dataset",
     "is_complete_demo_study",
