@@ -19,6 +19,7 @@ from pipeline.data.demo_dicom import (
     write_ct_series,
     write_demo_study,
 )
+from pipeline.data.loader import ThreadDataLoader
 from pipeline.data.preflight import (
     DatasetCheckError,
     DatasetReport,
@@ -43,6 +44,7 @@ __all__ = [
     "ImageMoments",
     "ImageStats",
     "Recipe",
+    "ThreadDataLoader",
     "assign_folds",
     "cached_dataset",
     "check_bundle_overrides",
