@@ -84,7 +84,8 @@ def cached_dataset(
         data: the items (``{"image": path, "label": path, ...}``).
         transform: the whole training preprocessing; everything before its first random transform is cached.
         cache: ``"memory"`` (``CacheDataset``), ``"disk"`` (``PersistentDataset`` under ``cache_dir``) or ``"auto"``:
-            disk when :func:`estimated_cache_bytes` exceeds ``memory_budget``.
+            disk when :func:`estimated_cache_bytes`, times the processes ``torchrun`` started on this machine
+            (``LOCAL_WORLD_SIZE``: each caches the whole set), exceeds ``memory_budget``.
         cache_dir: the disk cache's folder; a subfolder per ``settings`` is used.
         settings: what shapes the cached tensors (training size, window, channels...); hashed into the subfolder name,
             so that other settings never read this cache.
@@ -103,14 +104,17 @@ def cached_dataset(
     if cache not in CACHE_MODES:
         raise ValueError(f"--cache {cache!r}: use one of {', '.join(CACHE_MODES)}")
     if cache == "auto":
-        needed = estimated_cache_bytes(len(data), spatial_size, in_channels)
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: each process caches every item
+        needed = estimated_cache_bytes(len(data), spatial_size, in_channels) * processes
         available = available_memory_bytes()
         budget = memory_budget if memory_budget is not None else (available // 2 if available else None)
         cache = "disk" if budget is not None and needed > budget else "memory"
         logger.info(
-            "training cache: about %.2f GiB for %d slices, %s GiB allowed (half the available memory): %s",
+            "training cache: about %.2f GiB for %d slices x %d process(es) on this machine, %s GiB allowed (half the "
+            "available memory): %s",
             needed / 2**30,
             len(data),
+            processes,
             f"{budget / 2**30:.2f}" if budget is not None else "unknown",
             "on disk" if cache == "disk" else "in memory",
         )

@@ -55,6 +55,16 @@ def test_the_cache_is_chosen_by_mode_and_size(items, tmp_path, cache, budget, ex
     assert type(dataset) is expected
 
 
+def test_processes_on_one_machine_count_against_its_memory(items, tmp_path, monkeypatch) -> None:
+    budget = int(estimated_cache_bytes(len(items), (32, 32), 1) * 1.5)  # room for one process's cache, not two
+    choose = lambda: cached_dataset(  # noqa: E731
+        items, _transform(), "auto", tmp_path / "cache", SETTINGS, spatial_size=(32, 32), memory_budget=budget
+    )
+    assert isinstance(choose(), CacheDataset)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert isinstance(choose(), PersistentDataset)
+
+
 def test_disk_items_equal_memory_items_and_are_reused(items, tmp_path) -> None:
     memory = cached_dataset(items, _transform(), "memory")
     disk = cached_dataset(items, _transform(), "disk", tmp_path / "cache", SETTINGS)
