@@ -87,3 +87,12 @@ def test_scaling_benchmark(tmp_path):
     result = _json([str(HERE / "bench_scaling.py"), *args], tmp_path)
     assert set(result["processes"]) == {"1", "2"} and result["processes"]["2"]["batch_per_process"] == 1
     assert result["speedup"] > 0 and len(result["processes"]["1"]["epoch_s"]) == 1
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_on_the_cpu(tmp_path):
+    args = ["--bundle", "unet", "--spatial_size", "64", "--batch_size", "2", "--steps", "1", "--warmup", "1"]
+    result = _json([str(HERE / "bench_gpu.py"), *args, "--variants", "fp32", "bf16", "--device", "cpu"], tmp_path)
+    assert [r["variant"] for r in result["variants"]] == ["fp32", "bf16"]
+    assert all(r["train_images_per_s"] > 0 and r["inference_images_per_s"] > 0 for r in result["variants"])
+    assert result["settings"]["forward_gflop_per_image"] > 0 and result["batch_fill"]["rows"] == []
