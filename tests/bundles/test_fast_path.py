@@ -63,3 +63,26 @@ def test_channels_last_on_cpu_trains(tmp_path, bundle_workflow):
     workflow.run()
     torch.backends.cudnn.benchmark = False
     assert (tmp_path / "out" / "latest" / "models" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("setting, cached_on_device", [("auto", False), (True, True), (False, False)])
+def test_device_cache_switch_on_cpu(setting, cached_on_device):
+    """``--cache_on_device`` (auto: CUDA only) moves each training item to the device once, before the cache, so that
+    augmentation and batches stay there; on the CPU ``auto`` leaves the transforms as they were."""
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "unet" / "train.json"))
+    parser.update({"device": "cpu", "cache_on_device": setting})
+    names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    assert ("ToDeviced" in names) is cached_on_device
+    if cached_on_device:  # before the cast back to float32, which runs per draw: cached on the device in float16
+        assert names.index("ToDeviced") == names.index("CastToTyped") + 1
+
+
+def test_device_cache_forced_on_cpu_trains(tmp_path, bundle_workflow):
+    dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=12)
+    workflow = bundle_workflow(
+        "train", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"), cache_on_device=True, cache="memory"
+    )
+    workflow.initialize()
+    workflow.run()
+    assert (tmp_path / "out" / "latest" / "models" / "model.pt").is_file()
