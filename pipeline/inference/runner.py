@@ -61,10 +61,12 @@ class InferenceError(RuntimeError):
 
 @dataclass
 class _SeriesWork:
-    """A series between stages: its volume, its batches (preprocessed, then with logits) and the stage timings."""
+    """A series between stages: its volume, its preprocessed batches, then its (N, H, W) uint8 mask as predicted, and
+    the stage timings."""
 
     volume: SeriesVolume
     batches: list[dict[str, Any]] = field(default_factory=list)
+    mask: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -139,10 +141,10 @@ class InferenceRunner:
         self.shard = tuple(shard) if shard is not None else None
 
     # ---------------------------------------------------------------------------------------------------- series
-    # ---------------------------------------------------------------------------------------------------- series
     # A series goes through three stages, each timed into its report: ``_read_series`` (files, then preprocessing,
-    # on the reading thread), ``_infer_series`` (the model, on the calling thread) and ``_finish_series`` (inverse
-    # resize and threshold, 3D clean-up, measurements and files, on the writing thread).
+    # on the reading thread), ``_infer_series`` (the model, then the inverse resize and threshold batch by batch, so
+    # that neither the batches nor float masks of a whole series are held, on the calling thread) and
+    # ``_finish_series`` (3D clean-up and measurements; then the files, on the writing thread).
 
     def _read_series(self, series: DicomSeries) -> _SeriesWork:
         tick = time.perf_counter()
@@ -158,18 +160,21 @@ class InferenceRunner:
 
     def _infer_series(self, work: _SeriesWork) -> _SeriesWork:
         self.predictor.reset_timers()
-        tick = time.perf_counter()
-        work.batches = [self.predictor.infer(batch) for batch in work.batches]
-        work.timings["predict_s"] = time.perf_counter() - tick
+        tick, restore_s = time.perf_counter(), 0.0
+        masks: list[np.ndarray] = []
+        for batch in work.batches:
+            batch = self.predictor.infer(batch)
+            restore_tick = time.perf_counter()
+            masks.extend(m[0].numpy().astype(np.uint8) for m in self.predictor.restore(batch))
+            restore_s += time.perf_counter() - restore_tick
+        work.batches, work.mask = [], np.stack(masks)
+        work.timings["predict_s"] = time.perf_counter() - tick - restore_s
         work.timings["model_forward_s"] = self.predictor.forward_seconds
+        work.timings["restore_s"] = restore_s
         return work
 
     def _finish_series(self, work: _SeriesWork) -> tuple[np.ndarray, dict[str, Any]]:
-        tick = time.perf_counter()
-        masks = [m[0] for batch in work.batches for m in self.predictor.restore(batch)]
-        work.batches = []
-        mask = torch.stack(masks).numpy().astype(np.uint8)
-        work.timings["restore_s"] = time.perf_counter() - tick
+        mask = work.mask
         volume = work.volume
         predicted_ml = mask_measurements(mask, volume.spacing)["volume_ml"]
         cleanup = None
