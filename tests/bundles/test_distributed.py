@@ -98,6 +98,7 @@ def test_two_processes_write_one_run_in_step(dataset, tmp_path):
     assert card["network"] == "monai.networks.nets.unet.UNet"
     lines = result.stdout.splitlines()
     assert sum("pipeline.training: epoch 2/2  loss" in line for line in lines) == 1  # process 0 reports
+    assert sum("pre-flight check of 6 pairs" in line for line in lines) == 1  # process 0 reads the data, once
 
 
 def test_two_half_batches_equal_one_whole_batch(dataset, tmp_path):
