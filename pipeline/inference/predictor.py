@@ -8,6 +8,7 @@ pixel grid, whatever size the model ran at.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,8 @@ import torch
 from monai.data import DataLoader, Dataset, decollate_batch
 from monai.inferers import Inferer
 from torch import nn
+
+from pipeline.inference.cpu_convolutions import CPU_CONVOLUTIONS, NativeCPUConvolutions
 
 __all__ = ["SlicePredictor"]
 
@@ -76,7 +79,8 @@ class SlicePredictor:
             float32 logits (B, out_channels, h, w) on the network's device.
         """
         start = time.perf_counter()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        on_cpu = CPU_CONVOLUTIONS if self.device.type == "cpu" else contextlib.nullcontext()
+        with on_cpu, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.inferer(images.to(self.device), self.network)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -110,7 +114,8 @@ class SlicePredictor:
             The collated batches, preprocessed as they are iterated: ``"image"`` (B, C, h, w) at the model's input
             size, with the metadata that inverting needs.
         """
-        return DataLoader(Dataset(list(items), transform=self.preprocessing), batch_size=self.batch_size)
+        transform = NativeCPUConvolutions(self.preprocessing)  # faster anti-aliasing; the model keeps oneDNN
+        return DataLoader(Dataset(list(items), transform=transform), batch_size=self.batch_size)
 
     def infer(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Set ``batch["pred"]``: float32 logits (B, out_channels, h, w) on the CPU. The only step on the model."""

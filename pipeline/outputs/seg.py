@@ -68,7 +68,8 @@ def _binary_mask(mask: np.ndarray, source_datasets: Sequence[Dataset]) -> np.nda
             f"mask shape {mask.shape} does not match the source series (N, Rows, Columns) = {expected}; the mask must "
             "be aligned with source_datasets, one (H, W) plane per dataset in the same order"
         )
-    if mask.dtype != bool:
+    integers_in_range = mask.dtype.kind in "iu" and (mask.size == 0 or (mask.min() >= 0 and mask.max() <= 1))
+    if mask.dtype != bool and not integers_in_range:  # min and max: a fraction of np.unique's time on a series
         values = np.unique(mask)
         if not np.isin(values, (0, 1)).all():
             shown = ", ".join(str(v) for v in values[:6]) + (", ..." if values.size > 6 else "")
