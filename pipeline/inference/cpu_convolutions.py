@@ -2,9 +2,9 @@
 
 MONAI's anti-aliased ``Resized`` smooths each slice with a separable Gaussian: two single-channel convolutions with
 5 x 1 and 1 x 5 kernels for a 2x reduction. oneDNN, PyTorch's default CPU backend, spends 1.3 ms on each for a
-512 x 512 slice; PyTorch's native kernels take under half of that. On the real chest CT study, resizing a slice to 256
-x 256 takes 2.1 ms with them instead of 5.0 ms (``tests/benchmarks/README.md``); the results differ by float rounding
-(at most 5e-7 on unit-scaled intensities). The network keeps oneDNN, which is much faster for its many-channel
+512 x 512 slice; PyTorch's native kernels take under half of that. Resizing a 512 x 512 slice to 256 x 256 takes
+2.1 ms with them instead of 5.0 ms on a 2-core CPU; the results differ by float rounding
+(under 1e-5 on [0, 1] intensities, tested). The network keeps oneDNN, which is much faster for its many-channel
 convolutions.
 
 The switch (``torch.backends.mkldnn.enabled``) is process-wide, so :func:`native_cpu_convolutions` holds
