@@ -92,9 +92,9 @@ class InferenceRunner:
         flip_tta: whether the predictor averages mirrored inputs; recorded in the reports.
         max_pixels: the largest 2D image accepted (height x width), refused from its header before decoding.
         overlap: read and preprocess the next input, and finish and write the last one, on background threads while
-            the model runs (:mod:`pipeline.inference.overlap`); ``False`` runs the stages one after the other. The
-            bundles' ``--overlap_io auto`` overlaps on CUDA only: on a CPU the model already keeps every core busy,
-            and the stages only compete with it (``tests/benchmarks/README.md``).
+            the model runs (:mod:`pipeline.inference.overlap`); ``False`` runs the stages one after the other.
+            ``None`` (and the bundles' ``--overlap_io auto``) overlaps when the predictor runs on CUDA: on a CPU the
+            model already keeps every core busy, and the stages only compete with it (``tests/benchmarks/README.md``).
         shard: ``(rank, number of processes)`` when several processes split the inputs
             (``bundles/common/multi_gpu_inference.json``, :func:`pipeline.distributed.shard`): each segments its share
             (:meth:`InferenceInputs.shard`), and process 0 writes one ``summary.json`` for all, in input order.
@@ -116,7 +116,7 @@ class InferenceRunner:
         volume_cleanup: VolumeCleanup | None = None,
         flip_tta: bool = False,
         max_pixels: int | None = MAX_SLICE_PIXELS,
-        overlap: bool = True,
+        overlap: bool | None = None,
         shard: tuple[int, int] | None = None,
     ) -> None:
         if input is None or str(input) == "":
@@ -135,7 +135,7 @@ class InferenceRunner:
         self.batch_size = batch_size
         self.volume_cleanup = volume_cleanup if volume_cleanup is not None and volume_cleanup.active else None
         self.loader = LoadSlice(max_pixels=max_pixels)
-        self.overlap = bool(overlap)
+        self.overlap = predictor.device.type == "cuda" if overlap is None else bool(overlap)
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard {shard[0]} of {shard[1]}: the rank must be in 0..{shard[1] - 1}")
         self.shard = tuple(shard) if shard is not None else None
