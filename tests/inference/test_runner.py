@@ -432,6 +432,7 @@ def _without_timings(record: dict) -> dict:
 
 
 def test_overlapped_run_equals_the_stages_in_turn(tmp_path: Path) -> None:
+    assert InferenceRunner(_predictor(), tmp_path, tmp_path / "out").overlap is False  # by default, on CUDA only
     _mixed_inputs(tmp_path / "in")
     sequential = _run_mixed(tmp_path / "in", tmp_path / "sequential", overlap=False)
     overlapped = _run_mixed(tmp_path / "in", tmp_path / "overlapped", overlap=True)
