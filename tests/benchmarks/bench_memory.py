@@ -1,11 +1,15 @@
-"""Peak memory of a training run's cached data against the number of slices: compact cache (float16 / uint8) vs float32.
+"""Peak memory of a training run's cached data against the number of slices: compact cache (float16 / uint8) vs float32,
+and the training cache on disk.
 
 Each measurement runs in a fresh process: it writes N synthetic 256 x 256 int16 CT slices with masks (cheap shapes,
 not the demo phantom), builds the bundle's training and validation datasets as ``monai.bundle run training`` would,
 and reports the process's peak resident memory and the bytes the caches hold. ``float32`` overrides the bundle's
-cache types to float32, as the bundles cached before. Run from the repository root::
+cache types to float32, as the bundles cached before. ``disk`` keeps the training cache on disk (``--cache disk``,
+``PersistentDataset``; the validation set stays in memory) and draws every training item once, which writes the
+cache, then once more, which reads it back; it reports the cache's bytes on disk and both passes' seconds. Run from the
+repository root::
 
-    python tests/benchmarks/bench_memory.py --sizes 2000 20000 --float32_sizes 2000 5000 --extrapolate 20000
+    python tests/benchmarks/bench_memory.py --sizes 2000 20000 --float32_sizes 2000 5000 --disk_sizes 2000 20000
 """
 
 from __future__ import annotations
@@ -64,11 +68,21 @@ def measure(count: int, size: int, cache: str) -> dict:
         overrides = {"dataset_dir": str(dataset_dir), "spatial_size": [size, size], "num_workers": 2,
                      "output_dir": str(Path(tmp) / "out"), "train#dataset#progress": False,
                      "validate#dataset#progress": False}  # fmt: skip
+        overrides["cache"] = "disk" if cache == "disk" else "memory"
         if cache == "float32":
             overrides |= {"train#cache_types#dtype": "$torch.float32", "validate#cache_types#dtype": "$torch.float32"}
         parser.update(overrides)
         start = time.perf_counter()
         train, val = parser.get_parsed_content("train#dataset"), parser.get_parsed_content("validate#dataset")
+        disk: dict[str, float] = {}
+        if cache == "disk":
+            for name in ("write_pass_seconds", "read_pass_seconds"):
+                tick = time.perf_counter()
+                for i in range(len(train)):
+                    train[i]
+                disk[name] = round(time.perf_counter() - tick, 1)
+            files = list((Path(tmp) / "out" / "cache").rglob("*.pt"))
+            disk["disk_cache_mib"] = round(sum(f.stat().st_size for f in files) / 2**20, 1)
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -80,6 +94,7 @@ def measure(count: int, size: int, cache: str) -> dict:
         "peak_rss_mib": round(peak / 1024, 1),
         "rss_growth_mib": round((peak - before) / 1024, 1),
         "cache_seconds": round(seconds, 1),
+        **disk,
     }
 
 
@@ -95,6 +110,7 @@ def main() -> None:
         help="slices to measure the float32 cache at (default --sizes): keep "
         "them within the machine's memory, the fit extrapolates",
     )
+    cli.add_argument("--disk_sizes", type=int, nargs="*", default=[], help="slices to measure the disk cache at")
     cli.add_argument("--child", nargs=2, metavar=("SLICES", "CACHE"), help=argparse.SUPPRESS)
     args = cli.parse_args()
     if args.child:
@@ -102,6 +118,7 @@ def main() -> None:
         return
     rows = []
     plan = [(n, "compact") for n in args.sizes] + [(n, "float32") for n in (args.float32_sizes or args.sizes)]
+    plan += [(n, "disk") for n in args.disk_sizes]
     for count, cache in plan:
         command = [sys.executable, __file__, "--size", str(args.size), "--child", str(count), cache]
         output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout

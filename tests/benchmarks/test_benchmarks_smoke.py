@@ -62,9 +62,14 @@ def test_study_benchmark(tmp_path):
 
 @pytest.mark.slow
 def test_memory_benchmark(tmp_path):
-    result = _json([str(HERE / "bench_memory.py"), "--sizes", "10", "20", "--size", "64"], tmp_path)
+    args = ["--sizes", "10", "20", "--size", "64", "--disk_sizes", "10"]
+    result = _json([str(HERE / "bench_memory.py"), *args], tmp_path)
     rows = {(r["slices"], r["cache"]): r for r in result["rows"]}
-    assert set(rows) == {(10, "compact"), (20, "compact"), (10, "float32"), (20, "float32")}
+    assert set(rows) == {(10, "compact"), (20, "compact"), (10, "float32"), (20, "float32"), (10, "disk")}
+    assert (
+        rows[(10, "disk")]["disk_cache_mib"] > 0
+        and rows[(10, "disk")]["cache_mib"] < rows[(10, "compact")]["cache_mib"]
+    )
     # what the caches hold is exact: float16 images and masks in training, uint8 masks in validation
     assert rows[(20, "compact")]["cache_mib"] < rows[(20, "float32")]["cache_mib"] / 1.8
     assert set(result["linear_fit"]) == {"compact", "float32"}
