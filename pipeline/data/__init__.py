@@ -1,6 +1,6 @@
 """Dataset intake: datalists, splits and folds, dataset recipes, the pre-flight check and the embedded demo data."""
 
-from pipeline.data.cache import CACHE_MODES, cached_dataset, estimated_cache_bytes
+from pipeline.data.cache import CACHE_MODES, cached_dataset, choose_cache, estimated_cache_bytes
 from pipeline.data.datalist import (
     DATALIST_NAMES,
     IMAGE_SUFFIXES,
@@ -50,6 +50,7 @@ __all__ = [
     "check_bundle_overrides",
     "check_dataset",
     "check_modality",
+    "choose_cache",
     "dataset_segment",
     "ensure_demo_dataset",
     "ensure_demo_study",

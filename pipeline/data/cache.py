@@ -22,7 +22,7 @@ from typing import Any
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.data.utils import pickle_hashing
 
-__all__ = ["CACHE_MODES", "available_memory_bytes", "cached_dataset", "estimated_cache_bytes"]
+__all__ = ["CACHE_MODES", "available_memory_bytes", "cached_dataset", "choose_cache", "estimated_cache_bytes"]
 
 logger = logging.getLogger("pipeline.data")
 
@@ -55,6 +55,46 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+def choose_cache(
+    cache: str,
+    count: int,
+    spatial_size: Sequence[int] = (192, 192),
+    in_channels: int = 1,
+    memory_budget: int | None = None,
+) -> str:
+    """``"memory"`` or ``"disk"``: ``cache`` itself, or for ``"auto"`` the choice by size (logged with its figures).
+
+    Args:
+        cache: ``"auto"``, ``"memory"`` or ``"disk"``.
+        count: training items.
+        spatial_size: the training size, for the estimate.
+        in_channels: image channels, for the estimate.
+        memory_budget: bytes the memory cache may take; default half of :func:`available_memory_bytes`.
+
+    Raises:
+        ValueError: an unknown ``cache``.
+    """
+    if cache not in CACHE_MODES:
+        raise ValueError(f"--cache {cache!r}: use one of {', '.join(CACHE_MODES)}")
+    if cache != "auto":
+        return cache
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: each process caches every item
+    needed = estimated_cache_bytes(count, spatial_size, in_channels) * processes
+    available = available_memory_bytes()
+    budget = memory_budget if memory_budget is not None else (available // 2 if available else None)
+    chosen = "disk" if budget is not None and needed > budget else "memory"
+    logger.info(
+        "training cache: about %.2f GiB for %d slices x %d process(es) on this machine, %s GiB allowed (half the "
+        "available memory): %s",
+        needed / 2**30,
+        count,
+        processes,
+        f"{budget / 2**30:.2f}" if budget is not None else "unknown",
+        "on disk" if chosen == "disk" else "in memory",
+    )
+    return chosen
+
+
 def _item_hash(item: Mapping[str, Any]) -> bytes:
     """The item with each file's size and modification time, hashed: a replaced file is not served from the cache."""
     stamped = {}
@@ -83,9 +123,9 @@ def cached_dataset(
     Args:
         data: the items (``{"image": path, "label": path, ...}``).
         transform: the whole training preprocessing; everything before its first random transform is cached.
-        cache: ``"memory"`` (``CacheDataset``), ``"disk"`` (``PersistentDataset`` under ``cache_dir``) or ``"auto"``:
-            disk when :func:`estimated_cache_bytes`, times the processes ``torchrun`` started on this machine
-            (``LOCAL_WORLD_SIZE``: each caches the whole set), exceeds ``memory_budget``.
+        cache: ``"memory"`` (``CacheDataset``), ``"disk"`` (``PersistentDataset`` under ``cache_dir``) or ``"auto"``
+            (:func:`choose_cache`: disk when :func:`estimated_cache_bytes`, times the processes ``torchrun`` started on
+            this machine, each caching the whole set, exceeds ``memory_budget``).
         cache_dir: the disk cache's folder; a subfolder per ``settings`` is used.
         settings: what shapes the cached tensors (training size, window, channels...); hashed into the subfolder name,
             so that other settings never read this cache.
@@ -101,23 +141,7 @@ def cached_dataset(
     Raises:
         ValueError: an unknown ``cache``, or ``"disk"``/``"auto"`` choosing disk without a ``cache_dir``.
     """
-    if cache not in CACHE_MODES:
-        raise ValueError(f"--cache {cache!r}: use one of {', '.join(CACHE_MODES)}")
-    if cache == "auto":
-        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: each process caches every item
-        needed = estimated_cache_bytes(len(data), spatial_size, in_channels) * processes
-        available = available_memory_bytes()
-        budget = memory_budget if memory_budget is not None else (available // 2 if available else None)
-        cache = "disk" if budget is not None and needed > budget else "memory"
-        logger.info(
-            "training cache: about %.2f GiB for %d slices x %d process(es) on this machine, %s GiB allowed (half the "
-            "available memory): %s",
-            needed / 2**30,
-            len(data),
-            processes,
-            f"{budget / 2**30:.2f}" if budget is not None else "unknown",
-            "on disk" if cache == "disk" else "in memory",
-        )
+    cache = choose_cache(cache, len(data), spatial_size, in_channels, memory_budget)
     if cache == "memory":
         return CacheDataset(data, transform, cache_rate=1.0, num_workers=num_workers, progress=progress)
     if cache_dir is None:

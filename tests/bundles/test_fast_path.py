@@ -86,3 +86,12 @@ def test_device_cache_forced_on_cpu_trains(tmp_path, bundle_workflow):
     workflow.initialize()
     workflow.run()
     assert (tmp_path / "out" / "latest" / "models" / "model.pt").is_file()
+
+
+def test_device_cache_only_with_the_memory_cache():
+    """Cache files written from one GPU would load onto that GPU in every process: on disk, items stay on the host."""
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "unet" / "train.json"))
+    parser.update({"device": "cpu", "cache_on_device": True, "cache": "disk"})
+    names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    assert "ToDeviced" not in names
