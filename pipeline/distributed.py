@@ -28,7 +28,7 @@ from torch import nn
 
 from pipeline.bundle import flag
 
-__all__ = ["all_gather", "device", "finish", "from_rank0", "is_rank0", "shard", "start", "world_size", "wrap"]
+__all__ = ["all_gather", "device", "finish", "from_rank0", "is_rank0", "shard", "start", "unwrap", "world_size", "wrap"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,3 +123,9 @@ def wrap(network: nn.Module, run_device: str | torch.device) -> nn.Module:
     run_device = torch.device(run_device)
     ids = [run_device] if run_device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(network, device_ids=ids, output_device=ids[0] if ids else None)
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The network inside ``DistributedDataParallel`` or ``DataParallel``; any other module as it is. Its state dict
+    has the keys that inference and MONAI's ``CheckpointLoader`` (which unwraps before loading) expect."""
+    return network.module if isinstance(network, nn.parallel.DistributedDataParallel | nn.DataParallel) else network

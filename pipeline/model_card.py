@@ -33,6 +33,8 @@ import monai
 import torch
 from torch import nn
 
+from pipeline.distributed import unwrap
+
 __all__ = ["FORMAT", "ModelCard", "ModelCardError", "card_path", "network_name", "read_model_card"]
 
 logger = logging.getLogger(__name__)
@@ -107,8 +109,7 @@ class ModelCard:
 
     def __post_init__(self) -> None:
         if isinstance(self.network, nn.Module):
-            wrapped = isinstance(self.network, (nn.DataParallel, nn.parallel.DistributedDataParallel))
-            self.network = network_name(self.network.module if wrapped else self.network)
+            self.network = network_name(unwrap(self.network))
         self.settings = _plain(dict(self.settings))
 
     @property

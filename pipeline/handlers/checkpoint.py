@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import ignite.distributed as idist
 import torch
 from ignite.engine import Engine
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
 
+from pipeline.distributed import is_rank0
 from pipeline.model_card import ModelCard
 
 __all__ = ["AtomicCheckpointSaver", "AtomicDiskSaver", "save_atomic"]
@@ -85,7 +85,7 @@ class AtomicDiskSaver(DiskSaver):
         self.on_saved = on_saved
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
-        if idist.get_rank() != 0:  # ignite's own DiskSaver saves on one process too
+        if not is_rank0():  # ignite's own DiskSaver saves on one process too
             return
         path = save_atomic(checkpoint, Path(self.dirname) / (self.filename or filename))
         if self.on_saved is not None:

@@ -26,7 +26,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, EarlyStopHandler
 from monai.transforms import Compose, Randomizable
 
-from pipeline.distributed import is_rank0
+from pipeline.distributed import is_rank0, unwrap
 from pipeline.handlers.checkpoint import save_atomic
 
 __all__ = ["CHECKPOINT_NAME", "RandomStates", "TrainingState"]
@@ -35,12 +35,6 @@ logger = logging.getLogger("pipeline.training")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """The training state in a run folder; ``models/`` holds the weights users load."""
-
-
-def _unwrapped(obj: Any) -> Any:
-    """The network inside ``DistributedDataParallel``, whose keys MONAI's ``CheckpointLoader`` loads it with (it
-    unwraps the network before loading); anything else as it is."""
-    return obj.module if isinstance(obj, torch.nn.parallel.DistributedDataParallel | torch.nn.DataParallel) else obj
 
 
 def _numpy_state(state: tuple) -> dict[str, Any]:
@@ -148,7 +142,8 @@ class TrainingState:
     ) -> None:
         self.path = Path(run_dir) / CHECKPOINT_NAME
         self.resume = resume
-        self.objects: dict[str, Any] = {"network": network, "optimizer": optimizer}
+        # the network itself, not DDP's wrapper: its keys are the ones MONAI's CheckpointLoader (which unwraps) loads
+        self.objects: dict[str, Any] = {"network": unwrap(network), "optimizer": optimizer}
         optional = {
             "lr_scheduler": lr_scheduler,
             "early_stop": _EarlyStopState(early_stop) if early_stop is not None else None,
@@ -175,6 +170,6 @@ class TrainingState:
     def _save(self, engine: Engine) -> None:
         if not is_rank0():  # with several processes, process 0 keeps the state for all (they are in step)
             return
-        state = {name: _unwrapped(obj).state_dict() for name, obj in self.objects.items()}
+        state = {name: obj.state_dict() for name, obj in self.objects.items()}
         state["trainer"] = engine.state_dict()
         save_atomic(state, self.path)
