@@ -62,6 +62,26 @@ def test_label_values_and_header(tmp_path):
     np.testing.assert_allclose(image.header.get_zooms(), (0.7, 0.7, 2.0))
 
 
+_LABELS = np.random.default_rng(7).integers(0, 3, size=(4, 12, 10))
+LAYOUT_CASES = [
+    # (name, mask): every memory layout and dtype a caller may hand over reads back as the same labels
+    ("uint8_c", _LABELS.astype(np.uint8)),
+    ("int64", _LABELS),
+    ("bool", _LABELS > 0),
+    ("fortran", np.asfortranarray(_LABELS.astype(np.uint8))),
+    ("flipped_view", _LABELS.astype(np.uint8)[:, ::-1, :]),
+    ("strided_view", np.repeat(_LABELS.astype(np.uint8), 2, axis=2)[:, :, ::2]),
+]
+
+
+@pytest.mark.parametrize(("name", "mask"), LAYOUT_CASES, ids=[c[0] for c in LAYOUT_CASES])
+def test_any_memory_layout_reads_back(tmp_path, name, mask):
+    image = nib.load(write_label_nifti(mask, np.diag([0.7, 0.7, 2.0, 1.0]), tmp_path / f"{name}.nii.gz"))
+    data = np.asarray(image.dataobj)
+    assert data.dtype == np.uint8
+    np.testing.assert_array_equal(data.transpose(2, 1, 0), np.asarray(mask).astype(np.uint8))
+
+
 def test_atomic_replace(tmp_path):
     path = tmp_path / "mask.nii.gz"
     write_label_nifti(np.ones((2, 4, 4), bool), np.eye(4), path)
