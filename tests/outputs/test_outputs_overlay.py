@@ -27,6 +27,7 @@ TO_UINT8_CASES = [
     ("constant", np.full((2, 2), 7.0), None, np.zeros((2, 2))),
     ("nan_is_black", np.array([[np.nan, 0.0, 10.0]]), (0, 10), np.array([[0, 0, 255]])),
     ("all_nan", np.full((2, 2), np.nan), None, np.zeros((2, 2))),
+    ("infinities_clip", np.array([[-np.inf, np.inf, 5.0]], np.float32), (0, 10), np.array([[0, 255, 128]])),
     ("integer_input", np.array([[0, 50, 100]], np.int16), (0, 100), np.array([[0, 128, 255]])),
 ]
 
