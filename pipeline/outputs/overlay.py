@@ -1,6 +1,6 @@
 """Pictures a person checks a segmentation with: outlines over the image, montages, side-by-side comparisons.
 
-Everything is drawn with numpy, scikit-image (``find_boundaries``) and Pillow; no matplotlib. Images are windowed to
+Everything is drawn with numpy, SciPy (the outline: a binary erosion) and Pillow; no matplotlib. Images are windowed to
 uint8 (a given ``(low, high)`` window, else the 1st-99th percentile), resized to the tile size before the outline is
 drawn (so a 1-pixel outline survives downscaling), and written as PNG atomically.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from skimage.segmentation import find_boundaries
+from scipy import ndimage
 
 from pipeline.outputs.report import atomic_output
 
@@ -37,6 +37,8 @@ _WINDOW_STRIDE = 4
 # zlib level for overlay PNGs. On a 1024 x 1024 montage of the real chest CT study (tests/benchmarks/README.md):
 # level 1 writes in 56 ms and 996 KiB, Pillow's default 6 in 206 ms and 962 KiB. Overlays are looked at, not archived.
 _PNG_COMPRESS_LEVEL = 1
+# 4-connected neighbours: a foreground pixel with a background neighbour above, below, left or right is outline.
+_CROSS = ndimage.generate_binary_structure(2, 1)
 
 
 def _check_2d(array: np.ndarray, what: str) -> np.ndarray:
@@ -96,8 +98,16 @@ def _outline(gray: np.ndarray, masks: Sequence[tuple[np.ndarray, Color]]) -> np.
     """(H, W, 3) uint8: ``gray`` with the 1-pixel inner boundary of each mask painted in its colour, in order."""
     rgb = np.repeat(gray[..., None], 3, axis=-1)
     for mask, color in masks:
-        rgb[find_boundaries(mask != 0, mode="inner")] = color
+        rgb[_inner_boundary(mask != 0)] = color
     return rgb
+
+
+def _inner_boundary(foreground: np.ndarray) -> np.ndarray:
+    """Foreground pixels with a 4-connected background neighbour; the image edge is not background.
+
+    The same pixels as scikit-image's ``find_boundaries(foreground, mode="inner")`` (tested) in a quarter of the time.
+    """
+    return foreground & ~ndimage.binary_erosion(foreground, _CROSS, border_value=1)
 
 
 def overlay_outline(

@@ -70,6 +70,31 @@ def test_overlay_outline_colours_and_positions():
     assert not (outline & (mask == 0)).any()  # inner boundary: never outside the mask
 
 
+def _masks_for_outline() -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    ring = _square_mask(12, 2, 10)
+    ring[5:7, 5:7] = 0
+    edge = np.zeros((9, 7), bool)
+    edge[0, :], edge[:, -1] = True, True
+    return [
+        ("empty", np.zeros((6, 6), bool)),
+        ("full", np.ones((6, 6), bool)),
+        ("one_pixel", np.pad(np.ones((1, 1), bool), 3)),
+        ("square_with_hole", ring.astype(bool)),
+        ("touching_edges", edge),
+        ("one_row", np.array([[0, 1, 1, 0, 1]], bool)),
+        *[(f"random_{i}", rng.random((15, 11)) < p) for i, p in enumerate((0.2, 0.5, 0.8))],
+    ]
+
+
+@pytest.mark.parametrize(("name", "mask"), _masks_for_outline(), ids=[c[0] for c in _masks_for_outline()])
+def test_outline_is_scikit_image_inner_boundary(name, mask):
+    from skimage.segmentation import find_boundaries
+
+    rgb = overlay_outline(np.zeros(mask.shape), mask, window=(0, 1), color=RED)
+    np.testing.assert_array_equal(np.all(rgb == RED, axis=-1), find_boundaries(mask, mode="inner"))
+
+
 def test_overlay_outline_without_mask_is_grey():
     image = np.random.default_rng(0).normal(size=(8, 8))
     rgb = overlay_outline(image, np.zeros((8, 8)))
