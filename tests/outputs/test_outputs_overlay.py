@@ -176,8 +176,8 @@ def test_write_overlay_montage(tmp_path, name, occupied, max_tiles, tile_size, s
         volume, mask, tmp_path / "sub" / f"{name}.png", max_tiles=max_tiles, tile_size=tile_size
     )
     with Image.open(path) as image:
-        assert image.format == "PNG" and image.mode == "RGB"
-        rgb = np.asarray(image)
+        assert image.format == "PNG" and image.mode == "P"  # greys, the red outline and the yellow label only
+        rgb = np.asarray(image.convert("RGB"))
     assert rgb.shape == shape
     assert np.all(rgb == RED, axis=-1).any() == bool(occupied)
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -187,15 +187,36 @@ def test_montage_tiles_keep_aspect_and_label_slices(tmp_path):
     volume = np.zeros((3, 20, 40), np.float32)
     mask = np.zeros(volume.shape, np.uint8)
     mask[:, 5:15, 10:30] = 1
-    rgb = np.asarray(Image.open(write_overlay_montage(volume, mask, tmp_path / "m.png", tile_size=64, window=(0, 1))))
+    path = write_overlay_montage(volume, mask, tmp_path / "m.png", tile_size=64, window=(0, 1))
+    rgb = np.asarray(Image.open(path).convert("RGB"))
     assert rgb.shape == (128, 128, 3)  # 3 tiles on a 2 x 2 grid
     tile = rgb[:64, :64]
     assert not tile[48:].any()  # 40x20 image fitted to 64x32, centred: black bands of 16 rows
     red = np.argwhere(np.all(tile == RED, axis=-1))
     assert red[:, 0].min() == 16 + 8 and red[:, 0].max() == 16 + 23  # mask rows 5..14 scaled x1.6 -> 8..23
     assert red[:, 1].min() == 16 and red[:, 1].max() == 47  # mask columns 10..29 -> 16..47
-    band = tile[:16].astype(int)
-    assert ((band[..., 0] > 200) & (band[..., 0] == band[..., 1]) & (band[..., 2] == 0)).any()  # yellow label
+    assert np.all(tile[:16] == (255, 255, 0), axis=-1).any()  # the yellow label
+
+
+PALETTE_CASES = [
+    # (name, picture, indexed): greys with the outline and label colours become a palette PNG; anything else RGB
+    ("grey_ramp", np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2), True),
+    ("greys_red_green_yellow", np.array([[[9, 9, 9], [255, 0, 0], [0, 255, 0], [255, 255, 0]]], np.uint8), True),
+    ("another_colour", np.array([[[9, 9, 9], [255, 0, 0], [0, 0, 255]]], np.uint8), False),
+    ("blended_red", np.array([[[128, 64, 64], [255, 0, 0]]], np.uint8), False),
+]
+
+
+@pytest.mark.parametrize(("name", "picture", "indexed"), PALETTE_CASES, ids=[c[0] for c in PALETTE_CASES])
+def test_overlay_png_is_indexed_only_when_nothing_is_lost(tmp_path, name, picture, indexed):
+    from pipeline.outputs.overlay import _save_png
+
+    with Image.open(_save_png(picture, tmp_path / f"{name}.png", indexed=True)) as image:
+        assert image.mode == ("P" if indexed else "RGB")
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    grey = np.all(picture == picture[..., :1], axis=-1)
+    assert np.abs(rgb - picture)[grey].max(initial=0) <= 1  # greys within one level of 256
+    np.testing.assert_array_equal(rgb[~grey], picture[~grey])  # colours exact
 
 
 def test_write_overlay_montage_bad_input(tmp_path):
