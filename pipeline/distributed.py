@@ -87,8 +87,14 @@ def start(enabled: object, run_device: str | torch.device | None = None) -> bool
 
 
 def finish() -> None:
-    """Close the process group, if one is open."""
+    """Close the process group, if one is open, once every process has come this far.
+
+    Without the barrier a process that finishes first tears its gloo or NCCL connections down while another may still
+    be using them (a rare abort at exit, "terminate called without an active exception", was seen once in the
+    2-process tests).
+    """
     if _active():
+        dist.barrier()
         dist.destroy_process_group()
 
 
