@@ -49,12 +49,15 @@ def write_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike
     if rates and min(rates) > 0:
         lr_axis.semilogy(epochs, rates, color="tab:orange", linestyle="--", label="learning rate")
     lr_axis.set_ylabel("learning rate", color="tab:orange")
+    validated = False
     for key in _UNIT_METRICS:
         epochs, values = _series(history, key)
         if values:
             axes[1].plot(epochs, values, marker=".", label=key.removeprefix("val_"))
+            validated = True
     axes[1].set(xlabel="epoch", ylabel="validation", ylim=(0, 1), title="validation metrics")
-    axes[1].legend(loc="lower right", fontsize="small")
+    if validated:  # before the first validation (``--val_interval`` above 1) there is nothing to name
+        axes[1].legend(loc="lower right", fontsize="small")
     if has_hd95:
         axes[2].plot(*_series(history, "val_hd95"), color="tab:red", marker=".")
         axes[2].set(xlabel="epoch", ylabel="pixels", title="validation HD95 (lower is better)")
