@@ -10,6 +10,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from pipeline.handlers import TrainingReport, trivial_baselines
+from pipeline.handlers.curves import write_curves
 
 
 def _mask(fraction: float, size: int = 10) -> dict[str, torch.Tensor]:
@@ -124,3 +125,34 @@ def test_finished_and_stopped_early(tmp_path, max_epochs, stop_at, status):
     trainer.run([0, 0], max_epochs=max_epochs)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == status and summary["stopped_early"] is (status == "stopped_early")
+
+
+@pytest.mark.parametrize(
+    "interval, fail_at, drawn",
+    [
+        (0.0, None, [1, 2, 3]),
+        (1e9, None, [1, 3]),  # the first epoch, then only the end of the run
+        (1e9, 3, [1, 2]),  # a failed run draws what it has
+        (1e9, 1, []),  # failed before any epoch ended: nothing to draw
+    ],
+)
+def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(tmp_path, monkeypatch, interval, fail_at, drawn):
+    from pipeline.handlers import training_report
+
+    rows: list[int] = []
+
+    def recording(history, path, **kwargs):  # the real drawing, noting how many epochs each picture shows
+        rows.append(len(history))
+        return write_curves(history, path, **kwargs)
+
+    monkeypatch.setattr(training_report, "write_curves", recording)
+    trainer = Engine(lambda engine, batch: {"loss": 1.0})
+    TrainingReport(tmp_path, progress_bar=False, curves_interval=interval).attach(trainer)
+    if fail_at is not None:
+        trainer.add_event_handler(Events.EPOCH_STARTED, _raise_at(fail_at, _Boom("out of memory")))
+    try:
+        trainer.run([0, 0], max_epochs=3)
+    except _Boom:
+        assert fail_at is not None
+    assert rows == drawn
+    assert (tmp_path / "curves.png").exists() is bool(drawn)
