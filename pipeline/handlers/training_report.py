@@ -347,11 +347,11 @@ class TrainingReport:
 
     def _failed(self, engine: Engine, error: BaseException) -> None:
         status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED
-        try:
+        self._write_summary(engine, status, error=f"{type(error).__name__}: {error}".splitlines()[0])
+        try:  # after the summary: a second Ctrl-C while drawing loses only the picture
             self._draw_curves(final=True)
         except Exception as e:  # the run's own error is the one to report
             logger.warning("could not draw %s: %s", self.output_dir / "curves.png", e)
-        self._write_summary(engine, status, error=f"{type(error).__name__}: {error}".splitlines()[0])
         raise error  # ignite re-raises only when no handler is attached to EXCEPTION_RAISED
 
     def _completed(self, engine: Engine) -> None:
