@@ -7,7 +7,7 @@ generates ``datasets/demo_ct`` on first use::
     python datasets/make_demo.py --dicom datasets/demo_dicom --size 256 --num_slices 24 --seed 0
 """
 
-from pipeline.data.cli import demo_main as main
+from pipeline.demo.command import demo_main as main
 
 __all__ = ["main"]
 

@@ -8,7 +8,7 @@ The same command as ``pipeline-prepare`` (installed by ``pip install -e .``); ke
     python datasets/prepare.py folder --source ~/data/mine --out data/mine --mask_dir labels --mask_suffix _mask
 """
 
-from pipeline.data.cli import prepare_main as main
+from pipeline.intake.prepare import prepare_main as main
 
 __all__ = ["main"]
 

@@ -1,44 +1,63 @@
-"""2D medical image segmentation on MONAI: transforms, networks, dataset intake and bundle helpers.
+"""2D medical image segmentation on MONAI, laid out as the life of a model.
 
-Importing ``pipeline`` imports its subpackages, so that a bundle config's ``"$import pipeline"`` makes
-``pipeline.data``, ``pipeline.io`` and the others available to its expressions.
+========================  ===============================================================================
+``pipeline.io``           reading pixels: 2D slices, DICOM series and volumes
+``pipeline.transforms``   array transforms and their dictionary wrappers; mask clean-up
+``pipeline.networks``     CE-Net, the ASPP encoder-decoder, Inception U-Net: blocks, encoders, nets
+``pipeline.intake``       datalists, splits, dataset recipes, the pre-flight check, the training cache
+``pipeline.training``     handlers, schedules, checkpoints, resume, run folders, training reports
+``pipeline.inference``    inputs, batched prediction, ensembles and flip TTA, the runner, :class:`Segmenter`
+``pipeline.outputs``      DICOM SEG, NIfTI, overlays, measurements, the writers of an inference run
+``pipeline.evaluation``   HD95, evaluation reports, the comparison of bundles
+``pipeline.models``       weights formats and loading, model cards, export, packaging
+``pipeline.demo``         the synthetic phantom and the demo data
+========================  ===============================================================================
+
+Beside them, on the ground floor: :mod:`pipeline.atomic` (writing files whole), :mod:`pipeline.bundle` (the bundle
+configs' helpers), :mod:`pipeline.distributed`, :mod:`pipeline.errors`, :mod:`pipeline.segments` (what a model
+segments) and :mod:`pipeline.version`.
+
+The subpackages are imported when first used (``pipeline.training`` after ``import pipeline``), so that a bundle
+config's ``"$import pipeline"`` reaches every one of them, and a command imports only what it needs.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from pipeline import (
-    bundle,
-    data,
-    distributed,
-    errors,
-    export,
-    handlers,
-    inference,
-    inferers,
-    io,
-    model_card,
-    networks,
-    outputs,
-    runs,
-    transforms,
-)
-from pipeline.segmenter import Segmenter
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "Segmenter",
-    "__version__",
+from pipeline.version import __version__
+
+if TYPE_CHECKING:
+    from pipeline.inference.segmenter import Segmenter
+
+SUBPACKAGES = (
+    "atomic",
     "bundle",
-    "data",
+    "demo",
     "distributed",
     "errors",
-    "export",
-    "handlers",
+    "evaluation",
     "inference",
-    "inferers",
+    "intake",
     "io",
-    "model_card",
+    "models",
     "networks",
     "outputs",
-    "runs",
+    "segments",
+    "training",
     "transforms",
-]
+    "version",
+)
+"""The modules and packages that ``pipeline.<name>`` reaches without an import of its own."""
+
+__all__ = ["SUBPACKAGES", "Segmenter", "__version__", *SUBPACKAGES]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a subpackage (or :class:`Segmenter`) on first use: PEP 562."""
+    if name == "Segmenter":
+        return importlib.import_module("pipeline.inference.segmenter").Segmenter
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"pipeline.{name}")
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

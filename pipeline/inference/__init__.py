@@ -1,16 +1,22 @@
-"""Inference: 2D images and DICOM studies in; DICOM SEG, NIfTI, PNG overlays and JSON reports out."""
+"""Inference: find the inputs (2D images, DICOM studies), predict them in batches with ensembles and flip TTA, and
+hand the results to the writers; :class:`Segmenter` does the same for a Python script."""
 
+from pipeline.inference.ensemble import FLIPS, EnsembleInferer
+from pipeline.inference.inputs import PROJECTION_MODALITIES, ImageInput, InferenceInputs, find_inputs
 from pipeline.inference.predictor import SlicePredictor
-from pipeline.inference.runner import InferenceError, InferenceRunner, SegmentDescription
-from pipeline.inference.sources import PROJECTION_MODALITIES, ImageInput, InferenceInputs, find_inputs
+from pipeline.inference.runner import InferenceError, InferenceRunner
+from pipeline.inference.segmenter import Segmenter, SeriesResult
 
 __all__ = [
+    "FLIPS",
     "PROJECTION_MODALITIES",
+    "EnsembleInferer",
     "ImageInput",
     "InferenceError",
     "InferenceInputs",
     "InferenceRunner",
-    "SegmentDescription",
+    "Segmenter",
+    "SeriesResult",
     "SlicePredictor",
     "find_inputs",
 ]

@@ -1,11 +1,9 @@
 """Inference over everything under one input path, one output folder per series or image, failures isolated.
 
-Per DICOM series (in ``<output_dir>/<study label>/<series label>/``): ``seg.dcm`` (DICOM SEG referencing the source
-instances), ``labels.nii.gz`` (label volume in the series' patient geometry), ``overlay.png`` (montage of slices with
-the mask outlined) and ``report.json`` (series UID, slice count, spacing, segmented volume, per-slice area,
-warnings, timings). Per 2D image (in ``<output_dir>/images/``): ``<name>_mask.png`` (0/255) and
-``<name>_overlay.png``. ``<output_dir>/summary.json`` lists every input with its status, the series that selection
-left out and the files that were skipped, each with the reason.
+The runner finds the inputs, reads them, runs the model and hands each result to
+:class:`pipeline.outputs.InferenceWriter`, which writes one folder per DICOM series (``seg.dcm``, ``labels.nii.gz``,
+``overlay.png``, ``report.json``) and a mask and overlay per 2D image. ``<output_dir>/summary.json`` lists every input
+with its status, the series that selection left out and the files that were skipped, each with the reason.
 
 One bad series or image is reported (logged, and in the summary with its reason) and the others still run; the run
 then ends with ``InferenceError`` so that the exit status says something failed. Labels and file names are
@@ -30,27 +28,20 @@ import torch
 from monai.data import MetaTensor
 
 from pipeline import distributed
+from pipeline.inference.inputs import ImageInput, InferenceInputs, find_inputs
 from pipeline.inference.overlap import InOrder, read_ahead, stage_executor
 from pipeline.inference.predictor import SlicePredictor
-from pipeline.inference.sources import ImageInput, InferenceInputs, find_inputs
-from pipeline.inferers import weights_names
-from pipeline.io import LoadSlice
+from pipeline.io.array import LoadSlice
+from pipeline.io.dicom_series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
+from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
 from pipeline.io.readers import MAX_SLICE_PIXELS
-from pipeline.io.series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
-from pipeline.io.volume import SeriesVolume, load_series_volume
-from pipeline.outputs import (
-    mask_measurements,
-    write_dicom_seg,
-    write_json,
-    write_label_nifti,
-    write_mask_png,
-    write_overlay_montage,
-    write_overlay_png,
-)
-from pipeline.outputs.segment import SegmentDescription
-from pipeline.transforms.volume import VolumeCleanup
+from pipeline.models.weights import weights_names
+from pipeline.outputs.measurements import mask_measurements
+from pipeline.outputs.writers import InferenceWriter
+from pipeline.segments import SegmentDescription
+from pipeline.transforms.cleanup import VolumeCleanup
 
-__all__ = ["InferenceError", "InferenceRunner", "SegmentDescription"]
+__all__ = ["InferenceError", "InferenceRunner"]
 
 logger = logging.getLogger("pipeline.inference")
 
@@ -83,7 +74,7 @@ class InferenceRunner:
         algorithm_name: algorithm name written into DICOM SEG and the reports (the bundle's model name).
         algorithm_version: algorithm version (the bundle's version).
         checkpoint: weights file(s) the network was loaded from (an ensemble's members); reported by name only
-            (:func:`~pipeline.inferers.weights_names`).
+            (:func:`~pipeline.models.weights_names`).
         overlay_window: intensity window for overlays, e.g. the CT lung window; ``None``: 1st-99th percentile.
         min_image_size: smallest height or width accepted; smaller images are refused with a clear error.
         batch_size: images loaded and predicted together (memory bound for folders of images).
@@ -126,11 +117,15 @@ class InferenceRunner:
         self.output_dir = Path(output_dir)
         self.series_rules = series_rules or SeriesRules()
         self.segment = SegmentDescription.from_config(segment)
-        self.algorithm_name = algorithm_name
-        self.algorithm_version = str(algorithm_version)
-        self.checkpoint_name = weights_names(checkpoint)
-        self.flip_tta = bool(flip_tta)
-        self.overlay_window = tuple(overlay_window) if overlay_window is not None else None
+        self.writer = InferenceWriter(
+            self.output_dir,
+            self.segment,
+            algorithm_name=algorithm_name,
+            algorithm_version=str(algorithm_version),
+            weights=weights_names(checkpoint),
+            flip_tta=bool(flip_tta),
+            overlay_window=tuple(overlay_window) if overlay_window is not None else None,
+        )
         self.min_image_size = min_image_size
         self.batch_size = batch_size
         self.volume_cleanup = volume_cleanup if volume_cleanup is not None and volume_cleanup.active else None
@@ -198,7 +193,7 @@ class InferenceRunner:
         """Predict every slice of a series and clean the mask in 3D; nothing is written.
 
         Args:
-            volume: the series as :func:`~pipeline.io.volume.load_series_volume` reads it.
+            volume: the series as :func:`~pipeline.io.dicom_volume.load_series_volume` reads it.
 
         Returns:
             ``(mask, measurements)``: the (N, H, W) uint8 mask and ``report.json``'s measurements of it
@@ -219,91 +214,13 @@ class InferenceRunner:
             The series report (also written to ``report.json``).
         """
         work = self._infer_series(self._read_series(series))
-        return self._write_series(series, work.volume, *self._finish_series(work))
-
-    def _write_series(
-        self, series: DicomSeries, volume: SeriesVolume, mask: np.ndarray, measurements: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Write a segmented series' outputs and its ``report.json``; return the report."""
-        timings = measurements.pop("timings")
-        folder = self.output_dir / series.study_label / series.label
-        folder.mkdir(parents=True, exist_ok=True)
-        tick = time.perf_counter()
-        outputs, warnings = ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"], list(volume.warnings)
-        seg_missing = None
-        try:
-            write_dicom_seg(
-                mask,
-                volume.datasets,
-                folder / "seg.dcm",
-                segment_label=self.segment.label,
-                segmented_property_category=tuple(self.segment.category),
-                segmented_property_type=tuple(self.segment.property_type),
-                display_color=self.segment.color,
-                algorithm_name=self.algorithm_name,
-                algorithm_version=self.algorithm_version,
-            )
-        except MemoryError:
-            raise
-        except Exception as e:  # sources highdicom refuses: the other outputs do not need what they lack
-            seg_missing = (
-                f"no DICOM SEG: the source series cannot be referenced ({safe_error_text(e, series.files[0])})"
-            )
-            outputs.remove("seg.dcm")
-            warnings.append(seg_missing)
-            logger.warning("%s: %s", series.label, seg_missing)
-        timings["write_seg_s"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        write_label_nifti(mask, volume.affine, folder / "labels.nii.gz")
-        timings["write_nifti_s"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        write_overlay_montage(volume.array, mask, folder / "overlay.png", window=self.overlay_window)
-        timings["write_overlay_s"] = time.perf_counter() - tick
-        timings["total_s"] = sum(v for k, v in timings.items() if k != "model_forward_s")  # its stages, summed
-
-        report = {
-            "series_label": series.label,
-            "study_instance_uid": series.study_uid,
-            "series_instance_uid": series.series_uid,
-            "series_number": series.series_number,
-            "modality": series.modality,
-            "series_description": series.description,
-            "num_slices": volume.num_slices,
-            "slice_shape": list(volume.array.shape[1:]),
-            **measurements,
-            "warnings": warnings,
-            "seg_missing": seg_missing,
-            "model": {
-                "name": self.algorithm_name,
-                "version": self.algorithm_version,
-                "weights": self.checkpoint_name,
-                "flip_tta": self.flip_tta,
-            },
-            "outputs": outputs,
-            "timings": {k: round(v, 4) for k, v in timings.items()},
-        }
-        write_json(report, folder / "report.json")
-        logger.info(
-            "%s: %d slices %dx%d, spacing %.2f x %.2f x %.2f mm: %s %.1f mL (%.1f mL before post-processing); "
-            "%.2f s (model %.2f s) -> %s",
-            series.label,
-            volume.num_slices,
-            *volume.array.shape[1:],
-            *volume.spacing,
-            self.segment.label.lower(),
-            measurements["segmented_volume_ml"],
-            measurements["volume_before_postprocessing_ml"],
-            timings["total_s"],
-            timings["model_forward_s"],
-            folder.relative_to(self.output_dir).as_posix(),
-        )
-        return report
+        return self.writer.write_series(series, work.volume, *self._finish_series(work))
 
     def _series_outputs(self, series: DicomSeries, work: _SeriesWork) -> list[dict[str, Any]]:
         """The writer's job for one series: finish it, write its outputs and return its summary record (``ok``, or
         why it failed)."""
         try:
-            report = self._write_series(series, work.volume, *self._finish_series(work))
+            report = self.writer.write_series(series, work.volume, *self._finish_series(work))
         except MemoryError:
             raise
         except Exception as e:
@@ -339,19 +256,6 @@ class InferenceRunner:
                 "segmented from them. Fix or re-export the image."
             )
         return array
-
-    def _write_image_outputs(self, image: ImageInput, array: MetaTensor, pred: torch.Tensor) -> dict[str, Any]:
-        folder = self.output_dir / "images"
-        mask = pred[0].numpy().astype(np.uint8)
-        mask_path = write_mask_png(mask, folder / f"{image.name}_mask.png")
-        display = array.numpy().mean(axis=0) if array.shape[0] > 1 else array.numpy()[0]
-        overlay_path = write_overlay_png(display, mask, folder / f"{image.name}_overlay.png")
-        area = int(mask.sum())
-        return {
-            "area_px": area,
-            "fraction": round(area / mask.size, 6),
-            "outputs": [p.relative_to(self.output_dir).as_posix() for p in (mask_path, overlay_path)],
-        }
 
     def _read_images(self, images: Sequence[ImageInput]) -> list[tuple[ImageInput, MetaTensor | Exception]]:
         """Load a batch of images; an image that cannot be loaded comes back with its error instead."""
@@ -393,7 +297,7 @@ class InferenceRunner:
             error = array if isinstance(array, Exception) else pred if isinstance(pred, Exception) else None
             if error is None:
                 try:
-                    record = self._write_image_outputs(image, array, pred)
+                    record = self.writer.write_image(image.name, array, pred)
                 except MemoryError:
                     raise
                 except Exception as e:
@@ -482,12 +386,7 @@ class InferenceRunner:
     def _write_summary(self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float) -> dict[str, Any]:
         failed = [r for r in records if r["status"] == "failed"]
         summary = {
-            "model": {
-                "name": self.algorithm_name,
-                "version": self.algorithm_version,
-                "weights": self.checkpoint_name,
-                "flip_tta": self.flip_tta,
-            },
+            "model": self.writer.model,
             "inputs": records,
             "not_selected": [
                 {"input": s.label, "series_instance_uid": s.series_uid, "reason": why} for s, why in inputs.rejected
@@ -500,7 +399,7 @@ class InferenceRunner:
         }
         if self.shard is not None and self.shard[0] != 0:
             return summary  # process 0 writes it
-        write_json(summary, self.output_dir / "summary.json")
+        self.writer.write_summary(summary)
         logger.info(
             "inference done: %d ok, %d failed, %d series not selected, %d files skipped in %.1f s; summary.json in %s",
             summary["num_ok"],

@@ -4,7 +4,18 @@ series: finding, selecting and loading them as volumes."""
 from __future__ import annotations
 
 from pipeline.io.array import LoadSlice
-from pipeline.io.dicom import invert_monochrome1
+from pipeline.io.dicom_series import (
+    DicomSeries,
+    DicomSeriesError,
+    SeriesRules,
+    SkippedFile,
+    group_series,
+    read_header,
+    scan_dicom_folder,
+    select_series,
+)
+from pipeline.io.dicom_slice import invert_monochrome1
+from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
 from pipeline.io.dictionary import LoadSliced
 from pipeline.io.readers import (
     DICOM_SUFFIXES,
@@ -17,17 +28,6 @@ from pipeline.io.readers import (
     is_dicom_file,
     reader_for,
 )
-from pipeline.io.series import (
-    DicomSeries,
-    DicomSeriesError,
-    SeriesRules,
-    SkippedFile,
-    group_series,
-    read_header,
-    scan_dicom_folder,
-    select_series,
-)
-from pipeline.io.volume import SeriesVolume, load_series_volume
 
 __all__ = [
     "DICOM_SUFFIXES",

@@ -15,9 +15,9 @@ from monai.data import MetaTensor, NibabelReader, PILReader, PydicomReader
 from monai.transforms import EnsureChannelFirst, Transform
 from monai.utils import ImageMetaKey
 
-from pipeline.io.dicom import load_dicom_slice
-from pipeline.io.nifti import load_nifti_slice
-from pipeline.io.pillow import load_pil_slice
+from pipeline.io.dicom_slice import load_dicom_slice
+from pipeline.io.nifti_slice import load_nifti_slice
+from pipeline.io.pillow_slice import load_pil_slice
 from pipeline.io.readers import MAX_SLICE_PIXELS, SliceFileNotFoundError, SliceReadError, reader_for
 
 __all__ = ["LoadSlice"]
@@ -34,7 +34,7 @@ class LoadSlice(Transform):
     Args:
         dtype: dtype of the returned tensor; ``None`` keeps the dtype the reader decodes to (Pillow gives int32
             for int16 TIFF).
-        slice_index: slice of a 3D NIfTI volume (see :func:`pipeline.io.nifti.load_nifti_slice`).
+        slice_index: slice of a 3D NIfTI volume (see :func:`pipeline.io.nifti_slice.load_nifti_slice`).
         frame_index: frame of a multi-frame DICOM or page of a multi-page TIFF.
         max_pixels: refuse a slice larger than this (height x width), from its header, before decoding it; ``None``
             or 0: no limit. Defaults to :data:`~pipeline.io.readers.MAX_SLICE_PIXELS` (50 megapixels).

@@ -7,7 +7,7 @@ magic bytes.
 
 The readers are configured for this package's one orientation (numpy display order, see ``pipeline.io.array``):
 ``PILReader(reverse_indexing=False)`` and ``PydicomReader(swap_ij=False)`` keep the stored pixel array as it is, and
-``NibabelReader`` leaves reorientation to ``pipeline.io.nifti``.
+``NibabelReader`` leaves reorientation to ``pipeline.io.nifti_slice``.
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from pipeline.networks.blocks.dac import DACBlock
 from pipeline.networks.blocks.rmp import RMPBlock
+from pipeline.networks.checks import probe_input_size
 from pipeline.networks.encoders.resnet import ResNetEncoder
 from pipeline.networks.nets.aspp_net import ASPPNet
 from pipeline.networks.nets.cenet import CENet
 from pipeline.networks.nets.inception_unet import InceptionUNet
 from pipeline.networks.output_bias import foreground_prior, init_output_bias
-from pipeline.networks.utils import load_state_dict_file, place, probe_input_size
 
 __all__ = [
     "ASPPNet",
@@ -23,7 +23,5 @@ __all__ = [
     "ResNetEncoder",
     "foreground_prior",
     "init_output_bias",
-    "load_state_dict_file",
-    "place",
     "probe_input_size",
 ]

@@ -1,12 +1,14 @@
-"""What an inference run hands back: DICOM SEG and NIfTI label files, overlay pictures, measurements and JSON.
+"""What an inference run hands back: DICOM SEG and NIfTI label files, overlay pictures, measurements and reports.
 
-Every file is written atomically (temporary name, then ``os.replace``). Nothing here logs patient attributes or
-folder names; files are named by file name only.
+Every file is written atomically (:mod:`pipeline.atomic`). Nothing here logs patient attributes or folder names;
+files are named by file name only.
 """
 
 from __future__ import annotations
 
-from pipeline.outputs.nifti import LPS_TO_RAS, write_label_nifti
+from pipeline.outputs.dicom_seg import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
+from pipeline.outputs.label_nifti import LPS_TO_RAS, write_label_nifti
+from pipeline.outputs.measurements import mask_measurements
 from pipeline.outputs.overlay import (
     montage,
     overlay_outline,
@@ -17,16 +19,12 @@ from pipeline.outputs.overlay import (
     write_overlay_png,
     write_side_by_side,
 )
-from pipeline.outputs.report import atomic_output, mask_measurements, write_json
-from pipeline.outputs.seg import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
-from pipeline.outputs.segment import SEGMENTS, SegmentDescription
+from pipeline.outputs.writers import InferenceWriter
 
 __all__ = [
     "LPS_TO_RAS",
     "NOT_FOR_CLINICAL_USE",
-    "SEGMENTS",
-    "SegmentDescription",
-    "atomic_output",
+    "InferenceWriter",
     "mask_measurements",
     "montage",
     "overlay_outline",
@@ -35,7 +33,6 @@ __all__ = [
     "to_uint8",
     "write_dicom_seg",
     "write_image_png",
-    "write_json",
     "write_label_nifti",
     "write_mask_png",
     "write_overlay_montage",

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from pipeline.outputs.report import atomic_output
+from pipeline.atomic import atomic_output
 
 __all__ = [
     "montage",

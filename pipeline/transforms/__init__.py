@@ -1,12 +1,14 @@
 """Preparation transforms: intensity scaling per modality, channel count, binary masks; mask clean-up in 2D and 3D.
 
 Logic lives in :mod:`pipeline.transforms.array`, the ``...d`` dictionary wrappers in
-:mod:`pipeline.transforms.dictionary`, mask helpers in :mod:`pipeline.transforms.utils`. Resizing and augmentation
+:mod:`pipeline.transforms.dictionary`, mask value helpers in :mod:`pipeline.transforms.mask_values`, clean-up after
+thresholding in :mod:`pipeline.transforms.cleanup`. Resizing and augmentation
 use MONAI's transforms directly (see the :mod:`pipeline.transforms.array` docstring for the recipe).
 """
 
 from __future__ import annotations
 
+from pipeline.transforms.after_cache import AfterCache
 from pipeline.transforms.array import (
     BONE_WINDOW,
     BRAIN_WINDOW,
@@ -21,7 +23,7 @@ from pipeline.transforms.array import (
     ScaleIntensityForModality,
     ScaleIntensityNonCT,
 )
-from pipeline.transforms.cache import AfterCache
+from pipeline.transforms.cleanup import VolumeCleanup, fill_slice_holes, mask_cleanup
 from pipeline.transforms.dictionary import (
     AdjustChannelsd,
     BinarizeMaskd,
@@ -29,9 +31,7 @@ from pipeline.transforms.dictionary import (
     ScaleIntensityForModalityd,
     ScaleIntensityNonCTd,
 )
-from pipeline.transforms.postprocessing import mask_cleanup
-from pipeline.transforms.utils import auto_mask_threshold, mask_value_report
-from pipeline.transforms.volume import VolumeCleanup, fill_slice_holes
+from pipeline.transforms.mask_values import auto_mask_threshold, mask_value_report
 
 __all__ = [
     "BONE_WINDOW",

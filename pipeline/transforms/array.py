@@ -29,7 +29,7 @@ from monai.transforms import ScaleIntensityRange, Transform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from pipeline.transforms.utils import auto_mask_threshold
+from pipeline.transforms.mask_values import auto_mask_threshold
 
 __all__ = [
     "BONE_WINDOW",
@@ -300,11 +300,11 @@ class BinarizeMask(Transform):
 
     A multi-channel mask (RGB or RGBA JPEG/PNG) is first reduced to one channel by the maximum over channels, so a
     mask drawn in any colour on black counts. A value is foreground when it is strictly greater than the threshold.
-    With ``threshold=None`` it is chosen by :func:`~pipeline.transforms.utils.auto_mask_threshold` from the mask's
+    With ``threshold=None`` it is chosen by :func:`~pipeline.transforms.mask_values.auto_mask_threshold` from the mask's
     maximum: 0.5 when ``max <= 1`` (``{0, 1}`` and all-zero masks), 127.5 when ``max <= 255`` (``{0, 255}`` and
     JPEG-noisy masks, whose background stays near 0 and foreground near 255), else half the maximum (16-bit masks).
     An all-zero mask stays all zero. Label maps such as ``{0, 1, 2}`` are not binary masks; the pre-flight check
-    reports them with :func:`~pipeline.transforms.utils.mask_value_report`.
+    reports them with :func:`~pipeline.transforms.mask_values.mask_value_report`.
 
     Input ``(C, H, W)`` (any number of spatial dimensions), output ``(1, H, W)`` float32.
 

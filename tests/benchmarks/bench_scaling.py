@@ -67,7 +67,8 @@ def main() -> None:
     if args.batch_size % args.processes:
         cli.error(f"--batch_size {args.batch_size} does not split into {args.processes} processes")
 
-    from pipeline.data import load_datalist, write_demo_dataset
+    from pipeline.demo import write_demo_dataset
+    from pipeline.intake import load_datalist
 
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(args.dataset_dir) if args.dataset_dir else write_demo_dataset(

@@ -28,7 +28,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from pipeline.inference import find_inputs
-from pipeline.io.volume import load_series_volume
+from pipeline.io.dicom_volume import load_series_volume
 
 REPO = Path(__file__).resolve().parents[2]
 

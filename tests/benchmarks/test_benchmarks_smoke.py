@@ -12,8 +12,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from pipeline.data import write_demo_dataset
-from pipeline.data.demo_dicom import write_demo_study
+from pipeline.demo import write_demo_dataset
+from pipeline.demo.study import write_demo_study
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -13,7 +13,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, verify_net_in_out
 
-from pipeline.data import DatasetCheckError, write_demo_dataset
+from pipeline.demo import write_demo_dataset
+from pipeline.intake import DatasetCheckError
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = ["cenet", "aspp", "inception_unet", "unet"]

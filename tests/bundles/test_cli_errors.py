@@ -15,7 +15,7 @@ import tifffile
 import torch
 from monai.bundle import ConfigParser
 
-from pipeline.data import write_demo_dataset
+from pipeline.demo import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 UNET = REPO / "bundles" / "unet"

@@ -19,7 +19,7 @@ from monai.handlers import EarlyStopHandler, ValidationHandler
 from monai.transforms import AsDiscreted, RandGaussianNoised, RandScaleIntensityFixedMeand, Resized
 from torch.utils.data import RandomSampler
 
-from pipeline.data import write_demo_dataset
+from pipeline.demo import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 UNET = REPO / "bundles" / "unet"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.data import write_demo_dataset
-from pipeline.data.demo_dicom import write_demo_study
+from pipeline.demo import write_demo_dataset
+from pipeline.demo.study import write_demo_study
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = REPO / "bundles" / "common" / "multi_gpu_train.json"

@@ -10,7 +10,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from pipeline.bundle import gpu_flag
-from pipeline.data import write_demo_dataset
+from pipeline.demo import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 

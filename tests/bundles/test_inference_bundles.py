@@ -16,8 +16,9 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
-from pipeline.data import DatasetCheckError, write_demo_dataset
-from pipeline.data.demo_dicom import write_demo_study
+from pipeline.demo import write_demo_dataset
+from pipeline.demo.study import write_demo_study
+from pipeline.intake import DatasetCheckError
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = ["cenet", "aspp", "inception_unet", "unet"]

@@ -9,10 +9,10 @@ import pydicom
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from pipeline.data import write_demo_dataset
-from pipeline.data.demo_dicom import write_demo_study
-from pipeline.model_card import ModelCardError, card_path
-from pipeline.outputs import SEGMENTS
+from pipeline.demo import write_demo_dataset
+from pipeline.demo.study import write_demo_study
+from pipeline.models.card import ModelCardError, card_path
+from pipeline.segments import SEGMENTS
 
 REPO = Path(__file__).resolve().parents[2]
 

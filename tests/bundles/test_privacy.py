@@ -17,8 +17,8 @@ import pytest
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from pipeline.data.demo import synthesize_ct_slice
-from pipeline.data.demo_dicom import synthesize_ct_volume, write_ct_series
+from pipeline.demo.slices import synthesize_ct_slice
+from pipeline.demo.study import synthesize_ct_volume, write_ct_series
 
 REPO = Path(__file__).resolve().parents[2]
 UNET = REPO / "bundles" / "unet"

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pipeline.data import write_demo_dataset
+from pipeline.demo import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import write_demo_dataset
+from pipeline.demo import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 from torch import nn
 
-from pipeline.data.demo_dicom import write_ct_series
+from pipeline.demo.study import write_ct_series
 from pipeline.inference import InferenceError, InferenceRunner, SlicePredictor
 from pipeline.outputs import read_dicom_seg, run_dciodvfy
 from pipeline.transforms import AdjustChannelsd, ScaleIntensityForModalityd, VolumeCleanup

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from pipeline import Segmenter
-from pipeline.data import write_demo_dataset
-from pipeline.data.demo_dicom import write_demo_study
+from pipeline.demo import write_demo_dataset
+from pipeline.demo.study import write_demo_study
 from pipeline.io import LoadSlice
-from pipeline.model_card import ModelCardError
+from pipeline.models.card import ModelCardError
 
 REPO = Path(__file__).resolve().parents[2]
 

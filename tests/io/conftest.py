@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from pipeline.data.demo_dicom import write_ct_series
+from pipeline.demo.study import write_ct_series
 
 SIZE = 64  # rows and columns of the synthetic slices
 # Strings from the folder names below; none may appear in any message, log record or reason.

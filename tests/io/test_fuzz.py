@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from pydicom.uid import RLELossless
 
-from pipeline.data import check_dataset
-from pipeline.data.demo_dicom import write_ct_series
+from pipeline.demo.study import write_ct_series
+from pipeline.intake import check_dataset
 from pipeline.io import LoadSlice, SliceReadError
 
 CASES = 600

@@ -211,7 +211,7 @@ def test_selection_rules(rules, chosen, reasons, caplog):
     why = {s.series_number: reason for s, reason in rejected}
     for number, words in reasons.items():
         assert words in why[number]
-    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.io.series"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.io.dicom_series"]
     for s in CANDIDATES:  # one line per series, saying what was decided and why
         (line,) = [line for line in lines if line.startswith(f"{s.label}: ")]
         assert ("selected (" in line) == (s.series_number in chosen)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from monai.networks.nets import UNet
 from torch import nn
 
-from pipeline.networks import ASPPNet, CENet, DACBlock, InceptionUNet, RMPBlock, load_state_dict_file, probe_input_size
+from pipeline.models import load_state_dict_file
+from pipeline.networks import ASPPNet, CENet, DACBlock, InceptionUNet, RMPBlock, probe_input_size
 
 # reference.md section 2: "about 29.0 M parameters" (1 input channel, 1 output channel).
 CENET_REFERENCE_PARAMS = 29.0e6

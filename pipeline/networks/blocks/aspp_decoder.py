@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, SimpleASPP
 from torch import nn
 
-from pipeline.networks.utils import check_spatial_dims
+from pipeline.networks.checks import check_spatial_dims
 
 __all__ = ["ASPPDecoder"]
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from pipeline.networks.blocks.dac import DACBlock
 from pipeline.networks.blocks.rmp import RMPBlock
-from pipeline.networks.utils import check_spatial_dims
+from pipeline.networks.checks import check_spatial_dims
 
 __all__ = ["CENetDecoder", "CENetDecoderBlock"]
 

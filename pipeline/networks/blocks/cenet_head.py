@@ -6,7 +6,7 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from pipeline.networks.utils import check_spatial_dims
+from pipeline.networks.checks import check_spatial_dims
 
 __all__ = ["CENetHead"]
 

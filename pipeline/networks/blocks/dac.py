@@ -7,7 +7,7 @@ from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
-from pipeline.networks.utils import check_spatial_dims
+from pipeline.networks.checks import check_spatial_dims
 
 __all__ = ["DACBlock"]
 

@@ -9,7 +9,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 from torch import nn
 
-from pipeline.networks.utils import check_spatial_dims
+from pipeline.networks.checks import check_spatial_dims
 
 __all__ = ["InceptionBlock"]
 

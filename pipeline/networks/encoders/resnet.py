@@ -10,7 +10,7 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from monai.networks.nets.resnet import ResNetBlock
 from torch import nn
 
-from pipeline.networks.utils import check_spatial_dims
+from pipeline.networks.checks import check_spatial_dims
 
 __all__ = ["ResNetEncoder"]
 

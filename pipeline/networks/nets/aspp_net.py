@@ -9,8 +9,8 @@ from torch import nn
 
 from pipeline.networks.blocks.aspp_decoder import ASPPDecoder
 from pipeline.networks.blocks.segmentation_head import SegmentationHead
+from pipeline.networks.checks import check_input_size, check_spatial_dims
 from pipeline.networks.encoders.resnet import ResNetEncoder
-from pipeline.networks.utils import check_input_size, check_spatial_dims
 
 __all__ = ["ASPPNet"]
 

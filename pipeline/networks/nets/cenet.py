@@ -9,8 +9,8 @@ from torch import nn
 
 from pipeline.networks.blocks.cenet_decoder import CENetDecoder
 from pipeline.networks.blocks.cenet_head import CENetHead
+from pipeline.networks.checks import check_input_size, check_spatial_dims
 from pipeline.networks.encoders.resnet import ResNetEncoder
-from pipeline.networks.utils import check_input_size, check_spatial_dims
 
 __all__ = ["CENet"]
 
@@ -25,7 +25,7 @@ class CENet(nn.Module):
     :class:`~pipeline.networks.blocks.CENetDecoder` (DAC and RMP on e4, then four up blocks with additive
     skips) and :class:`~pipeline.networks.blocks.CENetHead`. With the defaults it has 29,003,093 parameters for
     ``in_channels=3, out_channels=1`` (28,996,821 for one input channel), as the paper's ~29.0 M. Trained from
-    scratch; load local weights with :func:`~pipeline.networks.load_state_dict_file`.
+    scratch; load local weights with :func:`~pipeline.models.load_state_dict_file`.
 
     Args:
         spatial_dims: number of spatial dimensions; must be 2. Defaults to 2.

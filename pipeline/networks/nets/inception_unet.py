@@ -10,7 +10,7 @@ from monai.networks.layers.factories import Pool
 from torch import nn
 
 from pipeline.networks.blocks.inception import InceptionBlock
-from pipeline.networks.utils import check_input_size, check_spatial_dims
+from pipeline.networks.checks import check_input_size, check_spatial_dims
 
 __all__ = ["InceptionDown", "InceptionUNet", "InceptionUpCat"]
 

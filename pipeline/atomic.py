@@ -1,0 +1,253 @@
+"""Files and folders that appear whole or not at all: the one home of atomic writing.
+
+Every file the package writes (JSON reports, checkpoints, NIfTI, PNG, DICOM SEG, ``metrics.csv``, the ``latest``
+link) goes through :func:`atomic_output`: it is written under a temporary name in the destination folder and moved
+into place with ``os.replace``, so a reader never sees half a file and an interrupted run leaves the previous version
+intact (reference.md section 6). Checkpoints are also synced to disk (:func:`save_atomic`). Generated folders (the
+demo dataset and DICOM study) are built in a temporary sibling and renamed into place, with a marker that says they
+are finished (:class:`GeneratedFolder`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GeneratedFolder", "atomic_output", "save_atomic", "write_json"]
+
+logger = logging.getLogger(__name__)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, where the platform allows it (not on Windows)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` in one step.
+
+    The temporary name keeps ``path``'s suffixes (``.tmp-<pid>-name.nii.gz``), so writers that pick the format from
+    the file name (nibabel, Pillow) still do the right thing. The parent folder is created when missing. On an
+    exception the temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        path: the final file (or link).
+        durable: also sync the file's bytes and the rename to disk before returning (checkpoints: a power cut then
+            leaves the old or the new file, never an empty one).
+
+    Yields:
+        the temporary path to write to.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.unlink(missing_ok=True)  # left by a killed process that had this pid
+    try:
+        yield tmp
+        if durable:
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if durable:
+            _sync_folder(path.parent)
+    finally:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink(missing_ok=True)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` so that ``path`` is never missing, partial or empty.
+
+    The object is written through :func:`atomic_output` with ``durable=True``: a temporary file beside ``path``,
+    synced to disk, then renamed over ``path`` (``os.replace``, atomic on POSIX and Windows), the rename synced too.
+
+    Args:
+        obj: what to save (a state dict, or a dict of them).
+        path: the destination file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    import torch
+
+    path = Path(path)
+    with atomic_output(path, durable=True) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)
+    return path
+
+
+def _to_json(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays, paths and tuples turned into JSON types; NaN and infinities -> None."""
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return _to_json(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON, atomically.
+
+    Numpy scalars and arrays become numbers and lists, paths become strings, and non-finite floats (NaN, inf) become
+    ``null``, so that the file is strict JSON that any parser accepts.
+
+    Args:
+        obj: a JSON-like structure (dicts, lists, numbers, strings), possibly holding numpy values.
+        path: destination file.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    text = json.dumps(_to_json(obj), indent=2, allow_nan=False) + "\n"
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+@dataclass(frozen=True)
+class GeneratedFolder:
+    """The marker convention of one generator.
+
+    Attributes:
+        marker_name: file name of the completion marker inside the folder.
+        generator: who wrote it (the generating module's name), recorded in the marker.
+        version: generator version; a folder from another version counts as incomplete.
+        what: how messages name the folder, e.g. ``"demo dataset"``.
+    """
+
+    marker_name: str
+    generator: str
+    version: int
+    what: str
+
+    def read_marker(self, root: Path) -> dict[str, Any] | None:
+        """The marker written by this generator in ``root``, or None when there is none (or another's)."""
+        try:
+            recorded = json.loads((root / self.marker_name).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(recorded, dict) or recorded.get("generator") != self.generator:
+            return None
+        return recorded
+
+    def matching_marker(self, root: Path, params: dict[str, object]) -> dict[str, Any] | None:
+        """The marker when it comes from this version and records ``params``; None otherwise."""
+        recorded = self.read_marker(root)
+        if recorded is None or recorded.get("version") != self.version:
+            return None
+        if any(recorded.get(key) != value for key, value in params.items()):
+            return None
+        return recorded
+
+    def check_replaceable(self, root: Path) -> None:
+        """Raise ``FileExistsError`` unless ``root`` is absent, an empty folder or a folder this generator wrote."""
+        if not root.exists() and not root.is_symlink():
+            return
+        if root.is_dir() and not root.is_symlink() and (not any(root.iterdir()) or self.read_marker(root) is not None):
+            return
+        raise FileExistsError(
+            f"{root} exists and is not a {self.what} written by {self.generator}; refusing to replace it"
+        )
+
+    @contextmanager
+    def build(self, root: Path, params: dict[str, object]) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Yield a temporary sibling folder and its marker dict; on success write the marker and move it to ``root``.
+
+        ``root`` is checked before any work and again before the final rename. The caller may add entries to the
+        marker (e.g. the list of files written). On an exception the temporary folder is deleted and ``root`` is
+        left as it was.
+        """
+        self.check_replaceable(root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        # mkdir (not mkdtemp, which is private to the user) so the finished folder gets the usual umask permissions.
+        tmp = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir()
+        try:
+            marker: dict[str, Any] = dict(params)
+            yield tmp, marker
+            marker.update(generator=self.generator, version=self.version)
+            (tmp / self.marker_name).write_text(json.dumps(marker, indent=2) + "\n")
+            self.check_replaceable(root)
+            if root.exists():
+                old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:12]}"
+                os.replace(root, old)  # out of the way in one step, then deleted
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, root)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def ensure(
+        self,
+        root: str | os.PathLike,
+        write: Callable[..., Path],
+        is_complete: Callable[..., bool],
+        kwargs: dict[str, object],
+    ) -> Path:
+        """Return ``root`` after calling ``write(root, **params)`` unless ``is_complete(root, **params)`` already.
+
+        ``params`` are ``kwargs`` with ``write``'s defaults filling in the rest, so a folder made with other
+        parameters is regenerated.
+
+        Raises:
+            TypeError: for a keyword ``write`` does not take.
+            FileExistsError: ``root`` exists and was not written by this generator.
+        """
+        root = Path(root)
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(write).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        unknown = set(kwargs) - set(defaults)
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments for {write.__name__}(): {sorted(unknown)}")
+        params = {**defaults, **kwargs}
+        if is_complete(root, **params):
+            logger.info("Reusing the %s in %s", self.what, root)
+            return root
+        if self.read_marker(root) is not None:
+            logger.info("Regenerating the %s in %s: incomplete, older or made with other parameters", self.what, root)
+        start = time.perf_counter()
+        try:
+            write(root, **params)
+        except OSError:
+            # Another process may have finished the same folder at the same time (the final rename then fails).
+            if not is_complete(root, **params):
+                raise
+            logger.info("Reusing the %s in %s written by another process", self.what, root)
+            return root
+        logger.info("Generated the %s in %s in %.1f s", self.what, root, time.perf_counter() - start)
+        return root

@@ -1,0 +1,167 @@
+"""A trained model in one Python object: segment a file, an array or a DICOM series as the bundle's inference does.
+
+Like nnU-Net's ``nnUNetPredictor`` or lungmask's ``LMInferer``, :class:`Segmenter` is built from the weights a training
+run wrote (its model card names the bundle and the settings) and applies exactly the objects of that bundle's
+``inference.json``: the same intensity scaling, resize, sliding-window inferer, threshold and inverse resize, and for a
+series the same 3D clean-up. Masks come back on the input's own pixel grid; nothing is written to disk::
+
+    from pipeline import Segmenter
+
+    model = Segmenter.from_run("outputs/cenet/latest")    # or Segmenter.from_bundle("shared/cenet_lung")
+    mask = model.predict("scan.dcm")                     # (H, W) uint8, 0/1
+    mask = model.predict(hu_array)                        # (H, W) or (C, H, W) array in the modality's units
+    result = model.predict_series("study/series_folder")  # one DICOM series
+    print(result.mask.shape, result.report["segmented_volume_ml"])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+
+from pipeline.bundle import BUNDLES_DIR
+from pipeline.errors import root_cause
+from pipeline.inference import InferenceRunner
+from pipeline.inference.inputs import find_inputs
+from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
+from pipeline.models.card import ModelCard, card_path
+
+__all__ = ["Segmenter", "SeriesResult"]
+
+
+@dataclass
+class SeriesResult:
+    """One segmented DICOM series.
+
+    Attributes:
+        mask: (N, H, W) uint8 0/1, slice k on the k-th slice of ``volume`` (sorted along the slice normal).
+        volume: the series as read: (N, H, W) array in its units, spacing, affine and the slices' headers.
+        report: the measurements ``report.json`` holds: ``segmented_volume_ml``, ``volume_before_postprocessing_ml``,
+            ``postprocessing`` (the 3D clean-up's counts), ``segmented_voxels``, ``per_slice`` areas and
+            ``spacing_mm``.
+    """
+
+    mask: np.ndarray
+    volume: SeriesVolume
+    report: dict[str, Any]
+
+
+class Segmenter:
+    """Apply trained weights with their bundle's inference pre- and postprocessing.
+
+    Args:
+        weights: a weights file written by training (``.../models/model.pt``), or its TorchScript / ONNX export.
+        bundle: the bundle's configs: a repository bundle's name (``"unet"``), or a folder holding
+            ``configs/inference.json`` (a shared bundle, :func:`pipeline.models.package.package_run`) or
+            ``inference.json``; default the repository bundle the model card names.
+        device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
+        overrides: any other ``inference.json`` id, as on the command line (``flip_tta=True``,
+            ``volume_keep_largest=1``). A setting that contradicts the model card is refused, as in the bundle.
+
+    Raises:
+        ValueError: weights without a model card and no ``bundle``; an override that contradicts the card.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike,
+        bundle: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.weights = Path(weights)
+        if not self.weights.is_file():
+            raise FileNotFoundError(f"No weights file at {self.weights}.")
+        card = ModelCard.read(self.weights)
+        if bundle is None:
+            if not card.found:
+                raise ValueError(
+                    f"{self.weights} has no model card ({card_path(self.weights).name}): pass bundle='cenet' (or the "
+                    "bundle that trained it)"
+                )
+            bundle = card.model_name
+        folder = Path(bundle) if Path(bundle).is_dir() else BUNDLES_DIR / str(bundle)
+        config = folder / "configs" / "inference.json"
+        if not config.is_file():
+            config = folder / "inference.json"
+        if not config.is_file():
+            raise FileNotFoundError(f"No bundle config at {config}.")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.parser = ConfigParser()
+        self.parser.read_config(str(config))
+        self.parser.read_meta(str(config.parent / "metadata.json"))
+        # ``input`` only satisfies the runner's constructor: nothing is read from it, and nothing is written
+        settings = {"checkpoint": str(self.weights), "device": str(device), "input": "."}
+        if config.parent.name == "configs":  # a shared bundle: its paths are relative to its folder
+            settings["bundle_root"] = str(config.parent.parent)
+        self.parser.update({**settings, **overrides})
+        try:
+            for index, step in enumerate(self.parser.get("initialize", [])):
+                if "readable_errors" not in str(step):  # the bundle's checks (settings, input size, model card)
+                    self.parser.get_parsed_content(f"initialize#{index}")
+            self.runner: InferenceRunner = self.parser.get_parsed_content("runner")
+            self.settings: dict[str, Any] = self.parser.get_parsed_content("trained_settings")
+        except RuntimeError as e:  # MONAI wraps the failing expression's error: hand over the error itself
+            cause = root_cause(e)
+            if cause is e:
+                raise
+            raise cause from e
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, **kwargs: Any) -> Segmenter:
+        """The best weights of a training run folder (``outputs/<bundle>/latest`` or ``.../runs/<time>``)."""
+        return cls(Path(run_dir) / "models" / "model.pt", **kwargs)
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: str | os.PathLike, **kwargs: Any) -> Segmenter:
+        """A shared bundle folder (``pipeline-package``): its ``models/model.pt`` with its ``configs/``."""
+        return cls(Path(bundle_dir) / "models" / "model.pt", bundle=bundle_dir, **kwargs)
+
+    def predict(self, image: str | os.PathLike | np.ndarray | torch.Tensor) -> np.ndarray:
+        """Segment one 2D image.
+
+        Args:
+            image: a file (PNG, TIFF, JPEG, DICOM, NIfTI slice), or an (H, W) or (C, H, W) array in the units the
+                model was trained on (Hounsfield units for CT, raw intensities otherwise).
+
+        Returns:
+            (H, W) uint8 mask, 0/1, on the image's own grid.
+
+        Raises:
+            ValueError: NaN or infinite values, or an image the network cannot take (the message says why).
+        """
+        if isinstance(image, (str, os.PathLike)):
+            array = self.runner.loader(image)  # the command's reader and pixel limit
+        else:
+            tensor = torch.as_tensor(np.asarray(image, dtype=np.float32))
+            array = MetaTensor(tensor[None] if tensor.ndim == 2 else tensor)
+        if array.ndim != 3:
+            raise ValueError(f"predict takes an (H, W) or (C, H, W) image, got shape {tuple(array.shape)}")
+        if not bool(torch.isfinite(array).all()):
+            raise ValueError("the image holds NaN or infinite values; nothing can be segmented from them")
+        (pred,) = self.runner.predictor([{"image": array}])
+        return pred[0].numpy().astype(np.uint8)
+
+    def predict_series(self, folder: str | os.PathLike) -> SeriesResult:
+        """Segment the one DICOM series in ``folder`` (the bundle's series rules pick it when there are several).
+
+        Raises:
+            ValueError: no series, or several that the rules do not narrow to one.
+        """
+        inputs = find_inputs(folder, self.runner.series_rules)
+        if len(inputs.series) != 1:
+            found = [s.label for s in inputs.series]
+            raise ValueError(
+                f"predict_series needs exactly one selected DICOM series in the folder, found {len(found)} {found}; "
+                "pass the folder of one series, or series_description=... to choose"
+            )
+        volume = load_series_volume(inputs.series[0])
+        mask, report = self.runner.segment_volume(volume)
+        return SeriesResult(mask=mask, volume=volume, report=report)

@@ -1,0 +1,54 @@
+"""What enters training: datalists, splits and folds, dataset recipes, the pre-flight check and the training cache."""
+
+from pipeline.intake.cache import CACHE_MODES, cached_dataset, choose_cache, estimated_cache_bytes
+from pipeline.intake.datalist import (
+    DATALIST_NAMES,
+    IMAGE_SUFFIXES,
+    assign_folds,
+    check_bundle_overrides,
+    dataset_segment,
+    find_folder_pairs,
+    load_datalist,
+    split_datalist,
+)
+from pipeline.intake.dataset_recipes import RECIPES, Recipe, prepare_dataset
+from pipeline.intake.loader import ThreadDataLoader
+from pipeline.intake.preflight import (
+    DatasetCheckError,
+    DatasetReport,
+    Finding,
+    ImageMoments,
+    ImageStats,
+    check_dataset,
+    check_modality,
+    inspect_dataset,
+    preflight,
+)
+
+__all__ = [
+    "CACHE_MODES",
+    "DATALIST_NAMES",
+    "IMAGE_SUFFIXES",
+    "RECIPES",
+    "DatasetCheckError",
+    "DatasetReport",
+    "Finding",
+    "ImageMoments",
+    "ImageStats",
+    "Recipe",
+    "ThreadDataLoader",
+    "assign_folds",
+    "cached_dataset",
+    "check_bundle_overrides",
+    "check_dataset",
+    "check_modality",
+    "choose_cache",
+    "dataset_segment",
+    "estimated_cache_bytes",
+    "find_folder_pairs",
+    "inspect_dataset",
+    "load_datalist",
+    "preflight",
+    "prepare_dataset",
+    "split_datalist",
+]

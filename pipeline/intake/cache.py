@@ -1,0 +1,153 @@
+"""Where the training set's preprocessed slices are kept: in memory (``CacheDataset``) or on disk (PersistentDataset).
+
+The deterministic part of training preprocessing (load, window, resize, the compact cast) runs once per slice; its
+result is kept, and the random augmentation runs per draw. In memory is fastest, and takes about the item's tensors plus
+MONAI's metadata (150 KiB per slice measured: ``tests/benchmarks/README.md``). A training set that does not fit goes to
+disk instead: one ``.pt`` file per slice under ``cache_dir``, reused by the next run of the same settings on the same
+files (the file name hashes each item's paths, sizes and modification times; the folder name hashes the settings that
+shape the cached tensors), and read back with ``torch.load(weights_only=True)``. ``cache="auto"`` chooses by the
+estimate against half of the memory available when the run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.data.utils import pickle_hashing
+
+__all__ = ["CACHE_MODES", "available_memory_bytes", "cached_dataset", "choose_cache", "estimated_cache_bytes"]
+
+logger = logging.getLogger("pipeline.intake")
+
+CACHE_MODES = ("auto", "memory", "disk")
+#: MONAI's per-item metadata in a cache (affine, applied operations as Python objects), measured at 256 x 256.
+METADATA_BYTES_PER_ITEM = 150 * 1024
+
+
+def estimated_cache_bytes(count: int, spatial_size: Sequence[int], in_channels: int, bytes_per_value: int = 2) -> int:
+    """Memory a cache of ``count`` training items takes: image and mask at the training size, plus metadata.
+
+    Args:
+        count: items.
+        spatial_size: (H, W) the items are resized to.
+        in_channels: image channels.
+        bytes_per_value: the cached type's size (2: float16).
+    """
+    pixels = int(spatial_size[0]) * int(spatial_size[1])
+    return count * (pixels * (in_channels + 1) * bytes_per_value + METADATA_BYTES_PER_ITEM)
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (Linux); ``None`` where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def choose_cache(
+    cache: str,
+    count: int,
+    spatial_size: Sequence[int] = (192, 192),
+    in_channels: int = 1,
+    memory_budget: int | None = None,
+) -> str:
+    """``"memory"`` or ``"disk"``: ``cache`` itself, or for ``"auto"`` the choice by size (logged with its figures).
+
+    Args:
+        cache: ``"auto"``, ``"memory"`` or ``"disk"``.
+        count: training items.
+        spatial_size: the training size, for the estimate.
+        in_channels: image channels, for the estimate.
+        memory_budget: bytes the memory cache may take; default half of :func:`available_memory_bytes`.
+
+    Raises:
+        ValueError: an unknown ``cache``.
+    """
+    if cache not in CACHE_MODES:
+        raise ValueError(f"--cache {cache!r}: use one of {', '.join(CACHE_MODES)}")
+    if cache != "auto":
+        return cache
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: each process caches every item
+    needed = estimated_cache_bytes(count, spatial_size, in_channels) * processes
+    available = available_memory_bytes()
+    budget = memory_budget if memory_budget is not None else (available // 2 if available else None)
+    chosen = "disk" if budget is not None and needed > budget else "memory"
+    logger.info(
+        "training cache: about %.2f GiB for %d slices x %d process(es) on this machine, %s GiB allowed (half the "
+        "available memory): %s",
+        needed / 2**30,
+        count,
+        processes,
+        f"{budget / 2**30:.2f}" if budget is not None else "unknown",
+        "on disk" if chosen == "disk" else "in memory",
+    )
+    return chosen
+
+
+def _item_hash(item: Mapping[str, Any]) -> bytes:
+    """The item with each file's size and modification time, hashed: a replaced file is not served from the cache."""
+    stamped = {}
+    for key, value in item.items():
+        if isinstance(value, str) and os.path.isfile(value):
+            stat = os.stat(value)
+            value = (value, stat.st_size, stat.st_mtime_ns)
+        stamped[key] = value
+    return pickle_hashing(stamped)
+
+
+def cached_dataset(
+    data: Sequence[Mapping[str, Any]],
+    transform: Callable,
+    cache: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    settings: Mapping[str, Any] | None = None,
+    spatial_size: Sequence[int] = (192, 192),
+    in_channels: int = 1,
+    num_workers: int | None = 1,
+    progress: bool = False,
+    memory_budget: int | None = None,
+) -> Dataset:
+    """The training dataset, its deterministic preprocessing cached in memory or on disk.
+
+    Args:
+        data: the items (``{"image": path, "label": path, ...}``).
+        transform: the whole training preprocessing; everything before its first random transform is cached.
+        cache: ``"memory"`` (``CacheDataset``), ``"disk"`` (``PersistentDataset`` under ``cache_dir``) or ``"auto"``
+            (:func:`choose_cache`: disk when :func:`estimated_cache_bytes`, times the processes ``torchrun`` started on
+            this machine, each caching the whole set, exceeds ``memory_budget``).
+        cache_dir: the disk cache's folder; a subfolder per ``settings`` is used.
+        settings: what shapes the cached tensors (training size, window, channels...); hashed into the subfolder name,
+            so that other settings never read this cache.
+        spatial_size: the training size, for the estimate.
+        in_channels: image channels, for the estimate.
+        num_workers: threads that fill the memory cache.
+        progress: show the memory cache's progress bar.
+        memory_budget: bytes the memory cache may take; default half of :func:`available_memory_bytes`.
+
+    Returns:
+        A ``CacheDataset`` or a ``PersistentDataset``.
+
+    Raises:
+        ValueError: an unknown ``cache``, or ``"disk"``/``"auto"`` choosing disk without a ``cache_dir``.
+    """
+    cache = choose_cache(cache, len(data), spatial_size, in_channels, memory_budget)
+    if cache == "memory":
+        return CacheDataset(data, transform, cache_rate=1.0, num_workers=num_workers, progress=progress)
+    if cache_dir is None:
+        raise ValueError("--cache disk needs a cache folder (--cache_dir)")
+    key = json.dumps({k: settings[k] for k in sorted(settings or {})}, default=str, sort_keys=True)
+    folder = Path(cache_dir) / hashlib.sha1(key.encode()).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    logger.info("training cache on disk in %s (reused by runs with the same settings and files)", folder)
+    return PersistentDataset(data, transform, cache_dir=folder, hash_func=_item_hash, weights_only=True)

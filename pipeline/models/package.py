@@ -1,0 +1,211 @@
+"""Package a trained run as a self-contained MONAI bundle folder and zip, to run anywhere ``pipeline`` is installed.
+
+The folder follows the MONAI bundle specification::
+
+    <out>/
+      configs/metadata.json     the bundle's metadata, with this model's settings, data fingerprint and metrics
+      configs/inference.json    the bundle's inference config with this model's settings written in
+      configs/logging.conf
+      models/model.pt           the weights (a plain state dict), with models/model.json, their model card
+      models/model.ts           TorchScript (what ``monai.bundle ckpt_export`` writes)
+      docs/README.md            what the model is, what it was trained on, how well it did, how to run it
+      LICENSE
+    <out>.zip                   the same folder, zipped
+
+and runs with MONAI's own command from any folder::
+
+    python -m monai.bundle run inference --bundle_root <out> --config_file <out>/configs/inference.json --input <path>
+
+    pipeline-package outputs/unet/latest --out shared/unet_lung   # python -m pipeline.models.package is the same
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.bundle import BUNDLES_DIR
+from pipeline.models.card import ModelCard, card_path
+
+__all__ = ["package_run"]
+
+logger = logging.getLogger(__name__)
+
+_REF = re.compile(r"@(\w+)")  # the top-level id of a MONAI reference ("@validate#inferer" -> "validate")
+_ROOTS = ("imports", "initialize", "inference", "bundle_root", "device", "network_def", "model_name", "input")
+"""Entries a packaged inference config keeps although nothing refers to them (MONAI runs or reads them)."""
+
+
+def _referenced(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_REF.findall(value)) if value.startswith(("$", "@")) else set()
+    if isinstance(value, dict):
+        return set().union(*(_referenced(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_referenced(v) for v in value))
+    return set()
+
+
+def _prune(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the top-level entries nothing reaches from :data:`_ROOTS` (the recipes, the demo data)."""
+    keep, queue = set(), [k for k in _ROOTS if k in config]
+    while queue:
+        key = queue.pop()
+        if key in keep or key not in config:
+            continue
+        keep.add(key)
+        queue += sorted(_referenced(config[key]))
+    return {k: v for k, v in config.items() if k in keep or k.startswith("_")}
+
+
+def _inference_config(bundle: str, card: ModelCard) -> dict[str, Any]:
+    """The bundle's inference config, with the model's settings written in and paths inside the bundle folder."""
+    config = json.loads((BUNDLES_DIR / bundle / "inference.json").read_text())
+    config.pop("_generated_", None)
+    config["_packaged_"] = (
+        f"by pipeline.models.package from a {card.model_name} training run: settings from models/model.json"
+    )
+    config["bundle_root"] = "."
+    config["checkpoint"] = "$@bundle_root + '/models/model.pt'"
+    config["train_output_dir"] = "$'outputs/' + @model_name"
+    for name in config.get("trained_settings", {}):
+        if name in card.settings:
+            config[name] = card.settings[name]  # a literal: nothing left to look up in the repository
+    return _prune(config)
+
+
+def _readme(card: ModelCard, name: str) -> str:
+    settings = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in card.settings.items())
+    metrics = "\n".join(f"| {k.removeprefix('val_')} | {v:.4f} |" for k, v in card.metrics.items())
+    data = json.dumps(card.data, indent=2)
+    return f"""# {name}
+
+A {card.network} trained with the `{card.model_name}` bundle of `pipeline` (epoch {card.epoch}). Research and
+education only; not for clinical use.
+
+## Run it
+
+With `pipeline` installed (`pip install pipeline`, or `pip install -e .` in its repository), from any folder:
+
+```bash
+python -m monai.bundle run inference --bundle_root {name} --config_file {name}/configs/inference.json --input <path>
+```
+
+`<path>` is a 2D image (PNG, TIFF, JPEG, NIfTI, DICOM), a folder of them, or a DICOM study; masks, overlays, NIfTI
+labels, DICOM SEG and reports go to `outputs/{card.model_name}/inference/` (`--output_dir` elsewhere).
+
+## Settings it was trained with
+
+| setting | value |
+|---|---|
+{settings}
+
+## Validation metrics of these weights
+
+| metric | value |
+|---|---|
+{metrics}
+
+## Training data fingerprint
+
+```json
+{data}
+```
+
+`models/model.json` holds all of this, with the weights' SHA-256 and the library versions.
+"""
+
+
+def package_run(run_dir: str | Path, out: str | Path, torchscript: bool = True) -> Path:
+    """Write a trained run's best model as a MONAI bundle folder at ``out``, and ``out.zip``.
+
+    Args:
+        run_dir: a training run folder (``outputs/<bundle>/latest``) or its ``models/model.pt``.
+        out: the bundle folder to create; it must not exist.
+        torchscript: also write ``models/model.ts``.
+
+    Returns:
+        The zip file.
+
+    Raises:
+        FileNotFoundError: no weights in ``run_dir``.
+        FileExistsError: ``out`` exists.
+        ValueError: the weights have no model card.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    weights = run_dir if run_dir.is_file() else run_dir / "models" / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"No weights file at {weights}: give a run folder or its models/model.pt.")
+    card = ModelCard.read(weights)
+    if not card.found:
+        raise ValueError(f"{weights} has no model card (model.json beside it): only a training run's weights package")
+    if out.exists():
+        raise FileExistsError(f"{out} exists: give a new folder")
+    bundle = str(card.model_name)
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        (staging / "configs").mkdir(parents=True)
+        (staging / "models").mkdir()
+        (staging / "docs").mkdir()
+        (staging / "configs" / "inference.json").write_text(
+            json.dumps(_inference_config(bundle, card), indent=4) + "\n"
+        )
+        metadata = json.loads((BUNDLES_DIR / bundle / "metadata.json").read_text())
+        metadata["pipeline_model_card"] = {k: v for k, v in card.to_dict().items() if k not in ("sha256",)}
+        (staging / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
+        shutil.copyfile(BUNDLES_DIR / bundle / "logging.conf", staging / "configs" / "logging.conf")
+        shutil.copyfile(weights, staging / "models" / "model.pt")
+        shutil.copyfile(card_path(weights), staging / "models" / "model.json")
+        if torchscript:
+            from pipeline.models import load_state_dict_file
+            from pipeline.models.export import export_torchscript
+
+            parser_network = _network(bundle, staging)
+            export_torchscript(load_state_dict_file(parser_network, weights), staging / "models" / "model.ts")
+        (staging / "docs" / "README.md").write_text(_readme(card, out.name))
+        license_file = BUNDLES_DIR.parent / "LICENSE"
+        if license_file.is_file():
+            shutil.copyfile(license_file, staging / "LICENSE")
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    archive = shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name)
+    logger.info("packaged %s (%s) as %s and %s", weights.name, bundle, out, archive)
+    return Path(archive)
+
+
+def _network(bundle: str, folder: Path) -> Any:
+    """The packaged config's network, on the CPU."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(folder), "device": "cpu"})
+    return parser.get_parsed_content("network_def")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a training run folder (outputs/<bundle>/latest) or its model.pt")
+    parser.add_argument("--out", type=Path, required=True, help="the bundle folder to create (and <out>.zip)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        archive = package_run(args.run, args.out)
+    except (OSError, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"Wrote {args.out} and {archive}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

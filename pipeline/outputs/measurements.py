@@ -1,0 +1,45 @@
+"""Numbers about a mask: voxels, volume and per-slice area, as ``report.json`` gives them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["mask_measurements"]
+
+
+def mask_measurements(mask: np.ndarray, spacing: Sequence[float]) -> dict[str, Any]:
+    """Count, volume and per-slice area of a binary mask.
+
+    Args:
+        mask: (N, H, W) mask; non-zero voxels are foreground.
+        spacing: (slice, row, column) spacing in mm, matching the mask axes.
+
+    Returns:
+        ``{"voxels": int, "volume_ml": float, "spacing_mm": [s, r, c], "per_slice": [{"index": k, "area_px": int,
+        "area_mm2": float}, ...]}`` with one ``per_slice`` entry for each of the N slices, in array order.
+        ``volume_ml = voxels * s * r * c / 1000`` and ``area_mm2 = area_px * r * c``.
+
+    Raises:
+        ValueError: ``mask`` is not 3D, or ``spacing`` is not three positive finite numbers.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be (N, H, W), got shape {mask.shape}")
+    spacing = [float(s) for s in spacing]
+    if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f"spacing must be three positive (slice, row, column) mm values, got {spacing}")
+    areas = np.count_nonzero(mask, axis=(1, 2))
+    pixel_mm2 = spacing[1] * spacing[2]
+    voxels = int(areas.sum())
+    return {
+        "voxels": voxels,
+        "volume_ml": voxels * spacing[0] * pixel_mm2 / 1000.0,
+        "spacing_mm": spacing,
+        "per_slice": [
+            {"index": k, "area_px": int(area), "area_mm2": float(area) * pixel_mm2} for k, area in enumerate(areas)
+        ],
+    }

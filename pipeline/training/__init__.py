@@ -1,0 +1,39 @@
+"""Training: the Ignite handlers MONAI lacks (reports, named LR schedules, NaN stop, atomic checkpoints, resumable
+state, learning curves, validation pictures, MLflow extras), amounts of training in epochs, samples or steps, and run
+folders."""
+
+from pipeline.training.amount import Amount, validation_rounds
+from pipeline.training.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver
+from pipeline.training.curves import write_curves
+from pipeline.training.lr_schedule import LR_SCHEDULES, LrSchedule, WarmupCosineLR, create_lr_scheduler
+from pipeline.training.nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
+from pipeline.training.resume import RandomStates, TrainingState
+from pipeline.training.run_folders import latest_checkpoint, latest_link, new_run_dir, point_latest, resume_run_dir
+from pipeline.training.tracking import TrackingExtras
+from pipeline.training.training_report import TrainingReport, trivial_baselines
+from pipeline.training.validation_images import ValidationImages
+
+__all__ = [
+    "LR_SCHEDULES",
+    "Amount",
+    "AtomicCheckpointSaver",
+    "AtomicDiskSaver",
+    "LrSchedule",
+    "NonFiniteLossError",
+    "RandomStates",
+    "StopOnNonFiniteLoss",
+    "TrackingExtras",
+    "TrainingReport",
+    "TrainingState",
+    "ValidationImages",
+    "WarmupCosineLR",
+    "create_lr_scheduler",
+    "latest_checkpoint",
+    "latest_link",
+    "new_run_dir",
+    "point_latest",
+    "resume_run_dir",
+    "trivial_baselines",
+    "validation_rounds",
+    "write_curves",
+]

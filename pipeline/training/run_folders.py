@@ -1,0 +1,134 @@
+"""Run folders: every training run writes into a folder of its own, and ``latest`` names the last finished one.
+
+Layout under a bundle's output folder (``outputs/<model>`` or ``--output_dir``)::
+
+    runs/20261129-181502/     one training run: models/, logs/, metrics.csv, summary.json
+    runs/20261129-190311/     the next one; nothing of the first is replaced
+    latest -> runs/20261129-181502
+
+``latest`` is a symbolic link, replaced atomically when a run finishes (or stops early), never by a run that failed
+or is still going. Inference and evaluation read their default weights through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from pipeline.atomic import atomic_output
+
+__all__ = [
+    "DONE",
+    "FAILED",
+    "FINISHED",
+    "INTERRUPTED",
+    "LATEST",
+    "RUNNING",
+    "RUNS",
+    "STOPPED_EARLY",
+    "latest_checkpoint",
+    "latest_link",
+    "new_run_dir",
+    "point_latest",
+    "resume_run_dir",
+]
+
+RUNNING, FINISHED, STOPPED_EARLY, FAILED, INTERRUPTED = "running", "finished", "stopped_early", "failed", "interrupted"
+"""A run's ``summary.json`` ``status``: ``running`` from the start and after every epoch, then one of the others."""
+DONE = (FINISHED, STOPPED_EARLY)
+"""Statuses of runs that ended normally: ``latest`` may point at them, and ``--resume`` leaves them alone."""
+
+RUNS = "runs"
+LATEST = "latest"
+
+
+def new_run_dir(output_dir: str | os.PathLike, now: float | None = None) -> str:
+    """Create and return a fresh run folder ``<output_dir>/runs/<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... if taken).
+
+    Args:
+        output_dir: the bundle's output folder.
+        now: the time stamp to name the run by (seconds since the epoch); default: now.
+
+    Returns:
+        The new, empty folder, as a string (configs join it with ``+``).
+    """
+    runs = Path(output_dir) / RUNS
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    for n in range(1, 10_000):
+        run = runs / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            run.mkdir()
+        except FileExistsError:
+            continue
+        return str(run)
+    raise FileExistsError(f"{runs} already holds 9,999 runs named {stamp}*")
+
+
+def resume_run_dir(output_dir: str | os.PathLike, checkpoint_name: str = "checkpoint.pt") -> str:
+    """The newest run under ``<output_dir>/runs`` that did not finish and saved a training state to continue from.
+
+    A run is unfinished when its ``summary.json`` says ``running`` (it was killed), ``failed`` or ``interrupted``, or
+    is missing or unreadable (killed while it started).
+
+    Args:
+        output_dir: the bundle's output folder.
+        checkpoint_name: the training state a run folder must hold.
+
+    Returns:
+        The run folder, as a string.
+
+    Raises:
+        FileNotFoundError: when there is no such run; the message says what was found.
+    """
+    runs = Path(output_dir) / RUNS
+    candidates = sorted(runs.iterdir(), key=lambda p: p.name, reverse=True) if runs.is_dir() else []
+    finished = 0
+    for run in candidates:
+        try:
+            status = json.loads((run / "summary.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            status = None
+        if status in DONE:
+            finished += 1
+        elif (run / checkpoint_name).is_file():
+            return str(run)
+    raise FileNotFoundError(
+        f"--resume: no unfinished run with a saved training state in {runs} ({len(candidates)} run(s), {finished} "
+        f"finished). Start a new run without --resume."
+    )
+
+
+def latest_link(output_dir: str | os.PathLike) -> str:
+    """``<output_dir>/latest``: the link to the last finished run."""
+    return str(Path(output_dir) / LATEST)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike, name: str = "model.pt") -> str:
+    """The default weights for inference and evaluation: ``<output_dir>/latest/models/<name>``."""
+    return str(Path(output_dir) / LATEST / "models" / name)
+
+
+def point_latest(link: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
+    """Make ``link`` point at ``run_dir`` (relative, so the output folder can be moved), replacing it atomically.
+
+    Args:
+        link: the pointer, ``<output_dir>/latest``.
+        run_dir: the finished run's folder.
+
+    Returns:
+        ``link`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: when ``link`` exists and is not a symbolic link (a folder from an older layout, say): it is
+            left alone.
+    """
+    link = Path(link)
+    if link.exists() and not link.is_symlink():
+        raise FileExistsError(f"{link} exists and is not a link to a run folder; move it away to publish new runs")
+    target = os.path.relpath(Path(run_dir).resolve(), link.parent.resolve())
+    with atomic_output(link) as tmp:
+        tmp.symlink_to(target, target_is_directory=True)
+    return link

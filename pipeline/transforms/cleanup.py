@@ -1,0 +1,177 @@
+"""Mask clean-up after thresholding: per slice with MONAI's transforms, and per series in 3D.
+
+Two lungs are two components; a 2D model trained on single slices also marks air outside the body (the scanner
+table, bowel gas), which are smaller components. :func:`mask_cleanup` builds the optional per-slice steps (largest
+components, hole filling) from two settings, so that a bundle config switches them with
+``--keep_largest 2 --fill_holes true``.
+
+In a series these are separate 3D connected components, far smaller than a lung. :class:`VolumeCleanup` keeps the
+``keep_largest`` largest 26-connected components (two lungs), drops any component under ``min_volume_ml`` or under
+``min_fraction`` of the largest (when the lungs touch they are one component, and the second largest is then the
+stomach gas: on the real two-series study in ``../shared/data/dicom`` it holds 0.7 % of the lung volume), and fills
+holes slice by slice (vessels that the model left out of the lung). It reports what it removed, so that a report can
+show the volume before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from monai.config import KeysCollection
+from monai.transforms import FillHolesd, KeepLargestConnectedComponentd, MapTransform
+from scipy import ndimage
+
+__all__ = ["VolumeCleanup", "fill_slice_holes", "mask_cleanup"]
+
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connected: slices are thick, lungs join across them diagonally
+_IN_SLICE_CROSS = np.zeros((3, 3, 3), dtype=bool)
+_IN_SLICE_CROSS[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within a slice, never across slices
+
+
+def mask_cleanup(keys: KeysCollection = "pred", keep_largest: int = 0, fill_holes: bool = False) -> list[MapTransform]:
+    """The clean-up transforms for binary (1, H, W) masks under ``keys``, in order; empty when both are off.
+
+    Args:
+        keys: keys of the masks (values 0/1, channel first).
+        keep_largest: keep this many largest connected components of the foreground (8-connected in 2D);
+            0 keeps everything.
+        fill_holes: fill background regions that the foreground encloses completely.
+
+    Returns:
+        ``[KeepLargestConnectedComponentd, FillHolesd]``, each only when switched on.
+
+    Raises:
+        ValueError: ``keep_largest`` is negative.
+    """
+    if keep_largest < 0:
+        raise ValueError(f"keep_largest must be 0 (off) or a positive number of components, got {keep_largest}")
+    steps: list[MapTransform] = []
+    if keep_largest:
+        steps.append(
+            KeepLargestConnectedComponentd(keys, applied_labels=[1], is_onehot=False, num_components=keep_largest)
+        )
+    if fill_holes:
+        steps.append(FillHolesd(keys, applied_labels=[1]))
+    return steps
+
+
+def fill_slice_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of every slice of a stack: the same result as ``scipy.ndimage.binary_fill_holes`` per slice.
+
+    A hole is background that no 4-connected background path joins to the slice's border. One labelling of the
+    whole stack's background (connected within slices only) finds them, instead of one iterated dilation per slice:
+    on a 30-slice 512 x 512 series this takes a fraction of the per-slice time.
+
+    Args:
+        mask: (N, H, W) mask; non-zero is foreground.
+
+    Returns:
+        (N, H, W) bool mask with every slice's holes filled.
+    """
+    mask = np.asarray(mask) > 0
+    if mask.ndim != 3:
+        raise ValueError(f"mask must be (N, H, W), got shape {mask.shape}")
+    if not mask.size:
+        return mask
+    labels, count = ndimage.label(~mask, structure=_IN_SLICE_CROSS)
+    reaches_border = np.zeros(count + 1, dtype=bool)
+    reaches_border[0] = True  # label 0 is the foreground itself
+    for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        reaches_border[np.unique(edge)] = True
+    return mask | ~reaches_border[labels]
+
+
+@dataclass(frozen=True)
+class VolumeCleanup:
+    """Post-processing of a binary (N, H, W) series mask, with the voxel spacing in mm.
+
+    Attributes:
+        keep_largest: keep this many largest 3D connected components; 0 keeps all.
+        min_volume_ml: drop components smaller than this; 0 keeps all.
+        min_fraction: drop components smaller than this fraction of the largest one; 0 keeps all.
+        fill_holes: fill enclosed background in each slice.
+    """
+
+    keep_largest: int = 0
+    min_volume_ml: float = 0.0
+    min_fraction: float = 0.0
+    fill_holes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.keep_largest < 0 or self.min_volume_ml < 0 or not 0 <= self.min_fraction <= 1:
+            raise ValueError(
+                "keep_largest and min_volume_ml must be at least 0 and min_fraction in [0, 1], got "
+                f"{self.keep_largest}, {self.min_volume_ml}, {self.min_fraction}."
+            )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.keep_largest or self.min_volume_ml or self.min_fraction or self.fill_holes)
+
+    def __call__(self, mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Clean ``mask``.
+
+        Args:
+            mask: (N, H, W) mask; non-zero is foreground.
+            spacing: (slice, row, column) spacing in mm.
+
+        Returns:
+            The cleaned uint8 {0, 1} mask and what was done: components found and kept (with their volumes in mL),
+            the volume removed with them, and the volume added by hole filling.
+
+        Raises:
+            ValueError: when ``mask`` is not 3D.
+        """
+        full = np.asarray(mask) > 0
+        if full.ndim != 3:
+            raise ValueError(f"mask must be (N, H, W), got shape {full.shape}")
+        voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
+        box = _foreground_box(full)
+        mask = full[box]  # the same components and holes as in the whole volume, in a fraction of the voxels
+        labels, count = ndimage.label(mask, structure=_CONNECTIVITY)
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
+        order = np.argsort(sizes)[::-1]
+        keep = order[: self.keep_largest] if self.keep_largest else order
+        smallest = max(self.min_volume_ml, self.min_fraction * (float(sizes.max()) if count else 0.0))
+        keep = [int(i) for i in keep if sizes[i] >= smallest]
+        kept = np.zeros(count + 1, dtype=bool)
+        kept[[i + 1 for i in keep]] = True
+        cleaned = kept[labels]
+        removed_ml = float(mask.sum() - cleaned.sum()) * voxel_ml
+        filled_ml = 0.0
+        if self.fill_holes:
+            before = int(cleaned.sum())
+            cleaned = fill_slice_holes(cleaned)
+            filled_ml = float(cleaned.sum() - before) * voxel_ml
+        info = {
+            "keep_largest": self.keep_largest,
+            "min_volume_ml": self.min_volume_ml,
+            "min_fraction": self.min_fraction,
+            "fill_holes": self.fill_holes,
+            "components_found": int(count),
+            "components_kept_ml": [round(float(sizes[i]), 2) for i in keep],
+            "removed_ml": round(removed_ml, 2),
+            "filled_ml": round(filled_ml, 2),
+        }
+        out = np.zeros(full.shape, dtype=np.uint8)
+        out[box] = cleaned
+        return out, info
+
+
+def _foreground_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The (N, H, W) box around a stack's foreground, one background pixel wider in H and W where the slice allows.
+
+    Cleaning inside it equals cleaning the whole stack: components do not reach outside it, and background on its
+    rim is joined, outside it, to the slice border, as :func:`fill_slice_holes` needs.
+    """
+
+    def extent(occupied: np.ndarray, margin: int) -> slice:
+        index = np.flatnonzero(occupied)
+        if not index.size:
+            return slice(0, 0)
+        return slice(max(int(index[0]) - margin, 0), min(int(index[-1]) + 1 + margin, occupied.size))
+
+    return extent(mask.any(axis=(1, 2)), 0), extent(mask.any(axis=(0, 2)), 1), extent(mask.any(axis=(0, 1)), 1)

@@ -1,0 +1,95 @@
+"""Run folders and the ``latest`` pointer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.training.run_folders import latest_checkpoint, latest_link, new_run_dir, point_latest, resume_run_dir
+
+NOON = 1_800_000_000.0  # a fixed time stamp
+
+
+def test_each_run_gets_its_own_folder(tmp_path):
+    first = Path(new_run_dir(tmp_path, now=NOON))
+    second = Path(new_run_dir(tmp_path, now=NOON))  # same second: numbered
+    third = Path(new_run_dir(tmp_path, now=NOON + 61))
+    assert first.parent == second.parent == third.parent == tmp_path / "runs"
+    assert second.name == f"{first.name}-2" and third.name != first.name
+    assert all(p.is_dir() and not any(p.iterdir()) for p in (first, second, third))
+
+
+def test_latest_points_at_the_run_and_moves_atomically(tmp_path):
+    a, b = new_run_dir(tmp_path, now=NOON), new_run_dir(tmp_path, now=NOON + 1)
+    (Path(a) / "models").mkdir()
+    (Path(a) / "models" / "model.pt").write_text("a")
+    link = point_latest(latest_link(tmp_path), a)
+    assert link == tmp_path / "latest" and link.is_symlink() and not os.path.isabs(os.readlink(link))
+    assert Path(latest_checkpoint(tmp_path)).read_text() == "a"
+    point_latest(link, b)
+    assert link.resolve() == Path(b).resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "runs"]  # no temporary link left
+
+
+def test_the_output_folder_can_move(tmp_path):
+    run = new_run_dir(tmp_path / "out", now=NOON)
+    point_latest(latest_link(tmp_path / "out"), run)
+    (tmp_path / "out").rename(tmp_path / "moved")
+    assert (tmp_path / "moved" / "latest").resolve() == (tmp_path / "moved" / "runs" / Path(run).name).resolve()
+
+
+def test_a_folder_named_latest_is_left_alone(tmp_path):
+    (tmp_path / "latest").mkdir()
+    with pytest.raises(FileExistsError, match="not a link"):
+        point_latest(tmp_path / "latest", new_run_dir(tmp_path))
+    assert (tmp_path / "latest").is_dir()
+
+
+def _run(output_dir: Path, name: str, status: str | None, checkpoint: bool = True) -> Path:
+    run = output_dir / "runs" / name
+    run.mkdir(parents=True)
+    if status is not None:
+        (run / "summary.json").write_text(json.dumps({"status": status}))
+    if checkpoint:
+        (run / "checkpoint.pt").write_bytes(b"state")
+    return run
+
+
+@pytest.mark.parametrize(
+    "runs, expected",
+    [
+        ([("20260101-000000", "failed", True)], "20260101-000000"),
+        ([("20260101-000000", "running", True), ("20260102-000000", "finished", True)], "20260101-000000"),
+        ([("20260101-000000", "interrupted", True), ("20260102-000000", "running", True)], "20260102-000000"),
+        ([("20260101-000000", "failed", True), ("20260102-000000", None, True)], "20260102-000000"),  # no summary yet
+        ([("20260101-000000", "failed", True), ("20260102-000000", "running", False)], "20260101-000000"),
+        ([("20260101-000000", "stopped_early", True)], None),
+        ([], None),
+    ],
+)
+def test_resume_picks_the_newest_unfinished_run(tmp_path, runs, expected):
+    for name, status, checkpoint in runs:
+        _run(tmp_path, name, status, checkpoint)
+    if expected is None:
+        with pytest.raises(FileNotFoundError, match="no unfinished run"):
+            resume_run_dir(tmp_path)
+    else:
+        assert Path(resume_run_dir(tmp_path)).name == expected
+
+
+def test_a_run_that_cannot_publish_latest_still_finishes(tmp_path, caplog):
+    """A folder named latest in the way (or a file system without links): the run ends finished, with a warning."""
+    from ignite.engine import Engine
+
+    from pipeline.training import TrainingReport
+
+    (tmp_path / "latest").mkdir()
+    run = Path(new_run_dir(tmp_path))
+    trainer = Engine(lambda engine, batch: {"loss": 1.0})
+    TrainingReport(run, progress_bar=False, latest_link=latest_link(tmp_path)).attach(trainer)
+    trainer.run([0], max_epochs=1)
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    assert any("could not point" in r.getMessage() for r in caplog.records)
