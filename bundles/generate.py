@@ -16,8 +16,9 @@ Each generated file is the bundle's model keys and ``bundle_root``, then, for ev
 ``common/train.json`` that the workflow refers to (followed through their own references, under the same ids, such as
 ``validate#inferer``), then the workflow's own files. In evaluation and inference, each setting that training records in
 the model card (the ids in ``trained_settings``) reads the card of the loaded weights first and falls back to the
-training default: ``"spatial_size": "$@model_card.setting('spatial_size', @recipes[@recipe]['spatial_size'])"``; a
-dict setting does so leaf by leaf, so ``--segment#label`` still addresses one. Run from anywhere::
+default recipe's value: ``"spatial_size": "$@model_card.setting('spatial_size', [192, 192])"``; a dict setting does so
+leaf by leaf, so ``--segment#label`` still addresses one. The training recipes themselves stay in ``train.json``.
+Run from anywhere::
 
     python bundles/generate.py           # rewrite the generated files
     python bundles/generate.py --check   # exit 1, naming each stale file, when a generated file differs
@@ -49,6 +50,8 @@ WIDTH = 120
 # MONAI's reference syntax (monai.bundle.ReferenceResolver): "@id#sub#sub", counted in "$" expressions or as a
 # whole string; "::" is the older separator.
 _REF = re.compile(r"@(\w*(?:(?:#|::)\w*)*)")
+# A training recipe setting: "$@recipes[@recipe]['<setting>']".
+_RECIPE_SETTING = re.compile(r"\$@recipes\[@recipe\]\['(\w+)'\]")
 
 
 class BundleSourceError(ValueError):
@@ -163,6 +166,18 @@ def _from_card(name: str, value: Any) -> Any:
     return f"$@model_card.setting({name!r}, {default})"
 
 
+def _default_recipe(library: dict) -> dict:
+    """``library`` with each training recipe setting (``"$@recipes[@recipe]['epochs']"``) replaced by its value in the
+    default recipe: evaluation and inference take their settings from the model card, and fall back to the defaults
+    without carrying the training recipes along."""
+    recipes, chosen = library.get("recipes", {}), library.get("recipe")
+    out = {}
+    for key, value in library.items():
+        match = _RECIPE_SETTING.fullmatch(value) if isinstance(value, str) else None
+        out[key] = recipes[chosen][match.group(1)] if match else value
+    return out
+
+
 def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> dict:
     """One bundle's generated config.
 
@@ -191,7 +206,7 @@ def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> d
     head = {
         "_generated_": f"by bundles/generate.py from common/*.json and {name}/{MODEL_FILE}: edit those, then run it",
         "model_name": model["model_name"],
-        "bundle_root": f"$pipeline.bundle.bundle_root('{name}')",
+        "bundle_root": {"_target_": "pipeline.bundle.bundle_root", "name": name},
     }
     # the model's own entries; one that a common file also sets took that value's place above, in every config
     head |= {k: v for k, v in defaults.items() if not any(k in c for c in common.values())}
@@ -199,6 +214,7 @@ def compose(name: str, model: dict, common: dict[str, dict], workflow: str) -> d
     if workflow == "train":
         body = dict(library)
     else:
+        library = _default_recipe(library)
         wanted = _pulled(library, [*_refs(head), *_refs(own)], shared=set(head), own=set(own), workflow=workflow)
         body = _select(library, wanted)
         body |= {k: _from_card(k, v) for k, v in body.items() if k in _card_settings(library)}

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -24,13 +24,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUNDLES_DIR",
+    "autocast_kwargs",
     "bundle_root",
     "check_settings",
+    "default_device",
     "engine_log",
     "flag",
     "gpu_flag",
+    "place",
     "set_cudnn_benchmark",
     "terminal",
+    "to_kwargs",
+    "transform_list",
+    "warn_unused",
 ]
 
 _TRUE = ("true", "yes", "on", "1")
@@ -199,3 +205,60 @@ def place(network: nn.Module, device: str | torch.device, channels_last: bool = 
     if channels_last:
         return network.to(device=device, memory_format=torch.channels_last)
     return network.to(device)
+
+
+def default_device() -> torch.device:
+    """The first CUDA device when there is one, else the CPU (the bundles' ``device``; ``--device`` overrides it)."""
+    import torch
+
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def to_kwargs(channels_last: bool) -> dict[str, Any] | None:
+    """The engines' ``to_kwargs``: batches in channels-last memory format when the network is (:func:`place`)."""
+    import torch
+
+    return {"memory_format": torch.channels_last} if channels_last else None
+
+
+def transform_list(parts: Sequence[Callable | Sequence[Callable] | None]) -> list[Callable]:
+    """One flat list of transforms from single transforms, lists of them and ``Compose`` objects (their steps), in
+    order; ``None`` (a disabled entry) is left out. A config joins its named pieces with it::
+
+        {"_target_": "pipeline.bundle.transform_list", "parts": ["@image_transforms", "@validate#resize"]}
+
+    Raises:
+        TypeError: a part is neither a transform, a list of them nor ``None``.
+    """
+    flat: list[Callable] = []
+    for part in parts:
+        if part is None:
+            continue
+        if hasattr(part, "transforms") and callable(part):  # a Compose: its steps
+            flat.extend(part.transforms)
+        elif callable(part):
+            flat.append(part)
+        elif isinstance(part, Sequence) and not isinstance(part, str) and all(callable(t) for t in part):
+            flat.extend(part)
+        else:
+            raise TypeError(f"transform_list takes transforms and lists of transforms, got {part!r}")
+    return flat
+
+
+def autocast_kwargs(dtype: str = "bfloat16") -> dict[str, Any]:
+    """The engines' ``amp_kwargs``: autocast to ``dtype`` (bfloat16 needs no gradient scaler), named as in ``torch``."""
+    import torch
+
+    return {"dtype": getattr(torch, dtype)}
+
+
+def warn_unused(value: object, name: str, reason: str) -> None:
+    """Log a warning when a setting that this workflow no longer uses was given (``value`` is not ``None``).
+
+    Args:
+        value: the setting's value; ``None`` (its default in the config) means it was not given.
+        name: the setting, as typed on the command line.
+        reason: why it has no effect, and what to do instead.
+    """
+    if value is not None:
+        logging.getLogger("pipeline.bundle").warning("--%s %s has no effect here: %s", name, value, reason)

@@ -28,7 +28,19 @@ from torch import nn
 
 from pipeline.bundle import flag
 
-__all__ = ["all_gather", "device", "finish", "from_rank0", "is_rank0", "shard", "start", "unwrap", "world_size", "wrap"]
+__all__ = [
+    "all_gather",
+    "device",
+    "finish",
+    "from_rank0",
+    "is_not_rank0",
+    "is_rank0",
+    "shard",
+    "start",
+    "unwrap",
+    "world_size",
+    "wrap",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +53,11 @@ def _active() -> bool:
 def is_rank0() -> bool:
     """Whether this process writes files: process 0, or the only one."""
     return not _active() or dist.get_rank() == 0
+
+
+def is_not_rank0() -> bool:
+    """Whether this is a process other than 0 of a ``torchrun``: the bundles disable their writing handlers there."""
+    return not is_rank0()
 
 
 def world_size() -> int:

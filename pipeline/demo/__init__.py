@@ -5,7 +5,14 @@ Nothing here is needed to train on real data; the bundles generate the demo slic
 """
 
 from pipeline.demo.phantom import ChestAnatomy, scan, scan_circle
-from pipeline.demo.slices import ensure_demo_dataset, is_complete_demo_dataset, synthesize_ct_slice, write_demo_dataset
+from pipeline.demo.slices import (
+    demo_dataset_dir,
+    ensure_demo_dataset,
+    ensure_if_demo,
+    is_complete_demo_dataset,
+    synthesize_ct_slice,
+    write_demo_dataset,
+)
 from pipeline.demo.study import (
     ensure_demo_study,
     is_complete_demo_study,
@@ -16,8 +23,10 @@ from pipeline.demo.study import (
 
 __all__ = [
     "ChestAnatomy",
+    "demo_dataset_dir",
     "ensure_demo_dataset",
     "ensure_demo_study",
+    "ensure_if_demo",
     "is_complete_demo_dataset",
     "is_complete_demo_study",
     "scan",

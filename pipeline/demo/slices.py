@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,14 @@ from PIL import Image
 from pipeline.atomic import GeneratedFolder
 from pipeline.demo.phantom import ChestAnatomy, scan, scan_circle
 
-__all__ = ["ensure_demo_dataset", "is_complete_demo_dataset", "synthesize_ct_slice", "write_demo_dataset"]
+__all__ = [
+    "demo_dataset_dir",
+    "ensure_demo_dataset",
+    "ensure_if_demo",
+    "is_complete_demo_dataset",
+    "synthesize_ct_slice",
+    "write_demo_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -181,3 +189,17 @@ def ensure_demo_dataset(root: str | Path, **kwargs: object) -> Path:
         FileExistsError: when ``root`` exists and is neither empty nor a demo dataset.
     """
     return _FOLDER.ensure(root, write_demo_dataset, is_complete_demo_dataset, kwargs)
+
+
+def demo_dataset_dir(bundle_root: str | os.PathLike) -> str:
+    """Where a repository bundle keeps the demo slices: ``datasets/demo_ct`` beside ``bundles/``, whatever the
+    working directory (the bundles' default ``dataset_dir``)."""
+    return os.path.normpath(os.path.join(bundle_root, "..", "..", "datasets", "demo_ct"))
+
+
+def ensure_if_demo(dataset_dir: str | os.PathLike, demo_dir: str | os.PathLike) -> str:
+    """``dataset_dir``, after the demo slices were generated there (:func:`ensure_demo_dataset`) when it is the demo
+    folder: the README's command trains on a fresh clone with no download. Any other folder is left as it is."""
+    if os.path.realpath(dataset_dir) == os.path.realpath(demo_dir):
+        ensure_demo_dataset(dataset_dir)
+    return os.fspath(dataset_dir)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> Path:
         The report's Markdown file.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.evaluation.compare",
+        prog="pipeline-compare",
         allow_abbrev=False,  # --output must not silently become --output_dir: unknown arguments go to the bundles
         description=__doc__.splitlines()[0],
         epilog='Any other --key value arguments (--epochs 10, --spatial_size "[192,192]", --fold 0, --modality ES) '

@@ -33,6 +33,7 @@ from ignite.engine import Engine, Events
 from monai.metrics import compute_confusion_matrix_metric
 
 from pipeline.atomic import atomic_output, write_json
+from pipeline.bundle import flag
 from pipeline.io import LoadSlice
 from pipeline.models import weights_names
 from pipeline.outputs import write_image_png, write_mask_png, write_side_by_side
@@ -73,7 +74,8 @@ class EvaluationReport:
         confusion_metrics: metric names the evaluator computes with MONAI's ``ConfusionMatrix`` handler, mapped to
             the confusion-matrix metric each one is (their per-image details are TP/FP/TN/FN counts).
         dice_metric: the evaluator metric that ranks the images for the figure.
-        save_cases: also write every image with its ground truth and prediction as PNGs under ``cases/``.
+        save_cases: also write every image with its ground truth and prediction as PNGs under ``cases/`` (a bool, or
+            the ``--save_cases`` setting as typed: :func:`pipeline.bundle.flag`).
     """
 
     def __init__(
@@ -86,7 +88,7 @@ class EvaluationReport:
         window: tuple[float, float] | None = None,
         confusion_metrics: dict[str, str] | None = None,
         dice_metric: str = "val_dice",
-        save_cases: bool = False,
+        save_cases: bool | str = False,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.dataset_dir = os.fspath(dataset_dir) if dataset_dir else None
@@ -100,7 +102,7 @@ class EvaluationReport:
             "val_accuracy": "accuracy",
         }
         self.dice_metric = dice_metric
-        self.save_cases = save_cases
+        self.save_cases = flag(save_cases, "save_cases")
         self._start = 0.0
         self._files: list[str] = []
         self._masks: list[tuple[tuple[int, int], np.ndarray, np.ndarray]] = []

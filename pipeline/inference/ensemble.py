@@ -15,6 +15,8 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
+from pipeline.bundle import flag
+
 __all__ = ["FLIPS", "EnsembleInferer"]
 
 #: Spatial flips of a (B, C, H, W) batch used by flip test-time augmentation: none, left-right, up-down.
@@ -28,7 +30,8 @@ class EnsembleInferer(Inferer):
     Args:
         inferer: the inferer that runs one network on one input (e.g. ``SlidingWindowInferer``).
         networks: the ensemble members; ``None`` uses the network passed at call time only.
-        flip_tta: also run each network on the left-right and up-down mirrored input.
+        flip_tta: also run each network on the left-right and up-down mirrored input (a bool, or the ``--flip_tta``
+            setting as typed: :func:`pipeline.bundle.flag`).
 
     Example::
 
@@ -37,11 +40,13 @@ class EnsembleInferer(Inferer):
         logits = inferer(images, network=None)  # (B, 1, H, W)
     """
 
-    def __init__(self, inferer: Inferer, networks: Sequence[nn.Module] | None = None, flip_tta: bool = False) -> None:
+    def __init__(
+        self, inferer: Inferer, networks: Sequence[nn.Module] | None = None, flip_tta: bool | str = False
+    ) -> None:
         super().__init__()
         self.inferer = inferer
         self.networks = list(networks) if networks else None
-        self.flips = FLIPS if flip_tta else FLIPS[:1]
+        self.flips = FLIPS if flag(flip_tta, "flip_tta") else FLIPS[:1]
 
     def __call__(
         self, inputs: torch.Tensor, network: nn.Module | None = None, *args: Any, **kwargs: Any

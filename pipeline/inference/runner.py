@@ -85,7 +85,8 @@ class InferenceRunner:
         overlap: read and preprocess the next input, and finish and write the last one, on background threads while
             the model runs (:mod:`pipeline.inference.overlap`); ``False`` runs the stages one after the other.
             ``None`` (and the bundles' ``--overlap_io auto``) overlaps when the predictor runs on CUDA: on a CPU the
-            model already keeps every core busy, and the stages only compete with it (``tests/benchmarks/README.md``).
+            model already keeps every core busy, and the stages only compete with it
+            (``docs/evidence/study-inference-speed.md``).
         shard: ``(rank, number of processes)`` when several processes split the inputs
             (``bundles/common/multi_gpu_inference.json``, :func:`pipeline.distributed.shard`): each segments its share
             (:meth:`InferenceInputs.shard`), and process 0 writes one ``summary.json`` for all, in input order.

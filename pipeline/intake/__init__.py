@@ -1,6 +1,6 @@
 """What enters training: datalists, splits and folds, dataset recipes, the pre-flight check and the training cache."""
 
-from pipeline.intake.cache import CACHE_MODES, cached_dataset, choose_cache, estimated_cache_bytes
+from pipeline.intake.cache import CACHE_MODES, cached_dataset, choose_cache, estimated_cache_bytes, training_transforms
 from pipeline.intake.datalist import (
     DATALIST_NAMES,
     IMAGE_SUFFIXES,
@@ -9,6 +9,7 @@ from pipeline.intake.datalist import (
     dataset_segment,
     find_folder_pairs,
     load_datalist,
+    select_split,
     split_datalist,
 )
 from pipeline.intake.dataset_recipes import RECIPES, Recipe, prepare_dataset
@@ -50,5 +51,7 @@ __all__ = [
     "load_datalist",
     "preflight",
     "prepare_dataset",
+    "select_split",
     "split_datalist",
+    "training_transforms",
 ]

@@ -2,11 +2,12 @@
 
 The deterministic part of training preprocessing (load, window, resize, the compact cast) runs once per slice; its
 result is kept, and the random augmentation runs per draw. In memory is fastest, and takes about the item's tensors plus
-MONAI's metadata (150 KiB per slice measured: ``tests/benchmarks/README.md``). A training set that does not fit goes to
-disk instead: one ``.pt`` file per slice under ``cache_dir``, reused by the next run of the same settings on the same
-files (the file name hashes each item's paths, sizes and modification times; the folder name hashes the settings that
-shape the cached tensors), and read back with ``torch.load(weights_only=True)``. ``cache="auto"`` chooses by the
-estimate against half of the memory available when the run starts.
+MONAI's metadata (150 KiB per slice measured: ``docs/evidence/training-memory.md``). A training set that does not fit
+goes to disk instead: one ``.pt`` file per slice under ``cache_dir``, reused by the next run of the same settings on
+the same files (the file name hashes each item's paths, sizes and modification times; the folder name hashes the
+settings that shape the cached tensors), and read back with ``torch.load(weights_only=True)``. ``cache="auto"``
+chooses by the estimate against half of the memory available when the run starts. :func:`training_transforms` puts
+the preprocessing in that order: what is cached, then what runs on every draw.
 """
 
 from __future__ import annotations
@@ -15,14 +16,27 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
+import torch
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.data.utils import pickle_hashing
+from monai.transforms import Compose
+from monai.utils import get_equivalent_dtype
 
-__all__ = ["CACHE_MODES", "available_memory_bytes", "cached_dataset", "choose_cache", "estimated_cache_bytes"]
+from pipeline.bundle import flag
+from pipeline.version import __version__
+
+__all__ = [
+    "CACHE_MODES",
+    "available_memory_bytes",
+    "cached_dataset",
+    "choose_cache",
+    "estimated_cache_bytes",
+    "training_transforms",
+]
 
 logger = logging.getLogger("pipeline.intake")
 
@@ -57,7 +71,7 @@ def available_memory_bytes() -> int | None:
 
 def choose_cache(
     cache: str,
-    count: int,
+    count: int | Sized,
     spatial_size: Sequence[int] = (192, 192),
     in_channels: int = 1,
     memory_budget: int | None = None,
@@ -66,7 +80,7 @@ def choose_cache(
 
     Args:
         cache: ``"auto"``, ``"memory"`` or ``"disk"``.
-        count: training items.
+        count: the number of training items, or the items.
         spatial_size: the training size, for the estimate.
         in_channels: image channels, for the estimate.
         memory_budget: bytes the memory cache may take; default half of :func:`available_memory_bytes`.
@@ -78,6 +92,7 @@ def choose_cache(
         raise ValueError(f"--cache {cache!r}: use one of {', '.join(CACHE_MODES)}")
     if cache != "auto":
         return cache
+    count = count if isinstance(count, int) else len(count)
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: each process caches every item
     needed = estimated_cache_bytes(count, spatial_size, in_channels) * processes
     available = available_memory_bytes()
@@ -112,6 +127,7 @@ def cached_dataset(
     cache: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     settings: Mapping[str, Any] | None = None,
+    cached_dtype: object = None,
     spatial_size: Sequence[int] = (192, 192),
     in_channels: int = 1,
     num_workers: int | None = 1,
@@ -127,8 +143,10 @@ def cached_dataset(
             (:func:`choose_cache`: disk when :func:`estimated_cache_bytes`, times the processes ``torchrun`` started on
             this machine, each caching the whole set, exceeds ``memory_budget``).
         cache_dir: the disk cache's folder; a subfolder per ``settings`` is used.
-        settings: what shapes the cached tensors (training size, window, channels...); hashed into the subfolder name,
-            so that other settings never read this cache.
+        settings: what shapes the cached tensors (training size, window, channels...); hashed into the subfolder name
+            with ``cached_dtype`` and the package version, so that other settings never read this cache.
+        cached_dtype: the type the cache holds its tensors in (``train#cache_types#dtype``: ``"float16"`` or
+            ``torch.float16``, the same cache).
         spatial_size: the training size, for the estimate.
         in_channels: image channels, for the estimate.
         num_workers: threads that fill the memory cache.
@@ -146,8 +164,47 @@ def cached_dataset(
         return CacheDataset(data, transform, cache_rate=1.0, num_workers=num_workers, progress=progress)
     if cache_dir is None:
         raise ValueError("--cache disk needs a cache folder (--cache_dir)")
-    key = json.dumps({k: settings[k] for k in sorted(settings or {})}, default=str, sort_keys=True)
+    dtype = get_equivalent_dtype(cached_dtype, torch.Tensor)  # "float16" and torch.float16 name one cache
+    settings = {**(settings or {}), "cached_dtype": str(dtype), "pipeline": __version__}
+    key = json.dumps({k: settings[k] for k in sorted(settings)}, default=str, sort_keys=True)
     folder = Path(cache_dir) / hashlib.sha1(key.encode()).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)
     logger.info("training cache on disk in %s (reused by runs with the same settings and files)", folder)
     return PersistentDataset(data, transform, cache_dir=folder, hash_func=_item_hash, weights_only=True)
+
+
+def training_transforms(
+    prepare: Sequence[Callable],
+    resize: Callable,
+    cache_types: Callable,
+    after_cache: Callable,
+    augmentation: Sequence[Callable],
+    extra_augmentation: Sequence[Callable] = (),
+    use_extra_augmentation: bool | str = True,
+    to_device: Callable | None = None,
+    cache_on_device: bool = False,
+    cache: str = "memory",
+) -> Compose:
+    """The training preprocessing in cache order: what is cached first, then what runs on every draw.
+
+    ``prepare`` (read, scale, binarise) -> ``resize`` -> ``cache_types`` (the compact type the cache keeps) ->
+    ``to_device`` (only with a memory cache: the cached slices then live on the GPU) -> ``after_cache`` (back to
+    float32; the cache stops at it, :class:`pipeline.transforms.AfterCache`) -> ``augmentation`` -> with
+    ``use_extra_augmentation``, ``extra_augmentation``.
+
+    Args:
+        prepare: the transforms that read and prepare an item.
+        resize: to the training size.
+        cache_types: the cache's compact types.
+        after_cache: the cache boundary.
+        augmentation: the random transforms every recipe uses (flips, contrast).
+        extra_augmentation: the default recipe's others (rotation, zoom, noise, blur...).
+        use_extra_augmentation: the ``--extra_augmentation`` setting (:func:`pipeline.bundle.flag`).
+        to_device: moves the cached items to the device.
+        cache_on_device: use ``to_device`` (``--cache_on_device``, :func:`pipeline.bundle.gpu_flag`); otherwise the
+            cached items stay on the host.
+        cache: the cache's kind (:func:`choose_cache`): a disk cache always stays on the host.
+    """
+    on_device = [to_device] if to_device is not None and cache_on_device and cache == "memory" else []
+    extra = list(extra_augmentation) if flag(use_extra_augmentation, "extra_augmentation") else []
+    return Compose([*prepare, resize, cache_types, *on_device, after_cache, *augmentation, *extra])

@@ -30,6 +30,7 @@ __all__ = [
     "assign_folds",
     "check_bundle_overrides",
     "load_datalist",
+    "select_split",
     "split_datalist",
 ]
 
@@ -410,3 +411,16 @@ def split_datalist(
         if not subset:
             raise ValueError(f"the {name} split is empty ({len(items)} items in all); add items or change the split.")
     return fixed
+
+
+def select_split(items: Sequence[dict], splits: Mapping[str, Sequence[dict]], split: str) -> list[dict]:
+    """The items a command works on: a split of :func:`split_datalist` (``train`` or ``val``), or ``all`` of them.
+
+    Raises:
+        ValueError: for another ``split``, naming the choices.
+    """
+    if split == "all":
+        return list(items)
+    if split not in splits:
+        raise ValueError(f"--split {split!r}: use one of {', '.join([*splits, 'all'])}")
+    return list(splits[split])

@@ -13,6 +13,7 @@ from pipeline.io.dicom_series import (
     read_header,
     scan_dicom_folder,
     select_series,
+    series_modalities,
 )
 from pipeline.io.dicom_slice import invert_monochrome1
 from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
@@ -52,4 +53,5 @@ __all__ = [
     "reader_for",
     "scan_dicom_folder",
     "select_series",
+    "series_modalities",
 ]

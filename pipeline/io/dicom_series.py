@@ -30,6 +30,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
+from pipeline.bundle import flag
 from pipeline.io.dicom_slice import PIXEL_DATA_KEYWORDS, header_int
 from pipeline.io.readers import SliceReadError, is_dicom_file
 
@@ -45,6 +46,7 @@ __all__ = [
     "safe_error_text",
     "scan_dicom_folder",
     "select_series",
+    "series_modalities",
 ]
 
 logger = logging.getLogger(__name__)
@@ -399,7 +401,8 @@ class SeriesRules:
             ``"B40f|soft"``; None accepts any. Defaults to None.
         min_slices: fewest files a series needs. Defaults to 1.
         largest_only: keep only the series with the most slices in each study (ties: the lowest SeriesNumber),
-            among those passing the other rules. Defaults to False.
+            among those passing the other rules. Defaults to False. A bool, or the ``--largest_series_only`` setting
+            as typed (:func:`pipeline.bundle.flag`).
 
     Raises:
         ValueError: ``min_slices`` below 1 or a ``description_pattern`` that is not a valid regular expression.
@@ -412,6 +415,7 @@ class SeriesRules:
     largest_only: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "largest_only", flag(self.largest_only, "largest_series_only"))
         if self.min_slices < 1:
             raise ValueError(f"min_slices must be at least 1, got {self.min_slices}")
         if self.description_pattern is not None:
@@ -476,3 +480,9 @@ def select_series(
     if series and not chosen:
         logger.warning("None of the %d series matched the selection rules %s", len(series), rules)
     return chosen, rejected
+
+
+def series_modalities(modality: str) -> list[str]:
+    """The DICOM Modality values a model of ``modality`` accepts: ``XR`` (the bundles' name for radiographs) stands
+    for computed and digital radiography (``CR``, ``DX``); any other modality for itself."""
+    return ["CR", "DX"] if modality == "XR" else [modality]

@@ -34,11 +34,12 @@ import torch
 from torch import nn
 
 from pipeline.atomic import write_json
+from pipeline.bundle import flag
 from pipeline.distributed import unwrap
 from pipeline.models.weights import expand_checkpoints, weights_names
 from pipeline.version import __version__
 
-__all__ = ["FORMAT", "ModelCard", "ModelCardError", "card_path", "network_name", "read_model_card"]
+__all__ = ["FORMAT", "ModelCard", "ModelCardError", "card_path", "check_card", "network_name", "read_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -281,3 +282,19 @@ def read_model_card(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]
                 f"{', '.join(differ)}; ensemble models trained with the same settings"
             )
     return first
+
+
+def check_card(
+    card: ModelCard,
+    settings: Mapping[str, Any],
+    network: nn.Module | None = None,
+    model_name: str | None = None,
+    force: bool | str = False,
+) -> None:
+    """:meth:`ModelCard.check` as evaluation and inference run it: ``force`` is the ``--force_overrides`` setting as
+    typed (:func:`pipeline.bundle.flag`).
+
+    Raises:
+        ModelCardError: as :meth:`ModelCard.check`.
+    """
+    card.check(settings, network=network, model_name=model_name, force=flag(force, "force_overrides"))

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from pipeline.bundle import flag
+
 __all__ = ["foreground_prior", "init_output_bias", "output_convolution"]
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,9 @@ def init_output_bias(
     num_samples: int = 16,
     image_key: str = "image",
     label_key: str = "label",
-) -> list[float]:
+    device: str | torch.device | None = None,
+    enabled: bool | str = True,
+) -> list[float] | None:
     """Shift the output convolution's bias so that the mean sigmoid probability equals the training foreground prior.
 
     The network is measured in training mode, as the first optimizer steps see it; its normalisation statistics are
@@ -90,13 +94,20 @@ def init_output_bias(
         num_samples: how many of the first items to measure on. Default 16.
         image_key: key of the image in each item.
         label_key: key of the mask in each item.
+        device: move the network there first (where the samples are); default: leave it where it is.
+        enabled: ``False`` leaves the network as it is (a bool, or the ``--output_bias`` setting as typed:
+            :func:`pipeline.bundle.flag`).
 
     Returns:
-        The prior of each output channel.
+        The prior of each output channel; ``None`` when not ``enabled``.
 
     Raises:
         ValueError: when ``samples`` is empty, or the network has no output convolution with a bias.
     """
+    if not flag(enabled, "output_bias"):
+        return None
+    if device is not None:
+        network.to(device)
     count = min(num_samples, len(samples))
     if count < 1:
         raise ValueError("init_output_bias needs at least one training sample.")

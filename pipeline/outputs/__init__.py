@@ -10,6 +10,7 @@ from pipeline.outputs.dicom_seg import NOT_FOR_CLINICAL_USE, read_dicom_seg, run
 from pipeline.outputs.label_nifti import LPS_TO_RAS, write_label_nifti
 from pipeline.outputs.measurements import mask_measurements
 from pipeline.outputs.overlay import (
+    display_window,
     montage,
     overlay_outline,
     to_uint8,
@@ -25,6 +26,7 @@ __all__ = [
     "LPS_TO_RAS",
     "NOT_FOR_CLINICAL_USE",
     "InferenceWriter",
+    "display_window",
     "mask_measurements",
     "montage",
     "overlay_outline",

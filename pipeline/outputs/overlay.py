@@ -21,6 +21,7 @@ from scipy import ndimage
 from pipeline.atomic import atomic_output
 
 __all__ = [
+    "display_window",
     "montage",
     "overlay_outline",
     "to_uint8",
@@ -36,7 +37,7 @@ _TEXT: Color = (255, 255, 0)
 # Percentile window computed on every 4th row and column of a volume: the same numbers to a fraction of a HU on CT,
 # 16x fewer values to sort.
 _WINDOW_STRIDE = 4
-# zlib level for overlay PNGs. On a 1024 x 1024 RGB montage of the real chest CT study (tests/benchmarks/README.md):
+# zlib level for overlay PNGs. On a 1024 x 1024 RGB montage of the real chest CT study (docs/evidence):
 # level 1 writes in 56 ms and 996 KiB, Pillow's default 6 in 206 ms and 962 KiB. Overlays are looked at, not archived.
 _PNG_COMPRESS_LEVEL = 1
 # Colours an indexed PNG holds besides greys. Pillow tries four filters on each row of an RGB PNG before zlib; an
@@ -417,3 +418,9 @@ def write_side_by_side(
         )
         canvas.paste(Image.fromarray(np.concatenate(tiles, axis=1)), (0, top + band))
     return _save_png(np.asarray(canvas), path)
+
+
+def display_window(modality: str, window: Sequence[float]) -> tuple[float, float] | None:
+    """The intensity window of overlays and figures: the model's CT window (Hounsfield units) for CT; ``None`` (the
+    1st-99th percentile of each image) for the other modalities, whose pixel values have no fixed meaning."""
+    return (float(window[0]), float(window[1])) if modality == "CT" else None

@@ -5,11 +5,26 @@ folders."""
 from pipeline.training.amount import Amount, validation_rounds
 from pipeline.training.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver
 from pipeline.training.curves import write_curves
-from pipeline.training.lr_schedule import LR_SCHEDULES, LrSchedule, WarmupCosineLR, create_lr_scheduler
+from pipeline.training.lr_schedule import (
+    LR_SCHEDULES,
+    LrSchedule,
+    WarmupCosineLR,
+    create_lr_scheduler,
+    snapshot_interval,
+)
 from pipeline.training.nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
 from pipeline.training.resume import RandomStates, TrainingState
-from pipeline.training.run_folders import latest_checkpoint, latest_link, new_run_dir, point_latest, resume_run_dir
-from pipeline.training.tracking import TrackingExtras
+from pipeline.training.run_folders import (
+    default_output_dir,
+    latest_checkpoint,
+    latest_link,
+    new_run_dir,
+    open_run_dir,
+    point_latest,
+    resume_run_dir,
+    run_name,
+)
+from pipeline.training.tracking import TrackingExtras, tracking_uri
 from pipeline.training.training_report import TrainingReport, trivial_baselines
 from pipeline.training.validation_images import ValidationImages
 
@@ -28,11 +43,16 @@ __all__ = [
     "ValidationImages",
     "WarmupCosineLR",
     "create_lr_scheduler",
+    "default_output_dir",
     "latest_checkpoint",
     "latest_link",
     "new_run_dir",
+    "open_run_dir",
     "point_latest",
     "resume_run_dir",
+    "run_name",
+    "snapshot_interval",
+    "tracking_uri",
     "trivial_baselines",
     "validation_rounds",
     "write_curves",

@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LambdaLR, LRSc
 
 from pipeline.training.amount import Amount, validation_rounds
 
-__all__ = ["LR_SCHEDULES", "LrSchedule", "WarmupCosineLR", "create_lr_scheduler"]
+__all__ = ["LR_SCHEDULES", "LrSchedule", "WarmupCosineLR", "create_lr_scheduler", "snapshot_interval"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,3 +159,9 @@ class LrSchedule:
         else:
             self.lr_scheduler.step()
         self._validated = False
+
+
+def snapshot_interval(lr_schedule: str, cosine_cycle: int) -> int:
+    """Epochs between the snapshot models of a run: one at the end of every cycle of the ``cosine`` schedule (the
+    Inception U-Net recipe's snapshot ensemble), none (0) for the other schedules."""
+    return int(cosine_cycle) if lr_schedule == "cosine" else 0

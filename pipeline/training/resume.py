@@ -27,6 +27,7 @@ from monai.handlers import CheckpointLoader, EarlyStopHandler
 from monai.transforms import Compose, Randomizable
 
 from pipeline.atomic import save_atomic
+from pipeline.bundle import flag
 from pipeline.distributed import is_rank0, unwrap
 
 __all__ = ["CHECKPOINT_NAME", "RandomStates", "TrainingState"]
@@ -125,7 +126,8 @@ class TrainingState:
             of the best metric decides what the next epoch's model must beat.
         report: the :class:`~pipeline.training.TrainingReport`, whose history continues.
         transforms: the training transforms, for their random states.
-        resume: load ``run_dir/checkpoint.pt`` when the run starts.
+        resume: load ``run_dir/checkpoint.pt`` when the run starts: a bool, or the ``--resume`` setting as typed
+            (:func:`pipeline.bundle.flag`).
     """
 
     def __init__(
@@ -138,10 +140,10 @@ class TrainingState:
         best_saver: Any = None,
         report: Any = None,
         transforms: Compose | None = None,
-        resume: bool = False,
+        resume: bool | str = False,
     ) -> None:
         self.path = Path(run_dir) / CHECKPOINT_NAME
-        self.resume = resume
+        self.resume = flag(resume, "resume")
         # the network itself, not DDP's wrapper: its keys are the ones MONAI's CheckpointLoader (which unwraps) loads
         self.objects: dict[str, Any] = {"network": unwrap(network), "optimizer": optimizer}
         optional = {

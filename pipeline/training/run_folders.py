@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 from pipeline.atomic import atomic_output
+from pipeline.bundle import flag
+from pipeline.distributed import from_rank0
 
 __all__ = [
     "DONE",
@@ -28,11 +30,14 @@ __all__ = [
     "RUNNING",
     "RUNS",
     "STOPPED_EARLY",
+    "default_output_dir",
     "latest_checkpoint",
     "latest_link",
     "new_run_dir",
+    "open_run_dir",
     "point_latest",
     "resume_run_dir",
+    "run_name",
 ]
 
 RUNNING, FINISHED, STOPPED_EARLY, FAILED, INTERRUPTED = "running", "finished", "stopped_early", "failed", "interrupted"
@@ -132,3 +137,27 @@ def point_latest(link: str | os.PathLike, run_dir: str | os.PathLike) -> Path:
     with atomic_output(link) as tmp:
         tmp.symlink_to(target, target_is_directory=True)
     return link
+
+
+def default_output_dir(model_name: str, fold: int | None = None) -> str:
+    """A bundle's output folder when ``--output_dir`` is not given: ``outputs/<model>``, or ``outputs/<model>/fold<N>``
+    for cross-validation (relative to the working directory)."""
+    return f"outputs/{model_name}" + ("" if fold is None else f"/fold{fold}")
+
+
+def open_run_dir(output_dir: str | os.PathLike, resume: object = False) -> str:
+    """The training run's folder: a new one (:func:`new_run_dir`), or with ``resume`` the newest unfinished one
+    (:func:`resume_run_dir`). Process 0 chooses; every process of a ``torchrun`` gets its choice.
+
+    Args:
+        output_dir: the bundle's output folder.
+        resume: the ``--resume`` setting (see :func:`pipeline.bundle.flag`).
+    """
+    if flag(resume, "resume"):
+        return from_rank0(lambda: resume_run_dir(output_dir))
+    return from_rank0(lambda: new_run_dir(output_dir))
+
+
+def run_name(run_dir: str | os.PathLike) -> str:
+    """The name a tracker shows for a run: its folder's name (``20261129-181502``)."""
+    return Path(run_dir).name

@@ -22,7 +22,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
-__all__ = ["TrackingExtras", "flatten_params"]
+__all__ = ["TrackingExtras", "flatten_params", "tracking_uri"]
 
 logger = logging.getLogger("pipeline.training")
 
@@ -62,13 +62,24 @@ class TrackingExtras:
         run_dir: the run folder, whose best model and figures are logged.
         params: the settings to record, by name (nested dicts are flattened with dots).
         output_dir: the bundle's output folder, where MONAI's ``--tracking`` writes the resolved config.
+        settings: the model card's settings, recorded as ``settings.<name>``.
+        data: the training data fingerprint, recorded as ``data.<name>``.
     """
 
     def __init__(
-        self, run_dir: str | os.PathLike, params: Mapping[str, Any] | None = None, output_dir: str | None = None
+        self,
+        run_dir: str | os.PathLike,
+        params: Mapping[str, Any] | None = None,
+        output_dir: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.params = dict(params or {})
+        if settings is not None:
+            self.params["settings"] = dict(settings)
+        if data is not None:
+            self.params["data"] = dict(data)
         self.output_dir = Path(output_dir) if output_dir else None
         self._created = time.time()
 
@@ -104,3 +115,10 @@ class TrackingExtras:
         if config is not None:
             tracker.client.log_artifact(run_id, str(config))
         logger.info("MLflow run %s: settings and best model recorded (%s)", run_id, tracker.client.tracking_uri)
+
+
+def tracking_uri(run_dir: str | os.PathLike) -> str:
+    """MLflow's store for a run when ``--tracking_uri`` is not given: an SQLite file in the run folder."""
+    from monai.utils import path_to_sqlite_uri
+
+    return path_to_sqlite_uri(str(Path(run_dir) / "mlruns.db"))

@@ -24,6 +24,8 @@ from monai.config import KeysCollection
 from monai.transforms import FillHolesd, KeepLargestConnectedComponentd, MapTransform
 from scipy import ndimage
 
+from pipeline.bundle import flag
+
 __all__ = ["VolumeCleanup", "fill_slice_holes", "mask_cleanup"]
 
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connected: slices are thick, lungs join across them diagonally
@@ -31,14 +33,17 @@ _IN_SLICE_CROSS = np.zeros((3, 3, 3), dtype=bool)
 _IN_SLICE_CROSS[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within a slice, never across slices
 
 
-def mask_cleanup(keys: KeysCollection = "pred", keep_largest: int = 0, fill_holes: bool = False) -> list[MapTransform]:
+def mask_cleanup(
+    keys: KeysCollection = "pred", keep_largest: int = 0, fill_holes: bool | str = False
+) -> list[MapTransform]:
     """The clean-up transforms for binary (1, H, W) masks under ``keys``, in order; empty when both are off.
 
     Args:
         keys: keys of the masks (values 0/1, channel first).
         keep_largest: keep this many largest connected components of the foreground (8-connected in 2D);
             0 keeps everything.
-        fill_holes: fill background regions that the foreground encloses completely.
+        fill_holes: fill background regions that the foreground encloses completely (a bool, or the ``--fill_holes``
+            setting as typed: :func:`pipeline.bundle.flag`).
 
     Returns:
         ``[KeepLargestConnectedComponentd, FillHolesd]``, each only when switched on.
@@ -53,7 +58,7 @@ def mask_cleanup(keys: KeysCollection = "pred", keep_largest: int = 0, fill_hole
         steps.append(
             KeepLargestConnectedComponentd(keys, applied_labels=[1], is_onehot=False, num_components=keep_largest)
         )
-    if fill_holes:
+    if flag(fill_holes, "fill_holes"):
         steps.append(FillHolesd(keys, applied_labels=[1]))
     return steps
 
@@ -92,7 +97,8 @@ class VolumeCleanup:
         keep_largest: keep this many largest 3D connected components; 0 keeps all.
         min_volume_ml: drop components smaller than this; 0 keeps all.
         min_fraction: drop components smaller than this fraction of the largest one; 0 keeps all.
-        fill_holes: fill enclosed background in each slice.
+        fill_holes: fill enclosed background in each slice (a bool, or an on/off setting as typed:
+            :func:`pipeline.bundle.flag`).
     """
 
     keep_largest: int = 0
@@ -101,6 +107,7 @@ class VolumeCleanup:
     fill_holes: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fill_holes", flag(self.fill_holes, "volume_fill_holes"))
         if self.keep_largest < 0 or self.min_volume_ml < 0 or not 0 <= self.min_fraction <= 1:
             raise ValueError(
                 "keep_largest and min_volume_ml must be at least 0 and min_fraction in [0, 1], got "

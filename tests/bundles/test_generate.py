@@ -97,3 +97,29 @@ def test_a_model_default_replaces_the_common_value(tmp_path):
     common = json.loads((bundles / "common" / "train.json").read_text())
     assert train["learning_rate"] == 0.003 and list(train).index("learning_rate") > list(train).index("imports")
     assert json.loads((bundles / "cenet" / "train.json").read_text())["learning_rate"] == common["learning_rate"]
+
+
+def _expressions(value) -> int:
+    """How many ``$`` expressions a config value holds."""
+    if isinstance(value, str):
+        return int(value.startswith("$"))
+    if isinstance(value, dict):
+        return sum(_expressions(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_expressions(v) for v in value)
+    return 0
+
+
+def test_the_training_wiring_declares_and_code_computes():
+    """``bundles/common/train.json`` keeps its logic in named Python components: at most 25 ``$`` expressions."""
+    common = json.loads((REPO / "bundles" / "common" / "train.json").read_text())
+    assert _expressions(common) <= 25
+
+
+@pytest.mark.parametrize("workflow", ["evaluate", "inference"])
+def test_evaluation_and_inference_carry_no_training_recipe(workflow):
+    """They take the trained settings from the model card and fall back to the default recipe's values, written in."""
+    config = json.loads((REPO / "bundles" / "unet" / f"{workflow}.json").read_text())
+    assert "recipes" not in config and "@recipes" not in json.dumps(config)
+    assert config["spatial_size"] == "$@model_card.setting('spatial_size', [192, 192])"
+    assert config["recipe"] is None  # kept so that --recipe warns instead of being ignored

@@ -260,3 +260,15 @@ def test_make_demo_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         module.main(["--out", str(tmp_path / "ct" / "images"), "--num_cases", "2", "--size", "64"])
     assert exc.value.code == 2
+
+
+def test_the_demo_folder_is_beside_the_bundles():
+    assert Path(demo.demo_dataset_dir(REPO / "bundles" / "unet")) == REPO / "datasets" / "demo_ct"
+
+
+def test_ensure_if_demo_writes_only_the_demo_folder(tmp_path, monkeypatch):
+    written = []
+    monkeypatch.setattr(demo, "ensure_demo_dataset", lambda root, **kw: written.append(root))
+    assert demo.ensure_if_demo(tmp_path / "mine", tmp_path / "demo") == str(tmp_path / "mine") and written == []
+    assert demo.ensure_if_demo(tmp_path / "demo", tmp_path / "demo") == str(tmp_path / "demo")
+    assert written == [tmp_path / "demo"]

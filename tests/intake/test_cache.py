@@ -13,7 +13,7 @@ from monai.data import CacheDataset, PersistentDataset
 from monai.transforms import CastToTyped, Compose, RandFlipd, Resized
 
 from pipeline.demo import write_demo_dataset
-from pipeline.intake import cached_dataset, estimated_cache_bytes
+from pipeline.intake import cached_dataset, estimated_cache_bytes, training_transforms
 from pipeline.intake.datalist import load_datalist
 from pipeline.io import LoadSliced
 from pipeline.transforms import AfterCache, ScaleIntensityForModalityd
@@ -115,3 +115,42 @@ def test_training_with_the_cache_on_disk(run_bundle, tmp_path) -> None:
     (run,) = (tmp_path / "out" / "runs").iterdir()
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert np.isfinite(json.loads((run / "summary.json").read_text())["last"]["loss"])
+
+
+def test_the_dtype_spelling_names_one_disk_cache(items, tmp_path) -> None:
+    """``"float16"`` in a config and ``torch.float16`` from an expression are one cache, as before the configs said
+    ``"$torch.float16"``."""
+    for dtype in ("float16", torch.float16):
+        cached_dataset(items, _transform(), "disk", tmp_path / "cache", SETTINGS, cached_dtype=dtype)[0]
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+# (cache_on_device, cache kind) -> whether ToDeviced is in the pipeline; extra augmentation on/off
+TRAINING_ORDERS = [
+    (False, "memory", True, ["load", "resize", "cast", "after", "flip", "noise"]),
+    (True, "memory", True, ["load", "resize", "cast", "device", "after", "flip", "noise"]),
+    (True, "disk", "true", ["load", "resize", "cast", "after", "flip", "noise"]),
+    (False, "memory", "false", ["load", "resize", "cast", "after", "flip"]),
+]
+
+
+@pytest.mark.parametrize("on_device, cache, extra, expected", TRAINING_ORDERS)
+def test_training_transforms_in_cache_order(on_device, cache, extra, expected) -> None:
+    from monai.transforms import Lambdad
+
+    named = {name: Lambdad(keys="x", func=lambda v: v) for name in ("load", "resize", "cast", "device", "after")}
+    named |= {"flip": Lambdad(keys="x", func=lambda v: v), "noise": Lambdad(keys="x", func=lambda v: v)}
+    compose = training_transforms(
+        prepare=[named["load"]],
+        resize=named["resize"],
+        cache_types=named["cast"],
+        after_cache=named["after"],
+        augmentation=[named["flip"]],
+        extra_augmentation=[named["noise"]],
+        use_extra_augmentation=extra,
+        to_device=named["device"],
+        cache_on_device=on_device,
+        cache=cache,
+    )
+    names = {id(t): n for n, t in named.items()}
+    assert [names[id(t)] for t in compose.transforms] == expected

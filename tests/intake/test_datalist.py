@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.intake import assign_folds, load_datalist, split_datalist
+from pipeline.intake import assign_folds, load_datalist, select_split, split_datalist
 
 
 def _touch(path: Path) -> None:
@@ -197,3 +197,17 @@ def test_fold_split_refuses_partial_folds():
     items = [{"name": "a", "fold": 0}, {"name": "b"}, {"name": "c", "fold": 1}]
     with pytest.raises(ValueError, match="b: some items have a 'fold'"):
         split_datalist(items, fold=0)
+
+
+SPLITS = {"train": [{"name": "a"}, {"name": "b"}], "val": [{"name": "c"}]}
+
+
+@pytest.mark.parametrize("split, expected", [("train", ["a", "b"]), ("val", ["c"]), ("all", ["a", "b", "c"])])
+def test_select_split(split, expected):
+    items = SPLITS["train"] + SPLITS["val"]
+    assert [i["name"] for i in select_split(items, SPLITS, split)] == expected
+
+
+def test_select_split_names_the_choices():
+    with pytest.raises(ValueError, match="--split 'test': use one of train, val, all"):
+        select_split([], SPLITS, "test")

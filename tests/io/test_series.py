@@ -20,6 +20,7 @@ from pipeline.io import (
     read_header,
     scan_dicom_folder,
     select_series,
+    series_modalities,
 )
 
 # ---- grouping ----
@@ -240,3 +241,13 @@ def test_nothing_selected_is_a_warning(caplog):
 def test_invalid_rules(kwargs, match):
     with pytest.raises(ValueError, match=re.escape(match)):
         SeriesRules(**kwargs)
+
+
+@pytest.mark.parametrize("modality, expected", [("XR", ["CR", "DX"]), ("CT", ["CT"]), ("MR", ["MR"])])
+def test_series_modalities_of_a_model(modality, expected):
+    assert series_modalities(modality) == expected
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("no", False), (True, True)])
+def test_largest_only_reads_command_line_words(value, expected):
+    assert SeriesRules(largest_only=value).largest_only is expected

@@ -15,7 +15,7 @@ from bundles.generate import _from_card
 from pipeline.demo import write_demo_dataset
 from pipeline.intake import check_dataset, load_datalist
 from pipeline.io import LoadSlice
-from pipeline.models.card import FORMAT, ModelCard, ModelCardError, card_path, network_name, read_model_card
+from pipeline.models.card import FORMAT, ModelCard, ModelCardError, card_path, check_card, network_name, read_model_card
 
 SETTINGS = {
     "spatial_size": [256, 256],
@@ -161,3 +161,13 @@ def test_fingerprint_pools_the_images_and_holds_no_path(tmp_path):
 )
 def test_generated_settings_read_the_card_first(name, default, expected):
     assert _from_card(name, default) == expected
+
+
+def test_check_card_reads_force_overrides_as_typed(tmp_path, caplog):
+    card = ModelCard.read(_weights(tmp_path, settings=SETTINGS))
+    changed = {**SETTINGS, "threshold": 0.3}
+    with pytest.raises(ModelCardError):
+        check_card(card, changed, network=_net(), model_name="unet", force="false")
+    with caplog.at_level(logging.WARNING, logger="pipeline.models.card"):
+        check_card(card, changed, network=_net(), model_name="unet", force="true")
+    assert "threshold: trained with 0.5" in caplog.text

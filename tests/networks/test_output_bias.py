@@ -59,3 +59,11 @@ def test_errors():
         init_output_bias(torch.nn.Conv2d(1, 1, 1), [])
     with pytest.raises(ValueError, match="no output convolution with a bias"):
         init_output_bias(torch.nn.Conv2d(1, 1, 1, bias=False), _samples(8, 0.5))
+
+
+@pytest.mark.parametrize("enabled", [False, "false", "off"])
+def test_output_bias_off_leaves_the_network_as_it_is(enabled):
+    network = _network("unet")
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    assert init_output_bias(network, _samples(64, 0.3), enabled=enabled) is None
+    assert all(torch.equal(v, before[k]) for k, v in network.state_dict().items())

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from pipeline.outputs import (
+    display_window,
     montage,
     overlay_outline,
     to_uint8,
@@ -272,3 +273,11 @@ def test_write_side_by_side(tmp_path):
 def test_write_side_by_side_bad_input(tmp_path, cases, message):
     with pytest.raises(ValueError, match=message):
         write_side_by_side(cases, tmp_path / "x.png")
+
+
+@pytest.mark.parametrize(
+    "modality, window, expected",
+    [("CT", [-1000, 400], (-1000.0, 400.0)), ("MR", [-1000, 400], None), ("ES", [0, 1], None)],
+)
+def test_display_window_is_the_ct_window_for_ct_only(modality, window, expected):
+    assert display_window(modality, window) == expected

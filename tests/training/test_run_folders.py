@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.training.run_folders import latest_checkpoint, latest_link, new_run_dir, point_latest, resume_run_dir
+from pipeline.training import snapshot_interval, tracking_uri
+from pipeline.training.run_folders import (
+    default_output_dir,
+    latest_checkpoint,
+    latest_link,
+    new_run_dir,
+    open_run_dir,
+    point_latest,
+    resume_run_dir,
+    run_name,
+)
 
 NOON = 1_800_000_000.0  # a fixed time stamp
 
@@ -93,3 +103,30 @@ def test_a_run_that_cannot_publish_latest_still_finishes(tmp_path, caplog):
     trainer.run([0], max_epochs=1)
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert any("could not point" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "model, fold, expected",
+    [("cenet", None, "outputs/cenet"), ("unet", 0, "outputs/unet/fold0"), ("aspp", 3, "outputs/aspp/fold3")],
+)
+def test_default_output_dir(model, fold, expected):
+    assert default_output_dir(model, fold) == expected
+
+
+def test_open_run_dir_starts_or_resumes(tmp_path):
+    first = open_run_dir(tmp_path, resume="false")
+    assert Path(first).parent == tmp_path / "runs" and run_name(first) == Path(first).name
+    (Path(first) / "checkpoint.pt").write_bytes(b"")
+    (Path(first) / "summary.json").write_text(json.dumps({"status": "failed"}))
+    assert open_run_dir(tmp_path, resume="true") == first
+    with pytest.raises(ValueError, match="--resume must be true or false"):
+        open_run_dir(tmp_path, resume="later")
+
+
+def test_tracking_uri_is_an_sqlite_file_in_the_run(tmp_path):
+    assert tracking_uri(tmp_path / "runs" / "r1") == f"sqlite:///{(tmp_path / 'runs' / 'r1' / 'mlruns.db').resolve()}"
+
+
+@pytest.mark.parametrize("schedule, cycle, expected", [("cosine", 10, 10), ("warmup_cosine", 10, 0), ("plateau", 5, 0)])
+def test_snapshots_only_for_the_cosine_schedule(schedule, cycle, expected):
+    assert snapshot_interval(schedule, cycle) == expected
