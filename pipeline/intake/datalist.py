@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.segments import SEGMENTS, SegmentDescription
+
 __all__ = [
     "DATALIST_NAMES",
     "IMAGE_SUFFIXES",
@@ -282,8 +284,6 @@ def dataset_segment(dataset_dir: str | Path, default: str | Mapping[str, Any] = 
     Raises:
         ValueError: naming the datalist, when its ``segment`` is malformed.
     """
-    from pipeline.segments import SEGMENTS, SegmentDescription
-
     if isinstance(default, str):
         if default not in SEGMENTS:
             raise ValueError(f"unknown segment {default!r}; choose one of {sorted(SEGMENTS)} or give a dict")

@@ -164,8 +164,9 @@ def package_run(run_dir: str | Path, out: str | Path, torchscript: bool = True) 
         shutil.copyfile(weights, staging / "models" / "model.pt")
         shutil.copyfile(card_path(weights), staging / "models" / "model.json")
         if torchscript:
-            from pipeline.models import load_state_dict_file
+            # torch and MONAI only when a TorchScript file is wanted: the command answers --help without them
             from pipeline.models.export import export_torchscript
+            from pipeline.models.weights import load_state_dict_file
 
             parser_network = _network(bundle, staging)
             export_torchscript(load_state_dict_file(parser_network, weights), staging / "models" / "model.ts")

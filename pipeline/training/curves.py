@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from pipeline.atomic import atomic_output
+
 __all__ = ["write_curves"]
 
 _UNIT_METRICS = ("val_iou", "val_dice", "val_precision", "val_recall", "val_accuracy")
@@ -36,8 +38,6 @@ def write_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from pipeline.atomic import atomic_output
 
     has_hd95 = any("val_hd95" in row for row in history)
     figure, axes = plt.subplots(1, 3 if has_hd95 else 2, figsize=(13 if has_hd95 else 9, 3.4), layout="constrained")
