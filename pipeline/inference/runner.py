@@ -38,7 +38,7 @@ from pipeline.io.readers import MAX_SLICE_PIXELS
 from pipeline.models.weights import weights_names
 from pipeline.outputs.measurements import mask_measurements
 from pipeline.outputs.writers import InferenceWriter
-from pipeline.segments import SegmentDescription
+from pipeline.segments import SegmentDescription, Structure, structures_from_config
 from pipeline.transforms.cleanup import VolumeCleanup
 
 __all__ = ["InferenceError", "InferenceRunner"]
@@ -69,8 +69,10 @@ class InferenceRunner:
         input: an image file, a single DICOM file, a folder of images, a DICOM study folder or a folder of studies.
         output_dir: where outputs go (created).
         series_rules: DICOM series selection rules.
-        segment: what the model segments (label and SNOMED codes), for DICOM SEG and the reports; a bundle config's
-            ``segment`` dict is accepted (:meth:`SegmentDescription.from_config`).
+        segment: what a binary model segments (label and SNOMED codes), for DICOM SEG and the reports; a bundle
+            config's ``segment`` dict is accepted (:meth:`SegmentDescription.from_config`).
+        structures: what the model segments, each with its label value (the bundles' ``@structures``); default the
+            one structure of value 1 that ``segment`` describes. The predictor's masks hold these values.
         algorithm_name: algorithm name written into DICOM SEG and the reports (the bundle's model name).
         algorithm_version: algorithm version (the bundle's version).
         checkpoint: weights file(s) the network was loaded from (an ensemble's members); reported by name only
@@ -99,6 +101,7 @@ class InferenceRunner:
         output_dir: str | os.PathLike,
         series_rules: SeriesRules | None = None,
         segment: SegmentDescription | Mapping[str, Any] | None = None,
+        structures: Sequence[Structure | Mapping[str, Any]] | None = None,
         algorithm_name: str = "pipeline",
         algorithm_version: str = "0",
         checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
@@ -118,9 +121,11 @@ class InferenceRunner:
         self.output_dir = Path(output_dir)
         self.series_rules = series_rules or SeriesRules()
         self.segment = SegmentDescription.from_config(segment)
+        self.structures = structures_from_config(structures, self.segment)
         self.writer = InferenceWriter(
             self.output_dir,
             self.segment,
+            structures=self.structures,
             algorithm_name=algorithm_name,
             algorithm_version=str(algorithm_version),
             weights=weights_names(checkpoint),
@@ -172,23 +177,28 @@ class InferenceRunner:
     def _finish_series(self, work: _SeriesWork) -> tuple[np.ndarray, dict[str, Any]]:
         mask = work.mask
         volume = work.volume
-        predicted_ml = mask_measurements(mask, volume.spacing)["volume_ml"]
+        predicted = mask_measurements(mask, volume.spacing, self.structures)
         cleanup = None
         if self.volume_cleanup is not None:
             tick = time.perf_counter()
             mask, cleanup = self.volume_cleanup(mask, volume.spacing)
             work.timings["postprocess_s"] = time.perf_counter() - tick
-        measured = mask_measurements(mask, volume.spacing)
-        return mask, {
+        measured = mask_measurements(mask, volume.spacing, self.structures)
+        report = {
             "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
-            "segment": self.segment.label,
+            "segment": ", ".join(s.label for s in self.structures),
             "segmented_volume_ml": measured["volume_ml"],
-            "volume_before_postprocessing_ml": predicted_ml,
+            "volume_before_postprocessing_ml": predicted["volume_ml"],
             "postprocessing": cleanup,
             "segmented_voxels": measured["voxels"],
             "per_slice": measured["per_slice"],
-            "timings": work.timings,
         }
+        if len(self.structures) > 1:
+            report["structures"] = [
+                {**after, "volume_before_postprocessing_ml": before["volume_ml"]}
+                for after, before in zip(measured["structures"], predicted["structures"], strict=True)
+            ]
+        return mask, {**report, "timings": work.timings}
 
     def segment_volume(self, volume: SeriesVolume) -> tuple[np.ndarray, dict[str, Any]]:
         """Predict every slice of a series and clean the mask in 3D; nothing is written.

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.segments import SEGMENTS, SegmentDescription
+from pipeline.segments import SEGMENTS, SegmentDescription, structures_from_config, structures_from_labels
 
 __all__ = [
     "DATALIST_NAMES",
     "IMAGE_SUFFIXES",
     "assign_folds",
     "check_bundle_overrides",
+    "dataset_structures",
     "load_datalist",
     "select_split",
     "split_datalist",
@@ -296,6 +297,41 @@ def dataset_segment(dataset_dir: str | Path, default: str | Mapping[str, Any] = 
         return SegmentDescription.from_config({**dict(default), **given}).to_config()
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: {e}") from e
+
+
+def dataset_structures(
+    dataset_dir: str | Path, labels: Mapping[Any, Any] | None = None, segment: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """What a run's masks hold: one entry per structure, with its label value, name, SNOMED CT codes and colour.
+
+    In order of precedence: ``labels`` (the ``--labels`` override, for a dataset without a datalist), the datalist's
+    decathlon-style ``labels`` map, else one structure of value 1 that ``segment`` describes (binary masks: the
+    datalist's ``segment``, written by the recipes, or the bundle's default).
+
+    Args:
+        dataset_dir: the run's ``dataset_dir``; only a datalist JSON (given, or found in the folder) has labels.
+        labels: label value -> name, e.g. ``{"1": "right lung", "2": "left lung"}``; value 0 is the background.
+        segment: the binary case's description (:func:`dataset_segment`).
+
+    Returns:
+        :meth:`pipeline.segments.Structure.to_config` of each structure, by value.
+
+    Raises:
+        ValueError: naming the datalist (or ``--labels``), when a labels map is malformed.
+    """
+    if labels:
+        try:
+            structures = structures_from_labels(labels)
+        except ValueError as e:
+            raise ValueError(f"--labels: {e}") from e
+    else:
+        path, content = _datalist_content(dataset_dir)
+        given = content.get("labels")
+        try:
+            structures = structures_from_labels(given) if given else structures_from_config(None, segment)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
+    return [structure.to_config() for structure in structures]
 
 
 def check_bundle_overrides(dataset_dir: str | Path, **settings: object) -> list[str]:

@@ -39,7 +39,16 @@ from pipeline.distributed import unwrap
 from pipeline.models.weights import expand_checkpoints, weights_names
 from pipeline.version import __version__
 
-__all__ = ["FORMAT", "ModelCard", "ModelCardError", "card_path", "check_card", "network_name", "read_model_card"]
+__all__ = [
+    "FORMAT",
+    "ModelCard",
+    "ModelCardError",
+    "card_path",
+    "card_setting",
+    "check_card",
+    "network_name",
+    "read_model_card",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -298,3 +307,9 @@ def check_card(
         ModelCardError: as :meth:`ModelCard.check`.
     """
     card.check(settings, network=network, model_name=model_name, force=flag(force, "force_overrides"))
+
+
+def card_setting(card: ModelCard, name: str, default: Any) -> Any:
+    """:meth:`ModelCard.setting` for a config whose default is an object the config builds (the structures of a
+    dataset, the channels they need): evaluation and inference take the trained value, else that default."""
+    return card.setting(name, default)

@@ -28,7 +28,7 @@ from pipeline.io.dicom_volume import SeriesVolume
 from pipeline.outputs.dicom_seg import write_dicom_seg
 from pipeline.outputs.label_nifti import write_label_nifti
 from pipeline.outputs.overlay import write_mask_png, write_overlay_montage, write_overlay_png
-from pipeline.segments import SegmentDescription
+from pipeline.segments import SegmentDescription, Structure, structures_from_config
 
 __all__ = ["InferenceWriter"]
 
@@ -47,6 +47,8 @@ class InferenceWriter:
         weights: how the reports name the weights (:func:`pipeline.models.weights_names`).
         flip_tta: whether the predictions averaged mirrored inputs; recorded in the reports.
         overlay_window: intensity window of the overlays, e.g. the CT lung window; ``None``: 1st-99th percentile.
+        structures: what the label values of the masks stand for; default the one structure of value 1 that
+            ``segment`` describes.
     """
 
     output_dir: Path
@@ -56,6 +58,10 @@ class InferenceWriter:
     weights: str | list[str] | None = None
     flip_tta: bool = False
     overlay_window: Sequence[float] | None = None
+    structures: Sequence[Structure] | None = None
+
+    def __post_init__(self) -> None:
+        self.structures = structures_from_config(self.structures, self.segment)
 
     @property
     def model(self) -> dict[str, Any]:
