@@ -7,6 +7,7 @@ from pipeline.evaluation.evaluation_report import EvaluationReport
 from pipeline.evaluation.hd95 import HD95Handler, HD95Metric
 from pipeline.evaluation.overlap import DiceScore, IoUScore
 from pipeline.evaluation.structure_metrics import StructureMetricHandler, metric_suffix
+from pipeline.evaluation.volume_dice import VolumeDice
 
 __all__ = [
     "METRICS",
@@ -19,6 +20,7 @@ __all__ = [
     "IoUScore",
     "RunResult",
     "StructureMetricHandler",
+    "VolumeDice",
     "default_variants",
     "holm",
     "metric_suffix",

@@ -1,7 +1,7 @@
 """Each structure's own validation figures, beside their mean over structures.
 
-With several structures, the metric handlers score every image and structure and report the mean over both:
-``val_dice`` is the mean over foreground structures, the figure that chooses the best model.
+With several structures, the metric handlers score every image and structure, and report the mean over foreground
+structures of each structure's mean over images: ``val_dice``, the figure that chooses the best model.
 :class:`StructureMetricHandler` also writes each structure's mean over images from the same scores
 (``val_dice_right_lung``, ``val_iou_heart``, ``val_hd95_myocardium``...), so that the log line, ``metrics.csv``,
 TensorBoard, MLflow and ``summary.json`` show which structure a model gets right. A binary model's figures stay as
@@ -10,6 +10,7 @@ they are. How a structure absent from an image counts is :mod:`pipeline.evaluati
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -54,11 +55,14 @@ class StructureMetricHandler(IgniteMetricHandler):
 
     def compute(self) -> Any:
         result = super().compute()
-        if len(self.structures) > 1 and self._engine is not None:
-            scores = torch.as_tensor(self.metric_fn.get_buffer(), dtype=torch.float32)
-            scores = scores.reshape(-1, len(self.structures))
-            for column, structure in enumerate(self.structures):
-                values = scores[:, column][~torch.isnan(scores[:, column])]
-                mean = float(values.mean()) if values.numel() else float("nan")
-                self._engine.state.metrics[f"{self._name}_{metric_suffix(structure)}"] = mean
-        return result
+        if len(self.structures) < 2 or self._engine is None:
+            return result
+        scores = torch.as_tensor(self.metric_fn.get_buffer(), dtype=torch.float32)
+        scores = scores.reshape(-1, len(self.structures))
+        means = []
+        for column, structure in enumerate(self.structures):
+            values = scores[:, column][~torch.isnan(scores[:, column])]
+            means.append(float(values.mean()) if values.numel() else float("nan"))
+            self._engine.state.metrics[f"{self._name}_{metric_suffix(structure)}"] = means[-1]
+        known = [m for m in means if not math.isnan(m)]
+        return sum(known) / len(known) if known else float("nan")  # the mean over structures of their means

@@ -26,6 +26,7 @@ from pipeline.intake.preflight import (
     inspect_dataset,
     preflight,
 )
+from pipeline.intake.volumes import expand_volumes, without_volumes
 
 __all__ = [
     "CACHE_MODES",
@@ -48,6 +49,7 @@ __all__ = [
     "dataset_segment",
     "dataset_structures",
     "estimated_cache_bytes",
+    "expand_volumes",
     "find_folder_pairs",
     "inspect_dataset",
     "load_datalist",
@@ -56,4 +58,5 @@ __all__ = [
     "select_split",
     "split_datalist",
     "training_transforms",
+    "without_volumes",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.intake.volumes import expand_volumes
 from pipeline.segments import SEGMENTS, SegmentDescription, structures_from_config, structures_from_labels
 
 __all__ = [
@@ -446,17 +447,18 @@ def split_datalist(
     for name, subset in fixed.items():
         if not subset:
             raise ValueError(f"the {name} split is empty ({len(items)} items in all); add items or change the split.")
-    return fixed
+    return {name: expand_volumes(subset) for name, subset in fixed.items()}
 
 
 def select_split(items: Sequence[dict], splits: Mapping[str, Sequence[dict]], split: str) -> list[dict]:
-    """The items a command works on: a split of :func:`split_datalist` (``train`` or ``val``), or ``all`` of them.
+    """The items a command works on: a split of :func:`split_datalist` (``train`` or ``val``), or ``all`` of them
+    (3D volumes as their slices, :func:`pipeline.intake.volumes.expand_volumes`).
 
     Raises:
         ValueError: for another ``split``, naming the choices.
     """
     if split == "all":
-        return list(items)
+        return expand_volumes(items)
     if split not in splits:
         raise ValueError(f"--split {split!r}: use one of {', '.join([*splits, 'all'])}")
     return list(splits[split])

@@ -242,7 +242,7 @@ def _check_pair(
     arrays = {}
     for key, path in (("image", image_path), ("mask", label_path)):
         try:
-            arrays[key] = np.asarray(loader(path))
+            arrays[key] = np.asarray(loader(path, slice_index=item.get("slice_index")))
         except Exception as e:  # every reader failure is reported by name rather than stopping the scan
             findings.append(Finding(show(path), f"unreadable {key}: {e}", True))
     stats = moments = None

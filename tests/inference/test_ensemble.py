@@ -27,6 +27,17 @@ class Constant(nn.Module):
         return torch.full_like(x[:, :1], self.value)
 
 
+class _Fixed(nn.Module):
+    """The same logits whatever the input."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits
+
+
 def _asymmetric() -> nn.Module:
     torch.manual_seed(0)
     return nn.Conv2d(1, 1, 3, padding=1).eval()  # random 3x3 kernel: not mirror-symmetric
@@ -106,3 +117,12 @@ def test_bundles_take_folds_and_flip_tta_from_the_command_line(config, tmp_path,
     inferer = parser.get_parsed_content("inferer")
     assert isinstance(inferer, EnsembleInferer) and len(inferer.networks) == 2 and len(inferer.flips) == 3
     assert inferer.networks[0] is parser.get_parsed_content("network")
+
+
+def test_several_structures_average_softmax_probabilities():
+    """With ``softmax``, the ensemble averages softmax probabilities and returns their log: softmax gives them back."""
+    logits = [torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    networks = [_Fixed(x) for x in logits]
+    out = EnsembleInferer(SimpleInferer(), networks, softmax=True)(torch.zeros(2, 1, 8, 8))
+    expected = torch.stack([torch.softmax(x, dim=1) for x in logits]).mean(0)
+    assert torch.allclose(torch.softmax(out, dim=1), expected, atol=1e-6)
