@@ -37,7 +37,7 @@ from pipeline.bundle import flag
 from pipeline.evaluation.structure_metrics import metric_suffix
 from pipeline.io import LoadSlice
 from pipeline.models import weights_names
-from pipeline.outputs import write_image_png, write_mask_png, write_side_by_side
+from pipeline.outputs import write_image_png, write_label_png, write_mask_png, write_side_by_side
 from pipeline.segments import structures_from_config
 
 __all__ = ["EvaluationReport"]
@@ -211,8 +211,13 @@ class EvaluationReport:
             stem = self.output_dir / "cases" / f"{i:04d}"
             image = loader(filename, slice_index=self._slices[i]).numpy().mean(axis=0)
             write_image_png(image, f"{stem}_image.png", window=self.window)
-            write_mask_png(label, f"{stem}_label.png")
-            write_mask_png(pred, f"{stem}_pred.png")
+            if len(self.structures) > 1:  # label maps in the dataset's values
+                values = np.array([0, *(s.value for s in self.structures)], dtype=np.uint8)
+                write_label_png(values[label], f"{stem}_label.png")
+                write_label_png(values[pred], f"{stem}_pred.png")
+            else:
+                write_mask_png(label, f"{stem}_label.png")
+                write_mask_png(pred, f"{stem}_pred.png")
 
     def _write_figure(self, names: list[str], columns: dict[str, np.ndarray]) -> Path | None:
         dice_key = self.dice_metric.removeprefix("val_")
