@@ -37,6 +37,7 @@ from pipeline.atomic import write_json
 from pipeline.bundle import flag
 from pipeline.distributed import unwrap
 from pipeline.models.weights import expand_checkpoints, weights_names
+from pipeline.segments import structures_from_config
 from pipeline.version import __version__
 
 __all__ = [
@@ -311,5 +312,11 @@ def check_card(
 
 def card_setting(card: ModelCard, name: str, default: Any) -> Any:
     """:meth:`ModelCard.setting` for a config whose default is an object the config builds (the structures of a
-    dataset, the channels they need): evaluation and inference take the trained value, else that default."""
+    dataset, the channels they need): evaluation and inference take the trained value, else that default.
+
+    A card written before structures were recorded has no ``structures``: its weights segment the one structure its
+    ``segment`` describes (binary), whatever the data the config points at holds.
+    """
+    if name == "structures" and card.found and card.setting(name, None) is None:
+        return [s.to_config() for s in structures_from_config(None, card.settings.get("segment"))]
     return card.setting(name, default)

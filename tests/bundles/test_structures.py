@@ -109,3 +109,48 @@ def test_a_binary_dataset_keeps_one_sigmoid_channel(tmp_path, bundle_workflow):
     workflow = bundle_workflow("train", dataset_dir=str(data), output_dir=str(tmp_path / "out"))
     assert workflow.parser.get_parsed_content("out_channels") == 1
     assert workflow.parser.get_parsed_content("train#trainer").loss_function.dice.sigmoid is True
+
+
+MANY = 14
+"""Structures of the many-labels dataset: more than the 12 the issue asks for, each a disc in a cell of a 4 x 4 grid."""
+
+
+def _many_structures(root: Path, count: int = 4, size: int = 64) -> Path:
+    """Images with :data:`MANY` discs, each structure at an intensity of its own, label values 1, 3, 5... (odd, so
+    that channel c is the c-th value, not value c)."""
+    rng = np.random.default_rng(1)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rows, cols = np.mgrid[:size, :size]
+    values = [2 * k + 1 for k in range(MANY)]
+    items = []
+    for k in range(count):
+        label = np.zeros((size, size), np.uint8)
+        for place, value in enumerate(values):
+            row, col = (np.array(divmod(place, 4)) + 0.5) * size / 4 + rng.uniform(-1, 1, 2)
+            label[(rows - row) ** 2 + (cols - col) ** 2 < rng.uniform(4, 6) ** 2] = value
+        image = 20 + 8 * (label + 1) * (label > 0) + rng.normal(0, 3, label.shape)
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / "images" / f"m{k}.png")
+        Image.fromarray(label).save(root / "labels" / f"m{k}.png")
+        items.append({"image": f"images/m{k}.png", "label": f"labels/m{k}.png"})
+    labels = {"0": "background", **{str(v): f"structure {v}" for v in values}}
+    (root / "dataset.json").write_text(json.dumps({"labels": labels, "training": items[:3], "validation": items[3:]}))
+    return root
+
+
+@pytest.mark.slow
+def test_many_structures_train_and_infer(tmp_path, run_bundle):
+    """14 structures: 15 softmax channels, a figure per structure, and label maps in the dataset's values."""
+    data = _many_structures(tmp_path / "data")
+    run_bundle("train", dataset_dir=str(data), output_dir=str(tmp_path / "out"), modality="OT", epochs=1)
+    run = tmp_path / "out" / "latest"
+    card = json.loads((run / "models" / "model.json").read_text())
+    assert card["settings"]["out_channels"] == MANY + 1
+    assert [s["value"] for s in card["settings"]["structures"]] == [2 * k + 1 for k in range(MANY)]
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {f"val_dice_structure_{2 * k + 1}" for k in range(MANY)} <= set(header)
+    run_bundle(
+        "inference", input=str(data / "images"), checkpoint=str(run / "models" / "model.pt"), output_dir=str(tmp_path)
+    )
+    labels = np.asarray(Image.open(tmp_path / "images" / "m0_labels.png"))
+    assert labels.shape == (64, 64) and set(np.unique(labels).tolist()) <= {0, *(2 * k + 1 for k in range(MANY))}
