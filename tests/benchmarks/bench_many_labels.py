@@ -62,7 +62,8 @@ def _run(command: list[str], log: Path) -> dict[str, float]:
     """Run ``command`` under GNU time: its peak resident memory (MiB) and wall seconds."""
     start = time.perf_counter()
     with open(log, "w") as out:
-        result = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib %M", *command], stdout=out, stderr=subprocess.STDOUT)
+        timed = ["/usr/bin/time", "-f", "maxrss_kib %M", *command]
+        result = subprocess.run(timed, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - start
     lines = log.read_text().splitlines()
     if result.returncode != 0:
