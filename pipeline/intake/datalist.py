@@ -18,12 +18,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.demo import LABELS as DEMO_LABELS
 from pipeline.intake.volumes import expand_volumes
 from pipeline.segments import SEGMENTS, SegmentDescription, structures_from_config, structures_from_labels
 
@@ -301,18 +303,24 @@ def dataset_segment(dataset_dir: str | Path, default: str | Mapping[str, Any] = 
 
 
 def dataset_structures(
-    dataset_dir: str | Path, labels: Mapping[Any, Any] | None = None, segment: Mapping[str, Any] | None = None
+    dataset_dir: str | Path,
+    labels: Mapping[Any, Any] | None = None,
+    segment: Mapping[str, Any] | None = None,
+    demo_dir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """What a run's masks hold: one entry per structure, with its label value, name, SNOMED CT codes and colour.
 
     In order of precedence: ``labels`` (the ``--labels`` override, for a dataset without a datalist), the datalist's
     decathlon-style ``labels`` map, else one structure of value 1 that ``segment`` describes (binary masks: the
-    datalist's ``segment``, written by the recipes, or the bundle's default).
+    datalist's ``segment``, written by the recipes, or the bundle's default). The demo folder holds the demo's
+    structures (:data:`pipeline.demo.LABELS`) whether or not it has been generated yet: the bundles generate it on
+    first use, after the config has been read.
 
     Args:
         dataset_dir: the run's ``dataset_dir``; only a datalist JSON (given, or found in the folder) has labels.
         labels: label value -> name, e.g. ``{"1": "right lung", "2": "left lung"}``; value 0 is the background.
         segment: the binary case's description (:func:`dataset_segment`).
+        demo_dir: the bundle's demo folder (``@demo_dir``).
 
     Returns:
         :meth:`pipeline.segments.Structure.to_config` of each structure, by value.
@@ -325,6 +333,8 @@ def dataset_structures(
             structures = structures_from_labels(labels)
         except ValueError as e:
             raise ValueError(f"--labels: {e}") from e
+    elif demo_dir is not None and os.path.realpath(dataset_dir) == os.path.realpath(demo_dir):
+        structures = structures_from_labels(DEMO_LABELS)
     else:
         path, content = _datalist_content(dataset_dir)
         given = content.get("labels")

@@ -154,3 +154,15 @@ def test_many_structures_train_and_infer(tmp_path, run_bundle):
     )
     labels = np.asarray(Image.open(tmp_path / "images" / "m0_labels.png"))
     assert labels.shape == (64, 64) and set(np.unique(labels).tolist()) <= {0, *(2 * k + 1 for k in range(MANY))}
+
+
+def test_the_demo_folder_has_the_demo_structures_before_it_is_generated(tmp_path, bundle_workflow):
+    """The README's command reads the config before it generates the demo: the structures must not depend on it."""
+    workflow = bundle_workflow("train", output_dir=str(tmp_path / "out"), demo_dir=str(tmp_path / "demo_ct"))
+    assert not (tmp_path / "demo_ct").exists()
+    assert workflow.parser.get_parsed_content("out_channels") == 4
+    assert [s["label"] for s in workflow.parser.get_parsed_content("structures")] == [
+        "Right lung",
+        "Left lung",
+        "Heart",
+    ]
