@@ -25,6 +25,7 @@ __all__ = [
     "SegmentDescription",
     "Structure",
     "describe",
+    "has_sides",
     "is_binary",
     "is_multiclass",
     "label_values",
@@ -267,6 +268,22 @@ def output_channels(structures: Sequence[Structure | Mapping[str, Any]]) -> int:
 def is_multiclass(structures: Sequence[Structure | Mapping[str, Any]]) -> bool:
     """Whether ``structures`` are several (softmax over background and structures) rather than one (sigmoid)."""
     return len(structures) > 1
+
+
+def has_sides(structures: Sequence[Structure | Mapping[str, Any]]) -> bool:
+    """Whether ``structures`` tell the patient's sides apart: a name holds the word "right" or "left" (right lung,
+    left ventricle...).
+
+    A left-right mirrored image shows the patient's right on the other side, so mirroring such a model's inputs
+    would teach it (in training) or ask it (in flip test-time augmentation) to call the left lung the right one: the
+    bundles mirror only up-down for them.
+    """
+    words = (set(_normal(_label(s)).split()) for s in structures)
+    return any(w & {"right", "left"} for w in words)
+
+
+def _label(structure: Structure | Mapping[str, Any]) -> str:
+    return str(structure["label"] if isinstance(structure, Mapping) else structure.label)
 
 
 def label_values(structures: Sequence[int | Structure | Mapping[str, Any]]) -> tuple[int, ...]:

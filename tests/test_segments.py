@@ -9,6 +9,7 @@ from pipeline.segments import (
     SEGMENTS,
     Structure,
     describe,
+    has_sides,
     is_binary,
     is_multiclass,
     label_values,
@@ -99,3 +100,17 @@ def test_one_structure_is_the_special_case(count, channels, onehot):
     structures = [{"value": v, "label": f"s{v}"} for v in range(1, count + 1)]
     assert output_channels(structures) == channels and onehot_classes(structures) == onehot
     assert is_binary(structures) is (count == 1) and is_multiclass(structures) is (count > 1)
+
+
+@pytest.mark.parametrize(
+    "names, sided",
+    [
+        (["lung"], False),
+        (["right lung", "left lung", "heart"], True),
+        (["right ventricle cavity", "myocardium", "left ventricle cavity"], True),
+        (["liver", "spleen"], False),
+        (["Upright structure"], False),  # the word, not the letters
+    ],
+)
+def test_structures_with_sides(names, sided):
+    assert has_sides(structures_from_labels({str(i + 1): n for i, n in enumerate(names)})) is sided

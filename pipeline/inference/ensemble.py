@@ -35,6 +35,8 @@ class EnsembleInferer(Inferer):
             setting as typed: :func:`pipeline.bundle.flag`).
         softmax: the networks' outputs are softmax logits over background and structures (a model of several
             structures); ``False``: one sigmoid channel per structure.
+        sides: the structures tell the patient's sides apart (:func:`pipeline.segments.has_sides`): flip TTA
+            mirrors up-down only, since a left-right mirrored input shows the right lung where the left one lies.
 
     Example::
 
@@ -49,11 +51,13 @@ class EnsembleInferer(Inferer):
         networks: Sequence[nn.Module] | None = None,
         flip_tta: bool | str = False,
         softmax: bool = False,
+        sides: bool = False,
     ) -> None:
         super().__init__()
         self.inferer = inferer
         self.networks = list(networks) if networks else None
-        self.flips = FLIPS if flag(flip_tta, "flip_tta") else FLIPS[:1]
+        flips = FLIPS if flag(flip_tta, "flip_tta") else FLIPS[:1]
+        self.flips = tuple(dims for dims in flips if not (sides and 3 in dims))
         self.softmax = bool(softmax)
 
     def __call__(

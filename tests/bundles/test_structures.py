@@ -108,6 +108,8 @@ def test_a_binary_dataset_keeps_one_sigmoid_channel(tmp_path, bundle_workflow):
     data = _three_structures(tmp_path / "data", labels={"0": "background", "1": "lung"}, binary=True)
     workflow = bundle_workflow("train", dataset_dir=str(data), output_dir=str(tmp_path / "out"))
     assert workflow.parser.get_parsed_content("out_channels") == 1
+    flips = [t for t in workflow.parser.get_parsed_content("train#augmentation") if type(t).__name__ == "RandFlipd"]
+    assert [t.flipper.spatial_axis for t in flips] == [1, 0]
     assert workflow.parser.get_parsed_content("train#trainer").loss_function.dice.sigmoid is True
 
 
@@ -166,3 +168,6 @@ def test_the_demo_folder_has_the_demo_structures_before_it_is_generated(tmp_path
         "Left lung",
         "Heart",
     ]
+    # right and left: the training images are never mirrored left-right (that would swap the lungs' names)
+    flips = [t for t in workflow.parser.get_parsed_content("train#augmentation") if type(t).__name__ == "RandFlipd"]
+    assert [t.flipper.spatial_axis for t in flips] == [0]

@@ -49,6 +49,13 @@ def test_single_network_without_flips_is_the_plain_inferer():
     torch.testing.assert_close(EnsembleInferer(SimpleInferer())(x, net), net(x))
 
 
+def test_structures_with_sides_are_never_mirrored_left_right():
+    """A left-right mirrored input shows the right lung where the left one lies: flip TTA mirrors up-down only."""
+    assert EnsembleInferer(SimpleInferer(), flip_tta=True).flips == ((), (3,), (2,))
+    assert EnsembleInferer(SimpleInferer(), flip_tta=True, sides=True).flips == ((), (2,))
+    assert EnsembleInferer(SimpleInferer(), flip_tta=False, sides=True).flips == ((),)
+
+
 def test_networks_average_probabilities_not_masks():
     x = torch.rand(1, 1, 8, 8)
     logits = EnsembleInferer(SimpleInferer(), [Constant(2.0), Constant(-1.0), Constant(-1.0)])(x)
