@@ -4,6 +4,7 @@ The same command as ``pipeline-demo`` (installed by ``pip install -e .``). Optio
 generates ``datasets/demo_ct`` on first use::
 
     python datasets/make_demo.py --out datasets/demo_ct --num_cases 160 --size 256 --seed 0
+    python datasets/make_demo.py --out datasets/demo_lungs --binary
     python datasets/make_demo.py --dicom datasets/demo_dicom --size 256 --num_slices 24 --seed 0
 """
 

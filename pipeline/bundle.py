@@ -104,6 +104,7 @@ def check_settings(
     in_channels: int | None = None,
     out_channels: int | None = None,
     max_image_pixels: int | None = None,
+    structures: Sequence[object] | None = None,
 ) -> None:
     """Refuse settings no run can use, with the override to fix, before anything is read or built from them.
 
@@ -114,8 +115,9 @@ def check_settings(
         learning_rate: positive.
         threshold: the probability that separates foreground from background, strictly between 0 and 1.
         in_channels: 1 (grey) or 3 (colour).
-        out_channels: 1; the bundles segment one foreground class with a sigmoid.
+        out_channels: the network's output channels: 1 (sigmoid) for one structure, ``K + 1`` (softmax) for ``K``.
         max_image_pixels: positive.
+        structures: what the run segments (``@structures``), which ``out_channels`` must fit.
 
     Raises:
         ValueError: naming the first setting that is wrong, what it got and what it needs.
@@ -137,8 +139,15 @@ def check_settings(
         problems.append(f"--threshold must be a probability strictly between 0 and 1, got {threshold!r}")
     if in_channels is not None and in_channels not in (1, 3):
         problems.append(f"--in_channels must be 1 (grey) or 3 (colour), got {in_channels!r}")
-    if out_channels is not None and out_channels != 1:
-        problems.append(f"--out_channels must be 1 (one foreground class, sigmoid output), got {out_channels!r}")
+    if out_channels is not None and structures is not None:
+        needed = 1 if len(structures) == 1 else len(structures) + 1
+        if out_channels != needed:
+            problems.append(
+                f"--out_channels {out_channels!r} does not fit the {len(structures)} structure(s) of the labels: it "
+                f"follows from them ({needed}); leave it out"
+            )
+    elif out_channels is not None and not (_whole(out_channels) and out_channels >= 1):
+        problems.append(f"--out_channels must be a whole number of at least 1, got {out_channels!r}")
     if problems:
         raise ValueError("; ".join(problems) + ".")
 

@@ -1,10 +1,12 @@
 """The embedded demo data: a synthetic chest phantom, the 2D slices the README's command trains on, and a DICOM study.
 
-Nothing here is needed to train on real data; the bundles generate the demo slices on first use
-(:func:`ensure_demo_dataset`), and ``pipeline-demo`` writes either on request.
+The phantom labels three structures (:data:`LABELS`: right lung, left lung, heart). Nothing here is needed to train
+on real data; the bundles generate the demo slices on first use (:func:`ensure_demo_dataset`), and ``pipeline-demo``
+writes either on request. The demo study records the phantom's true volume of each structure
+(:func:`demo_study_truth`).
 """
 
-from pipeline.demo.phantom import ChestAnatomy, scan, scan_circle
+from pipeline.demo.phantom import LABELS, ChestAnatomy, scan, scan_circle
 from pipeline.demo.slices import (
     demo_dataset_dir,
     ensure_demo_dataset,
@@ -14,6 +16,7 @@ from pipeline.demo.slices import (
     write_demo_dataset,
 )
 from pipeline.demo.study import (
+    demo_study_truth,
     ensure_demo_study,
     is_complete_demo_study,
     synthesize_ct_volume,
@@ -22,8 +25,10 @@ from pipeline.demo.study import (
 )
 
 __all__ = [
+    "LABELS",
     "ChestAnatomy",
     "demo_dataset_dir",
+    "demo_study_truth",
     "ensure_demo_dataset",
     "ensure_demo_study",
     "ensure_if_demo",

@@ -1,8 +1,10 @@
 """``pipeline-demo``: write the synthetic demo slices, or with ``--dicom`` the demo CT study.
 
-``datasets/make_demo.py`` calls the same function.
+The slices come with label maps of the right lung, the left lung and the heart (the bundles' default demo data), or
+with ``--binary`` with binary lung masks. ``datasets/make_demo.py`` calls the same function.
 
     pipeline-demo --out datasets/demo_ct --num_cases 160 --size 256 --seed 0
+    pipeline-demo --out datasets/demo_lungs --binary
     pipeline-demo --dicom datasets/demo_dicom --size 256 --num_slices 24 --seed 0
 """
 
@@ -36,6 +38,12 @@ def demo_main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--val_fraction", type=float, default=0.2, help="fraction of cases in the val split")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
     parser.add_argument(
+        "--binary",
+        action="store_true",
+        help="write binary lung masks with a pairs.csv (one structure) instead of label maps of the right lung, the "
+        "left lung and the heart with a dataset.json",
+    )
+    parser.add_argument(
         "--dicom",
         type=Path,
         metavar="OUT",
@@ -53,7 +61,12 @@ def demo_main(argv: list[str] | None = None) -> Path:
         return root
     try:
         root = write_demo_dataset(
-            args.out, num_cases=args.num_cases, size=args.size, val_fraction=args.val_fraction, seed=args.seed
+            args.out,
+            num_cases=args.num_cases,
+            size=args.size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            label_maps=not args.binary,
         )
     except (ValueError, FileExistsError) as e:
         parser.exit(2, f"error: {e}\n")

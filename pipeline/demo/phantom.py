@@ -1,12 +1,13 @@
 """The synthetic chest phantom behind both demos: one patient's anatomy, its axial sections, and a CT scan of them.
 
-A :class:`ChestAnatomy` is one random patient, drawn once: body and chest-wall shape, mediastinum, heart and great
-vessels, two asymmetric lungs, diaphragm domes, bones and tissue densities. :meth:`ChestAnatomy.section` cuts it at a
-cranio-caudal level (0: lung apex, 1: lung base; the lungs end a little beyond both), adding what differs from slice
-to slice (vessels, bronchi, ribs, parenchymal texture), and returns the noise-free section in Hounsfield units with
-its lung mask. :func:`scan` turns a section into a reconstructed image: partial volume, a reconstruction kernel from
-smooth (``sharpness`` 0, like Siemens B40f) to sharp (1, like B70f) that shapes both edges and the streaky noise of
-filtered back-projection, and the scanner's calibration.
+A :class:`ChestAnatomy` is one random patient, drawn once: body and chest-wall shape, mediastinum, heart in its
+pericardial fat and great vessels, two asymmetric lungs, diaphragm domes, bones and tissue densities.
+:meth:`ChestAnatomy.section` cuts it at a cranio-caudal level (0: lung apex, 1: lung base; the lungs end a little
+beyond both), adding what differs from slice to slice (vessels, bronchi, ribs, parenchymal texture), and returns the
+noise-free section in Hounsfield units with its label map: right lung, left lung and heart (:data:`LABELS`).
+:func:`scan` turns a section into a reconstructed image: partial volume, a reconstruction kernel from smooth
+(``sharpness`` 0, like Siemens B40f) to sharp (1, like B70f) that shapes both edges and the streaky noise of filtered
+back-projection, and the scanner's calibration.
 
 The 2D demo dataset (:mod:`pipeline.demo.slices`) draws one patient per slice at a random level with a random kernel;
 the demo DICOM study (:mod:`pipeline.demo.study`) cuts one patient at consecutive levels and scans it with the
@@ -22,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import draw, filters, transform
 
-__all__ = ["AIR_HU", "ChestAnatomy", "LungSide", "scan", "scan_circle"]
+__all__ = ["AIR_HU", "HEART", "LABELS", "LEFT_LUNG", "RIGHT_LUNG", "ChestAnatomy", "LungSide", "scan", "scan_circle"]
 
 AIR_HU = -1000.0
 _FAT_HU = -100.0
@@ -31,6 +32,12 @@ _NOISE_RES = 128  # resolution of the filtered back-projection that produces the
 _PROJ_RES = 64  # resolution of the forward projection that only sets the (smooth) noise variance per ray
 _NOISE_ANGLES = 90
 _LUNG_END = 0.12  # the lungs shrink to nothing this far above level 0 and below level 1
+_PERICARDIAL_FAT = 0.035  # fat around the heart (normalised units at zoom 1, about 6 mm): its border shows on every side
+
+RIGHT_LUNG, LEFT_LUNG, HEART = 1, 2, 3
+#: The values of the label map that :meth:`ChestAnatomy.section` returns, as a decathlon-style ``labels`` map. Sides
+#: are the patient's: the right lung lies on the image's left.
+LABELS: dict[int, str] = {0: "background", RIGHT_LUNG: "right lung", LEFT_LUNG: "left lung", HEART: "heart"}
 
 
 def _ellipse(
@@ -65,9 +72,15 @@ def _smooth_field(rng: np.random.Generator, size: int, sigma: float = 2.0, coars
     return (field - field.mean()) / (field.std() + 1e-8)
 
 
+def _ellipse_pixels(
+    shape: tuple[int, ...], row: float, col: float, r_rad: float, c_rad: float, rot: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a filled ellipse, at least one pixel across."""
+    return draw.ellipse(row, col, max(r_rad, 0.5), max(c_rad, 0.5), shape=shape, rotation=rot)
+
+
 def _paint_ellipse(img: np.ndarray, row: float, col: float, r_rad: float, c_rad: float, rot: float, value: float):
-    rr, cc = draw.ellipse(row, col, max(r_rad, 0.5), max(c_rad, 0.5), shape=img.shape, rotation=rot)
-    img[rr, cc] = value
+    img[_ellipse_pixels(img.shape, row, col, r_rad, c_rad, rot)] = value
 
 
 def _vessel_points(rng: np.random.Generator, size: int, start: tuple[float, float], direction: float) -> np.ndarray:
@@ -270,12 +283,17 @@ class ChestAnatomy:
         )
 
     def section(self, level: float, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The noise-free axial section at a cranio-caudal level, and its lung mask.
+        """The noise-free axial section at a cranio-caudal level, and its label map of the lungs and the heart.
 
         Small apical lungs with clavicles and scapulae near level 0, mid-chest lungs around the heart, basal
         crescents over the diaphragm domes with the stomach near 1. Beyond both ends the lungs shrink to nothing
-        within 0.12. Vessels inside the lungs belong to the mask; the trachea, main bronchi, stomach gas and the air
-        around the body do not.
+        within 0.12. The heart appears below the great vessels from about level 0.25 and ends on the diaphragm above
+        the lung bases (about 0.95); a layer of pericardial fat sets it apart from the great vessels, the liver and the
+        chest wall, as the mediastinal fat does from the lungs.
+
+        The label map (:data:`LABELS`) holds the patient's right lung (1, on the image's left), the left lung (2) and
+        the heart (3). Vessels inside the lungs belong to the lungs; the trachea, main bronchi, stomach gas and the air
+        around the body belong to no structure, nor do the great vessels and the pericardial fat.
 
         Args:
             level: 0 at the lung apex, 1 at the lung base.
@@ -283,7 +301,7 @@ class ChestAnatomy:
             rng: random generator for what differs from slice to slice (vessels, bronchi, ribs, texture).
 
         Returns:
-            ``(hu, mask)``: float64 HU and a boolean lung mask, both ``(size, size)``.
+            ``(hu, labels)``: float64 HU and a uint8 label map with values in :data:`LABELS`, both ``(size, size)``.
 
         Raises:
             ValueError: when ``size`` is smaller than 64.
@@ -318,7 +336,9 @@ class ChestAnatomy:
         aorta = (mid_x + spine_r + 0.5 * aorta_r, spine_y - spine_r - 0.1 * aorta_r)
         half_med = self.mediastinum * (1.0 + 0.8 * apex)
         organs = [(_ellipse(u, v, *aorta, aorta_r, aorta_r), 1.3 * aorta_r)]  # (signed distance, lung clearance)
-        heart_scale = _smoothstep((level - 0.2) / 0.3) * (1.0 - 0.3 * base)
+        f_heart = None
+        # The heart rests on the diaphragm: it ends above the lung bases, whose posterior recesses reach lower.
+        heart_scale = _smoothstep((level - 0.2) / 0.3) * (1.0 - 0.3 * base) * (1.0 - _smoothstep((level - 0.8) / 0.2))
         if heart_scale > 0.05:
             hx_off, hy_off, ha_frac, hb_frac, angle, lobe_angle = self.heart
             hx, hy = mid_x + ca * hx_off, cy - cb * hy_off
@@ -327,7 +347,8 @@ class ChestAnatomy:
                 _ellipse(u, v, hx, hy, ha, hb, angle),
                 _ellipse(u, v, hx - 0.45 * ha, hy + 0.3 * hb, 0.6 * ha, 0.55 * hb, angle + lobe_angle),
             )
-            organs.append((f_heart + 0.01 * _smooth_field(rng, size, sigma=2.0), 0.02 * zoom))
+            f_heart = f_heart + 0.01 * _smooth_field(rng, size, sigma=2.0)
+            organs.append((f_heart, 0.02 * zoom))
         if level < 0.55:  # ascending aorta, pulmonary trunk, supra-aortic branches
             for k, (r_frac, x_off, y_off) in enumerate(self.great_vessels):
                 r = zoom * (0.025 + r_frac * (0.035 if level > 0.3 else 0.01))
@@ -382,11 +403,18 @@ class ChestAnatomy:
             if dome[0] > mid_x and self.stomach_gas:  # gas in the stomach fundus, under the left dome
                 gas = _ellipse(u, v, dome[0] + 0.02, dome[1] - 0.3 * dome_r, 0.4 * dome_r, 0.25 * dome_r) < 0
                 hu[gas & (f_dome < -0.02) & (v < dome[1] - 0.2 * dome_r)] = AIR_HU + 20.0
+        heart = np.zeros((size, size), dtype=bool)
+        if f_heart is not None:  # in pericardial fat, so that it stands apart from the great vessels, liver and wall
+            pericardium = _PERICARDIAL_FAT * zoom
+            hu[cavity & (f_heart < pericardium)] = med_fat_hu
+            heart = (f_cavity < -pericardium) & (f_heart < 0)
+            hu[heart] = organ_hu
 
         # Lungs: denser towards the dependent (posterior) part, soft parenchymal texture, vessels from the hila and
         # vessel cross-sections; the vessels belong to the lung mask.
         lung_hu = self.lung_hu[0] + self.lung_hu[1] * (v - cy) / cb + 15.0 * _smooth_field(rng, size, 1.0, 48)
         hu[lungs] = lung_hu[lungs]
+        heart &= ~lungs  # where a lung's wobbly edge reaches into the mediastinal fat that separates them
         points, hila = [np.zeros((0, 3))], []
         for side, side_mask in zip((-1.0, 1.0), side_masks, strict=True):
             rows = np.flatnonzero(side_mask.any(axis=1))
@@ -424,8 +452,11 @@ class ChestAnatomy:
         hu[airway] = AIR_HU + 20.0
         if self.oesophagus_air and level < 0.9:
             oesophagus = to_px(mid_x - 0.5 * aorta_r, spine_y - spine_r - 0.02)
-            _paint_ellipse(hu, *oesophagus, 1.5 * size / 256, 2.5 * size / 256, 0.0, AIR_HU + 50.0)
+            rr, cc = _ellipse_pixels(hu.shape, *oesophagus, 1.5 * size / 256, 2.5 * size / 256, 0.0)
+            hu[rr, cc] = AIR_HU + 50.0
+            heart[rr, cc] = False
         lungs &= ~airway_wall
+        heart &= ~(airway | airway_wall)
 
         # Bones: spine, ribs around the cavity, sternum, scapulae and clavicles at the apex.
         bones = np.zeros((size, size))
@@ -462,7 +493,12 @@ class ChestAnatomy:
         # Bone replaces the soft tissue below it but never the lungs or the airways.
         bone = (bones != 0.0) & body & ~lungs & ~airway
         hu[bone] = bones[bone]
-        return hu, lungs
+        heart &= ~bone
+        labels = np.zeros((size, size), dtype=np.uint8)
+        labels[side_masks[0] & lungs] = RIGHT_LUNG
+        labels[side_masks[1] & lungs] = LEFT_LUNG
+        labels[heart] = HEART
+        return hu, labels
 
 
 def scan(

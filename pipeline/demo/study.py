@@ -6,7 +6,8 @@ RescaleIntercept -1024, like the reference Siemens study); the tests build their
 scanned twice (a sharp B70f and a smooth B40f reconstruction of the same anatomy, sharing one frame of reference)
 plus a scout image (ImageType LOCALIZER), in the folder layout of a TCIA/PACS export, so that series grouping and
 selection have real work to do. The objects pass ``dciodvfy`` without errors and are accepted by highdicom as
-segmentation sources.
+segmentation sources. The study's marker records the phantom's true volume of each structure (right lung, left lung,
+heart) in each series (:func:`demo_study_truth`), so that a model's ``report.json`` can be checked against it.
 
 The patient is synthetic ("Demo^Synthetic", ID "DEMO0001"); the images are not suitable for any clinical purpose.
 """
@@ -31,11 +32,12 @@ from pydicom.uid import (
 from skimage import transform
 
 from pipeline.atomic import GeneratedFolder
-from pipeline.demo.phantom import ChestAnatomy, scan
+from pipeline.demo.phantom import LABELS, ChestAnatomy, scan
 
 __all__ = [
     "DEMO_PATIENT_ID",
     "DEMO_PATIENT_NAME",
+    "demo_study_truth",
     "ensure_demo_study",
     "is_complete_demo_study",
     "synthesize_ct_volume",
@@ -50,7 +52,7 @@ DEMO_PATIENT_ID = "DEMO0001"
 #: Written last into a finished study folder; records the generation parameters and the files.
 MARKER_NAME = ".demo_study.json"
 #: Bumped whenever the generator's output changes, so that studies made by an older version are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 # The generator name in the marker predates the package layout: folders written before it stay recognised.
 _FOLDER = GeneratedFolder(MARKER_NAME, "pipeline.data.demo_dicom", GENERATOR_VERSION, "demo study")
 
@@ -59,6 +61,7 @@ _BITS_STORED = 12  # stored 0..4095: HU -1024..3071
 _FIELD_OF_VIEW_MM = 350.0
 _SLICE_THICKNESS_MM = 8.0
 _KERNEL_SHARPNESS = {"B70f": 1.0, "B40f": 0.0}  # pipeline.demo.phantom.scan's sharpness of each series' kernel
+_AXIAL_SERIES = ((2, "B70f"), (3, "B40f"))  # series number and kernel of each axial series
 
 
 def _uid(*parts: object) -> UID:
@@ -268,7 +271,7 @@ def write_ct_series(
 
 
 def synthesize_ct_volume(size: int = 256, num_slices: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free synthetic chest CT volume in HU and its lung mask: one phantom patient cut at consecutive levels.
+    """Noise-free synthetic chest CT volume in HU and its label map: one phantom patient cut at consecutive levels.
 
     The same generator as the 2D demo slices (:class:`~pipeline.demo.phantom.ChestAnatomy`). Slice 0 lies above the
     lung apices and slice N-1 below the lung bases (head first, as a scanner writes instance 1); the levels run
@@ -281,7 +284,8 @@ def synthesize_ct_volume(size: int = 256, num_slices: int = 24, seed: int = 0) -
         seed: random seed of the patient and of each slice's vessels, ribs and texture. Defaults to 0.
 
     Returns:
-        ``(hu, mask)``: float32 (N, size, size) HU and uint8 (N, size, size) {0, 1} lung mask.
+        ``(hu, labels)``: float32 (N, size, size) HU and the uint8 (N, size, size) label map of the right lung (1),
+        the left lung (2) and the heart (3) (:data:`~pipeline.demo.phantom.LABELS`).
 
     Raises:
         ValueError: ``size < 64`` or ``num_slices < 2``.
@@ -292,11 +296,11 @@ def synthesize_ct_volume(size: int = 256, num_slices: int = 24, seed: int = 0) -
         raise ValueError(f"num_slices must be at least 2, got {num_slices}")
     anatomy = ChestAnatomy.draw(np.random.default_rng([seed, 3]))
     hu = np.empty((num_slices, size, size), dtype=np.float32)
-    mask = np.empty((num_slices, size, size), dtype=np.uint8)
+    labels = np.empty((num_slices, size, size), dtype=np.uint8)
     for k in range(num_slices):
         level = -0.2 + 1.4 * (k + 0.5) / num_slices
-        hu[k], mask[k] = anatomy.section(level, size, np.random.default_rng([seed, 3, k]))
-    return hu, mask
+        hu[k], labels[k] = anatomy.section(level, size, np.random.default_rng([seed, 3, k]))
+    return hu, labels
 
 
 def _reconstruct(hu: np.ndarray, kernel: str, rng: np.random.Generator) -> np.ndarray:
@@ -322,8 +326,19 @@ def _study_files(size: int, num_slices: int) -> dict[str, list[str]]:
     }
 
 
-def _write_study_files(root: Path, size: int, num_slices: int, seed: int) -> None:
-    hu, _ = synthesize_ct_volume(size, num_slices, seed)
+def _truth(labels: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]]:
+    """Each structure's voxels and volume in mL in a label map, by name in the order of ``LABELS``."""
+    truth = {}
+    for value, name in LABELS.items():
+        if value:
+            voxels = int(np.count_nonzero(labels == value))
+            truth[name] = {"voxels": voxels, "volume_ml": voxels * voxel_ml}
+    return truth
+
+
+def _write_study_files(root: Path, size: int, num_slices: int, seed: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Write the study into ``root``; return the phantom's true volumes by series description and structure."""
+    hu, labels = synthesize_ct_volume(size, num_slices, seed)
     study_uid = _uid("pipeline demo study", size, num_slices, seed)
     spacing = _FIELD_OF_VIEW_MM / size
     top = num_slices * _SLICE_THICKNESS_MM / 2
@@ -332,14 +347,18 @@ def _write_study_files(root: Path, size: int, num_slices: int, seed: int) -> Non
     positions = [(corner, corner, top - k * _SLICE_THICKNESS_MM) for k in range(num_slices)]
     folders = list(_study_files(size, num_slices))
     rng = np.random.default_rng([seed, 4])
-    for number, kernel in ((2, "B70f"), (3, "B40f")):
+    truth = {}
+    for number, kernel in _AXIAL_SERIES:
+        description = f"Thorax 8.0 {kernel}"
+        # Both series reconstruct one anatomy on one grid: the same truth, recorded for each as a report gives it.
+        truth[description] = _truth(labels, spacing * spacing * _SLICE_THICKNESS_MM / 1000.0)
         write_ct_series(
             root / folders[number - 1],
             _reconstruct(hu, kernel, rng),
             study_uid=study_uid,
             series_uid=_uid(study_uid, "series", number),
             series_number=number,
-            description=f"Thorax 8.0 {kernel}",
+            description=description,
             positions=np.asarray(positions),
             pixel_spacing=(spacing, spacing),
             slice_thickness=_SLICE_THICKNESS_MM,
@@ -361,6 +380,7 @@ def _write_study_files(root: Path, size: int, num_slices: int, seed: int) -> Non
         file_names=["1-1.dcm"],
         convolution_kernel="T20f",
     )
+    return truth
 
 
 def is_complete_demo_study(root: str | os.PathLike, **params: object) -> bool:
@@ -390,11 +410,14 @@ def write_demo_study(root: str | os.PathLike, *, size: int = 256, num_slices: in
             1.000000-Topogram  0.6  T20f-00001/1-1.dcm         ImageType ORIGINAL\\PRIMARY\\LOCALIZER
             2.000000-Thorax  8.0  B70f-00002/1-01.dcm ...       sharp kernel, N axial slices
             3.000000-Thorax  8.0  B40f-00003/1-01.dcm ...       smooth kernel, same anatomy and positions
-        root/.demo_study.json                                   parameters and file list (the completion marker)
+        root/.demo_study.json                                   parameters, file list and true volumes (the
+                                                                completion marker)
 
-    Axial slices are ``350 / size`` mm pixels, 8 mm apart, instance 1 the most superior. The study is written into a
-    temporary sibling folder renamed to ``root`` at the end; an existing ``root`` is replaced only when it is empty or
-    a demo study written here.
+    Axial slices are ``350 / size`` mm pixels, 8 mm apart, instance 1 the most superior. The marker's ``"truth"``
+    gives, for each axial series by SeriesDescription, each structure's voxels and volume in mL in the phantom's label
+    map (:func:`synthesize_ct_volume`; :func:`demo_study_truth` reads it). The study is written into a temporary
+    sibling folder renamed to ``root`` at the end; an existing ``root`` is replaced only when it is empty or a demo
+    study written here.
 
     Args:
         root: output folder.
@@ -415,9 +438,34 @@ def write_demo_study(root: str | os.PathLike, *, size: int = 256, num_slices: in
         raise ValueError(f"num_slices must be at least 2, got {num_slices}")
     root = Path(root)
     with _FOLDER.build(root, {"size": size, "num_slices": num_slices, "seed": seed}) as (tmp, marker):
-        _write_study_files(tmp, size, num_slices, seed)
+        truth = _write_study_files(tmp, size, num_slices, seed)
         marker["files"] = [f"{folder}/{n}" for folder, names in _study_files(size, num_slices).items() for n in names]
+        marker["truth"] = truth
     return root
+
+
+def demo_study_truth(root: str | os.PathLike) -> dict[str, dict[str, dict[str, float]]]:
+    """The phantom's true volume of each structure in each series of a demo study, as its marker records it.
+
+    The truth is the phantom's label map (:func:`synthesize_ct_volume`) counted voxel by voxel: what a perfect model
+    of the right lung, the left lung and the heart would report in ``report.json``. Both axial series show the same
+    anatomy on the same grid, so their truths are equal.
+
+    Args:
+        root: a demo study written by :func:`write_demo_study`.
+
+    Returns:
+        ``{series description: {structure name: {"voxels": int, "volume_ml": float}}}``, e.g.
+        ``truth["Thorax 8.0 B70f"]["heart"]["volume_ml"]``.
+
+    Raises:
+        ValueError: when ``root`` holds no complete demo study of this generator version.
+    """
+    root = Path(root)
+    truth = (_FOLDER.read_marker(root) or {}).get("truth") if is_complete_demo_study(root) else None
+    if not isinstance(truth, dict):
+        raise ValueError(f"{root} holds no complete demo study of generator version {GENERATOR_VERSION}")
+    return truth
 
 
 def ensure_demo_study(root: str | os.PathLike, **kwargs: object) -> Path:

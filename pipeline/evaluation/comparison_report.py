@@ -5,7 +5,8 @@ Everything is read back from the run folders that :func:`pipeline.evaluation.run
 report can be rewritten at any time without training again. Written to the report folder:
 
 - ``report.md``: the model table (Dice, IoU, precision, recall, HD95 as mean ± std and median; parameters, training
-  time, inference time per image), the effect of flip TTA and post-processing, paired significance tests, figures;
+  time, inference time per image), for several structures each structure's Dice, IoU and HD95 with its own
+  significance tests, the effect of flip TTA and post-processing, paired significance tests, figures;
 - ``per_case.csv``: one row per case, model and variant;
 - ``summary.json``: the same numbers for programs;
 - ``training_curves.png``, ``dice_boxplot.png``, ``variants.png`` and ``disagreement.png``.
@@ -44,6 +45,8 @@ __all__ = ["METRICS", "holm", "paired_test", "write_report"]
 logger = logging.getLogger("pipeline.compare")
 
 METRICS = ("dice", "iou", "precision", "recall", "hd95")
+STRUCTURE_METRICS = ("dice", "iou", "hd95")
+"""The per-structure columns of an evaluation of several structures (``dice_<structure>``...) that a report reads."""
 """Per-case metrics of the tables, in order; HD95 is in pixels of each image's native grid (lower is better)."""
 ALPHA = 0.05
 
@@ -126,11 +129,19 @@ class _Model:
         for variant, folder in result.evaluations.items():
             rows = _read_rows(folder / "per_image.csv")
             self.cases[variant] = [r["image"] for r in rows]
-            self.scores[variant] = {m: np.array([_float(r.get(m)) for r in rows]) for m in (*METRICS, "accuracy")}
+            keys = [*METRICS, "accuracy", *(f"{m}_{s}" for s in _structure_suffixes(rows) for m in STRUCTURE_METRICS)]
+            self.scores[variant] = {m: np.array([_float(r.get(m)) for r in rows]) for m in keys}
             self.evaluation[variant] = json.loads((folder / "summary.json").read_text())
 
     def case_file(self, variant: str, index: int, part: str) -> Path:
         return self.result.evaluations[variant] / "cases" / f"{index:04d}_{part}.png"
+
+
+def _structure_suffixes(rows: list[dict[str, str]]) -> list[str]:
+    """The structures of an evaluation of several (``dice_right_lung``... columns): their column suffixes, in the
+    report's order; none for one structure."""
+    columns = rows[0] if rows else {}
+    return [k.removeprefix("dice_") for k in columns if k.startswith("dice_")]
 
 
 def _fmt(stats: dict[str, float], digits: int) -> str:
@@ -164,8 +175,9 @@ def _model_table(models: list[_Model]) -> list[str]:
     return lines
 
 
-def _significance(models: list[_Model], metric: str = "Dice") -> tuple[list[str], list[dict]]:
-    key = metric.lower()
+def _significance(models: list[_Model], metric: str = "Dice", key: str | None = None) -> tuple[list[str], list[dict]]:
+    """Whether the best model by mean per-case ``key`` (default ``metric`` in lower case) beats each other one."""
+    key = key or metric.lower()
     ranked = sorted(models, key=lambda m: -np.nanmean(m.scores[PLAIN][key]))
     best, others = ranked[0], ranked[1:]
     tests = [paired_test(best.scores[PLAIN][key], o.scores[PLAIN][key]) for o in others]
@@ -187,6 +199,37 @@ def _significance(models: list[_Model], metric: str = "Dice") -> tuple[list[str]
             f"| {test['p_value']:.2g} | {p_holm:.2g} | {'yes' if significant else 'no'} |"
         )
     return lines, rows
+
+
+def _structures_section(models: list[_Model]) -> tuple[list[str], dict]:
+    """Per-structure Dice, IoU and HD95 of each model, and for each structure whether the best model by its Dice is
+    significantly better than each other one (Holm-corrected within the structure)."""
+    structures = [k.removeprefix("dice_") for k in models[0].scores[PLAIN] if k.startswith("dice_")]
+    structures = [s for s in structures if all(f"dice_{s}" in m.scores[PLAIN] for m in models)]
+    if not structures:
+        return [], {}
+    lines = [
+        "## Each structure",
+        "",
+        "Mean ± standard deviation (median) over the cases in which the structure counts: a case where it is absent "
+        "from the label and from the prediction is left out (nothing to find, nothing found).",
+        "",
+        "| structure | model | Dice | IoU | HD95 (px) |",
+        "|---|---|---|---|---|",
+    ]
+    summary: dict = {"metrics": {}, "significance": {}}
+    for s in structures:
+        for m in models:
+            stats = {k: _stats(m.scores[PLAIN][f"{k}_{s}"]) for k in STRUCTURE_METRICS}
+            summary["metrics"].setdefault(m.name, {})[s] = stats
+            cells = [_fmt(stats[k], 1 if k == "hd95" else 4) for k in STRUCTURE_METRICS]
+            lines.append(f"| {s.replace('_', ' ')} | {m.name} | {' | '.join(cells)} |")
+    if len(models) > 1:
+        for s in structures:
+            test_lines, rows = _significance(models, f"Dice of the {s.replace('_', ' ')}", key=f"dice_{s}")
+            lines += ["", f"### {s.replace('_', ' ')}", "", *test_lines]
+            summary["significance"][s] = rows
+    return [*lines, ""], summary
 
 
 def _variants_table(models: list[_Model], variants: list[str]) -> tuple[list[str], list[dict]]:
@@ -385,6 +428,8 @@ def write_report(
     ]
     significance_lines, significance = _significance(models)
     lines += significance_lines
+    structure_lines, structure_summary = _structures_section(models)
+    lines += ["", *structure_lines] if structure_lines else []
     variant_lines, variant_rows = _variants_table(models, variants)
     lines += [
         "",
@@ -418,6 +463,8 @@ def write_report(
             "metrics": {v: {k: _stats(m.scores[v][k]) for k in (*METRICS, "accuracy")} for v in variants},
         }
     summary["significance"] = significance
+    if structure_summary:
+        summary["structures"] = structure_summary
     summary["variants"] = variant_rows
     summary["disagreement"] = [{"image": reference[i], "disagreement": s} for i, s in picks]
     write_json(summary, output_dir / "summary.json")

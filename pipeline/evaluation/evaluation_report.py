@@ -34,9 +34,11 @@ from monai.metrics import compute_confusion_matrix_metric
 
 from pipeline.atomic import atomic_output, write_json
 from pipeline.bundle import flag
+from pipeline.evaluation.structure_metrics import metric_suffix
 from pipeline.io import LoadSlice
 from pipeline.models import weights_names
-from pipeline.outputs import write_image_png, write_mask_png, write_side_by_side
+from pipeline.outputs import write_image_png, write_label_png, write_mask_png, write_side_by_side
+from pipeline.segments import structures_from_config
 
 __all__ = ["EvaluationReport"]
 
@@ -76,6 +78,9 @@ class EvaluationReport:
         dice_metric: the evaluator metric that ranks the images for the figure.
         save_cases: also write every image with its ground truth and prediction as PNGs under ``cases/`` (a bool, or
             the ``--save_cases`` setting as typed: :func:`pipeline.bundle.flag`).
+        structures: what the model segments; with several, ``per_image.csv`` has each structure's Dice, IoU and
+            HD95 besides their mean, the masks are kept as label maps, and the slices of 3D volumes are named
+            ``<file>:<slice>``.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class EvaluationReport:
         confusion_metrics: dict[str, str] | None = None,
         dice_metric: str = "val_dice",
         save_cases: bool | str = False,
+        structures: Sequence[Any] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.dataset_dir = os.fspath(dataset_dir) if dataset_dir else None
@@ -103,8 +109,10 @@ class EvaluationReport:
         }
         self.dice_metric = dice_metric
         self.save_cases = flag(save_cases, "save_cases")
+        self.structures = structures_from_config(structures) if structures else []
         self._start = 0.0
         self._files: list[str] = []
+        self._slices: list[int | None] = []
         self._masks: list[tuple[tuple[int, int], np.ndarray, np.ndarray]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -114,15 +122,19 @@ class EvaluationReport:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _reset(self, engine: Engine) -> None:
-        self._files, self._masks = [], []
+        self._files, self._masks, self._slices = [], [], []
         self._start = time.perf_counter()
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output:
-            self._files.append(str(item["image"].meta.get("filename_or_obj", f"case_{len(self._files)}")))
-            pred = torch.as_tensor(item["pred"])[0].cpu().numpy() > 0.5
-            label = torch.as_tensor(item["label"])[0].cpu().numpy() > 0.5
-            self._masks.append((pred.shape, np.packbits(pred), np.packbits(label)))
+            meta = item["image"].meta
+            self._files.append(str(meta.get("filename_or_obj", f"case_{len(self._files)}")))
+            self._slices.append(meta.get("slice_index"))
+            pred, label = _label_map(item["pred"]), _label_map(item["label"])
+            if pred.max(initial=0) <= 1 and label.max(initial=0) <= 1:  # one structure: a bit per pixel
+                self._masks.append((pred.shape, np.packbits(pred), np.packbits(label)))
+            else:
+                self._masks.append((pred.shape, pred, label))
 
     def _per_image(self, engine: Engine) -> dict[str, np.ndarray]:
         details: dict[str, Any] = getattr(engine.state, "metric_details", {})
@@ -131,22 +143,29 @@ class EvaluationReport:
             values = torch.as_tensor(values).float()
             if name in self.confusion_metrics:
                 values = compute_confusion_matrix_metric(self.confusion_metrics[name], values)
-            values = values.reshape(len(values), -1).mean(dim=1)  # one number per image (mean over channels)
+            values = values.reshape(len(values), -1)
             if len(values) != len(self._files):
                 logger.warning(
                     "metric %s has %d per-image values for %d images; left out", name, len(values), len(self._files)
                 )
                 continue
-            columns[name.removeprefix("val_")] = values.numpy()
+            columns[name.removeprefix("val_")] = _nanmean(values)  # one number per image (mean over structures)
+            if values.shape[1] > 1 and len(self.structures) == values.shape[1]:
+                for column, structure in enumerate(self.structures):
+                    columns[f"{name.removeprefix('val_')}_{metric_suffix(structure)}"] = values[:, column].numpy()
         return columns
 
     def _write(self, engine: Engine) -> None:
         seconds = time.perf_counter() - self._start  # loading, preprocessing, inference, postprocessing, metrics
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        names = [_case_name(f, self.dataset_dir) for f in self._files]
+        names = [
+            _case_name(f, self.dataset_dir) + ("" if k is None else f":{int(k)}")
+            for f, k in zip(self._files, self._slices, strict=True)
+        ]
         columns = self._per_image(engine)
-        pred_px = [int(np.unpackbits(p).sum()) for _, p, _ in self._masks]
-        label_px = [int(np.unpackbits(lab).sum()) for _, _, lab in self._masks]
+        unpacked = [self._unpack(i) for i in range(len(self._masks))]
+        pred_px = [int(np.count_nonzero(pred)) for _, pred in unpacked]
+        label_px = [int(np.count_nonzero(label)) for label, _ in unpacked]
 
         csv_path = self.output_dir / "per_image.csv"
         with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as f:
@@ -178,7 +197,10 @@ class EvaluationReport:
         )
 
     def _unpack(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(label, pred)`` of image ``i``: binary masks, or label maps of structure indices."""
         shape, pred, label = self._masks[i]
+        if pred.shape == shape:  # kept as label maps
+            return label, pred
         size = shape[0] * shape[1]
         return np.unpackbits(label)[:size].reshape(shape), np.unpackbits(pred)[:size].reshape(shape)
 
@@ -187,9 +209,15 @@ class EvaluationReport:
         for i, filename in enumerate(self._files):
             label, pred = self._unpack(i)
             stem = self.output_dir / "cases" / f"{i:04d}"
-            write_image_png(loader(filename).numpy().mean(axis=0), f"{stem}_image.png", window=self.window)
-            write_mask_png(label, f"{stem}_label.png")
-            write_mask_png(pred, f"{stem}_pred.png")
+            image = loader(filename, slice_index=self._slices[i]).numpy().mean(axis=0)
+            write_image_png(image, f"{stem}_image.png", window=self.window)
+            if len(self.structures) > 1:  # label maps in the dataset's values
+                values = np.array([0, *(s.value for s in self.structures)], dtype=np.uint8)
+                write_label_png(values[label], f"{stem}_label.png")
+                write_label_png(values[pred], f"{stem}_pred.png")
+            else:
+                write_mask_png(label, f"{stem}_label.png")
+                write_mask_png(pred, f"{stem}_pred.png")
 
     def _write_figure(self, names: list[str], columns: dict[str, np.ndarray]) -> Path | None:
         dice_key = self.dice_metric.removeprefix("val_")
@@ -204,13 +232,29 @@ class EvaluationReport:
             cases.append(
                 {
                     "name": names[i],
-                    "image": loader(self._files[i]).numpy().mean(axis=0),
+                    "image": loader(self._files[i], slice_index=self._slices[i]).numpy().mean(axis=0),
                     "label": label,
                     "pred": pred,
                     **({"dice": float(dice[i])} if dice is not None else {}),
                 }
             )
         return write_side_by_side(cases, self.output_dir / "cases.png", window=self.window)
+
+
+def _label_map(mask: Any) -> np.ndarray:
+    """(H, W) uint8 of a prediction or label: a binary channel as 0/1, one-hot channels as the structure's index."""
+    mask = torch.as_tensor(mask).detach().cpu()
+    if mask.shape[0] == 1:
+        return (mask[0] > 0.5).numpy().astype(np.uint8)
+    return (mask.argmax(dim=0) * (mask.amax(dim=0) > 0.5)).numpy().astype(np.uint8)
+
+
+def _nanmean(values: torch.Tensor) -> np.ndarray:
+    """Each row's mean over its non-NaN values (NaN for a row of NaN only)."""
+    finite = ~torch.isnan(values)
+    totals = torch.where(finite, values, torch.zeros_like(values)).sum(dim=1)
+    counts = finite.sum(dim=1)
+    return torch.where(counts > 0, totals / counts.clamp_min(1), torch.full_like(totals, float("nan"))).numpy()
 
 
 def _statistics(values: np.ndarray) -> dict[str, float]:

@@ -1,9 +1,10 @@
 """Ensembles of networks (cross-validation folds, cosine-annealing snapshots) and flip test-time augmentation.
 
 ``EnsembleInferer`` wraps any MONAI inferer. It runs every network on the input and, with ``flip_tta``, on its
-horizontal and vertical mirror images, maps each output back, converts it to a probability and averages the
-probabilities (not thresholded masks). It returns the logit of that mean, so the postprocessing a bundle already
-applies (sigmoid, ``Invertd``, threshold) stays as it is.
+horizontal and vertical mirror images, maps each output back, converts it to a probability (sigmoid for one structure,
+softmax over the channels for several) and averages the probabilities (not thresholded masks). It returns the logit
+of that mean (the log of the mean for softmax, which softmax turns back into it), so the postprocessing a bundle
+already applies (activation, ``Invertd``, threshold or argmax) stays as it is.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ _EPS = 1e-6
 
 
 class EnsembleInferer(Inferer):
-    """Average the sigmoid probabilities of several networks and flipped inputs; return the mean as a logit.
+    """Average the probabilities of several networks and flipped inputs; return the mean as logits.
 
     Args:
         inferer: the inferer that runs one network on one input (e.g. ``SlidingWindowInferer``).
         networks: the ensemble members; ``None`` uses the network passed at call time only.
         flip_tta: also run each network on the left-right and up-down mirrored input (a bool, or the ``--flip_tta``
             setting as typed: :func:`pipeline.bundle.flag`).
+        softmax: the networks' outputs are softmax logits over background and structures (a model of several
+            structures); ``False``: one sigmoid channel per structure.
+        sides: the structures tell the patient's sides apart (:func:`pipeline.segments.has_sides`): flip TTA
+            mirrors up-down only, since a left-right mirrored input shows the right lung where the left one lies.
 
     Example::
 
@@ -41,12 +46,19 @@ class EnsembleInferer(Inferer):
     """
 
     def __init__(
-        self, inferer: Inferer, networks: Sequence[nn.Module] | None = None, flip_tta: bool | str = False
+        self,
+        inferer: Inferer,
+        networks: Sequence[nn.Module] | None = None,
+        flip_tta: bool | str = False,
+        softmax: bool = False,
+        sides: bool = False,
     ) -> None:
         super().__init__()
         self.inferer = inferer
         self.networks = list(networks) if networks else None
-        self.flips = FLIPS if flag(flip_tta, "flip_tta") else FLIPS[:1]
+        flips = FLIPS if flag(flip_tta, "flip_tta") else FLIPS[:1]
+        self.flips = tuple(dims for dims in flips if not (sides and 3 in dims))
+        self.softmax = bool(softmax)
 
     def __call__(
         self, inputs: torch.Tensor, network: nn.Module | None = None, *args: Any, **kwargs: Any
@@ -71,7 +83,10 @@ class EnsembleInferer(Inferer):
             for dims in self.flips:
                 flipped = torch.flip(inputs, dims) if dims else inputs
                 logits = self.inferer(flipped, net, *args, **kwargs)
-                probability = torch.sigmoid((torch.flip(logits, dims) if dims else logits).float())
+                logits = (torch.flip(logits, dims) if dims else logits).float()
+                probability = torch.softmax(logits, dim=1) if self.softmax else torch.sigmoid(logits)
                 total = probability if total is None else total + probability
         mean = total / (len(networks) * len(self.flips))
+        if self.softmax:
+            return torch.log(mean.clamp_min(_EPS))
         return torch.logit(mean.clamp(_EPS, 1.0 - _EPS))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.io.dicom_series import DicomSeries, SeriesRules, SkippedFile, group_series, iter_files, select_series
+from pipeline.io.nifti_slice import nifti_depth
 from pipeline.io.readers import DICOM_SUFFIXES, NIFTI_SUFFIXES, PIL_SUFFIXES, file_suffix, is_dicom_file
 
 __all__ = ["PROJECTION_MODALITIES", "ImageInput", "InferenceInputs", "find_inputs"]
@@ -51,17 +52,19 @@ class InferenceInputs:
     Attributes:
         images: 2D images, sorted by path.
         series: selected DICOM series, in study and series order.
+        volumes: 3D NIfTI volumes (segmented slice by slice, written as one label volume each), sorted by path.
         rejected: DICOM series the selection rules left out, with the reason.
         skipped: files that are neither images nor readable DICOM image objects, with the reason.
     """
 
     images: list[ImageInput] = field(default_factory=list)
     series: list[DicomSeries] = field(default_factory=list)
+    volumes: list[ImageInput] = field(default_factory=list)
     rejected: list[tuple[DicomSeries, str]] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.images) + len(self.series)
+        return len(self.images) + len(self.series) + len(self.volumes)
 
     def shard(self, rank: int, count: int) -> InferenceInputs:
         """Process ``rank``'s share when ``count`` processes split the inputs: every ``count``-th series and image,
@@ -69,7 +72,17 @@ class InferenceInputs:
         """
         if not 0 <= rank < count:
             raise ValueError(f"shard {rank} of {count}: rank must be in 0..{count - 1}")
-        return InferenceInputs(images=self.images[rank::count], series=self.series[rank::count])
+        return InferenceInputs(
+            images=self.images[rank::count], series=self.series[rank::count], volumes=self.volumes[rank::count]
+        )
+
+
+def _is_volume(path: Path) -> bool:
+    """Whether a NIfTI file holds more than one slice (an unreadable one is left to the reader to report)."""
+    try:
+        return nifti_depth(path) > 1
+    except ValueError:
+        return False
 
 
 def _stem(name: str) -> str:
@@ -114,6 +127,8 @@ def find_inputs(
         raise FileNotFoundError("the inference input does not exist (path not repeated: it may hold patient data)")
     if path.is_file():
         suffix = file_suffix(path)
+        if suffix in NIFTI_SUFFIXES and _is_volume(path):
+            return InferenceInputs(volumes=[ImageInput(path, _stem(path.name))])
         if suffix in _IMAGE_SUFFIXES or suffix in DICOM_SUFFIXES or is_dicom_file(path):
             return InferenceInputs(images=[ImageInput(path, _stem(path.name))])
         raise ValueError(f"{path.name}: not an image this pipeline reads (suffix {suffix or 'none'!r}, not DICOM)")
@@ -123,7 +138,9 @@ def find_inputs(
     used: set[str] = set()
     for file in iter_files(path, exclude):
         suffix = file_suffix(file)
-        if suffix in _IMAGE_SUFFIXES:
+        if suffix in NIFTI_SUFFIXES and _is_volume(file):
+            inputs.volumes.append(ImageInput(file, _image_name(file, path, used)))
+        elif suffix in _IMAGE_SUFFIXES:
             inputs.images.append(ImageInput(file, _image_name(file, path, used)))
         elif suffix in DICOM_SUFFIXES or is_dicom_file(file):
             dicom_files.append(file)

@@ -1,9 +1,11 @@
-"""Inference over everything under one input path, one output folder per series or image, failures isolated.
+"""Inference over everything under one input path, one output folder per series or volume, failures isolated.
 
-The runner finds the inputs, reads them, runs the model and hands each result to
-:class:`pipeline.outputs.InferenceWriter`, which writes one folder per DICOM series (``seg.dcm``, ``labels.nii.gz``,
-``overlay.png``, ``report.json``) and a mask and overlay per 2D image. ``<output_dir>/summary.json`` lists every input
-with its status, the series that selection left out and the files that were skipped, each with the reason.
+The runner finds the inputs, reads them, runs the model and hands each result, a label map in the structures' values,
+to :class:`pipeline.outputs.InferenceWriter`: one folder per DICOM series (``seg.dcm`` with a segment per structure,
+``labels.nii.gz``, ``overlay.png``, ``report.json``), one per 3D NIfTI volume (``labels.nii.gz`` with the input's
+affine, ``overlay.png``, ``report.json``), and a mask (or label map) and overlay per 2D image.
+``<output_dir>/summary.json`` lists every input with its status, the series that selection left out and the files that
+were skipped, each with the reason.
 
 One bad series or image is reported (logged, and in the summary with its reason) and the others still run; the run
 then ends with ``InferenceError`` so that the exit status says something failed. Labels and file names are
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
+from monai.data import MetaTensor, NibabelReader
 
 from pipeline import distributed
 from pipeline.inference.inputs import ImageInput, InferenceInputs, find_inputs
@@ -34,11 +36,12 @@ from pipeline.inference.predictor import SlicePredictor
 from pipeline.io.array import LoadSlice
 from pipeline.io.dicom_series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
 from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
+from pipeline.io.nifti_slice import NiftiVolume, load_nifti_volume
 from pipeline.io.readers import MAX_SLICE_PIXELS
 from pipeline.models.weights import weights_names
 from pipeline.outputs.measurements import mask_measurements
 from pipeline.outputs.writers import InferenceWriter
-from pipeline.segments import SegmentDescription
+from pipeline.segments import SegmentDescription, Structure, structures_from_config
 from pipeline.transforms.cleanup import VolumeCleanup
 
 __all__ = ["InferenceError", "InferenceRunner"]
@@ -55,7 +58,7 @@ class _SeriesWork:
     """A series between stages: its volume, its preprocessed batches, then its (N, H, W) uint8 mask as predicted, and
     the stage timings."""
 
-    volume: SeriesVolume
+    volume: SeriesVolume | NiftiVolume
     batches: list[dict[str, Any]] = field(default_factory=list)
     mask: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -69,8 +72,10 @@ class InferenceRunner:
         input: an image file, a single DICOM file, a folder of images, a DICOM study folder or a folder of studies.
         output_dir: where outputs go (created).
         series_rules: DICOM series selection rules.
-        segment: what the model segments (label and SNOMED codes), for DICOM SEG and the reports; a bundle config's
-            ``segment`` dict is accepted (:meth:`SegmentDescription.from_config`).
+        segment: what a binary model segments (label and SNOMED codes), for DICOM SEG and the reports; a bundle
+            config's ``segment`` dict is accepted (:meth:`SegmentDescription.from_config`).
+        structures: what the model segments, each with its label value (the bundles' ``@structures``); default the
+            one structure of value 1 that ``segment`` describes. The predictor's masks hold these values.
         algorithm_name: algorithm name written into DICOM SEG and the reports (the bundle's model name).
         algorithm_version: algorithm version (the bundle's version).
         checkpoint: weights file(s) the network was loaded from (an ensemble's members); reported by name only
@@ -99,6 +104,7 @@ class InferenceRunner:
         output_dir: str | os.PathLike,
         series_rules: SeriesRules | None = None,
         segment: SegmentDescription | Mapping[str, Any] | None = None,
+        structures: Sequence[Structure | Mapping[str, Any]] | None = None,
         algorithm_name: str = "pipeline",
         algorithm_version: str = "0",
         checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
@@ -118,9 +124,11 @@ class InferenceRunner:
         self.output_dir = Path(output_dir)
         self.series_rules = series_rules or SeriesRules()
         self.segment = SegmentDescription.from_config(segment)
+        self.structures = structures_from_config(structures, self.segment)
         self.writer = InferenceWriter(
             self.output_dir,
             self.segment,
+            structures=self.structures,
             algorithm_name=algorithm_name,
             algorithm_version=str(algorithm_version),
             weights=weights_names(checkpoint),
@@ -131,6 +139,7 @@ class InferenceRunner:
         self.batch_size = batch_size
         self.volume_cleanup = volume_cleanup if volume_cleanup is not None and volume_cleanup.active else None
         self.loader = LoadSlice(max_pixels=max_pixels)
+        self._nifti_reader = NibabelReader(as_closest_canonical=False)
         self.overlap = predictor.device.type == "cuda" if overlap is None else bool(overlap)
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard {shard[0]} of {shard[1]}: the rank must be in 0..{shard[1] - 1}")
@@ -172,23 +181,28 @@ class InferenceRunner:
     def _finish_series(self, work: _SeriesWork) -> tuple[np.ndarray, dict[str, Any]]:
         mask = work.mask
         volume = work.volume
-        predicted_ml = mask_measurements(mask, volume.spacing)["volume_ml"]
+        predicted = mask_measurements(mask, volume.spacing, self.structures)
         cleanup = None
         if self.volume_cleanup is not None:
             tick = time.perf_counter()
             mask, cleanup = self.volume_cleanup(mask, volume.spacing)
             work.timings["postprocess_s"] = time.perf_counter() - tick
-        measured = mask_measurements(mask, volume.spacing)
-        return mask, {
+        measured = mask_measurements(mask, volume.spacing, self.structures)
+        report = {
             "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
-            "segment": self.segment.label,
+            "segment": ", ".join(s.label for s in self.structures),
             "segmented_volume_ml": measured["volume_ml"],
-            "volume_before_postprocessing_ml": predicted_ml,
+            "volume_before_postprocessing_ml": predicted["volume_ml"],
             "postprocessing": cleanup,
             "segmented_voxels": measured["voxels"],
             "per_slice": measured["per_slice"],
-            "timings": work.timings,
         }
+        if len(self.structures) > 1:
+            report["structures"] = [
+                {**after, "volume_before_postprocessing_ml": before["volume_ml"]}
+                for after, before in zip(measured["structures"], predicted["structures"], strict=True)
+            ]
+        return mask, {**report, "timings": work.timings}
 
     def segment_volume(self, volume: SeriesVolume) -> tuple[np.ndarray, dict[str, Any]]:
         """Predict every slice of a series and clean the mask in 3D; nothing is written.
@@ -216,6 +230,34 @@ class InferenceRunner:
         """
         work = self._infer_series(self._read_series(series))
         return self.writer.write_series(series, work.volume, *self._finish_series(work))
+
+    def _read_volume(self, image: ImageInput) -> _SeriesWork:
+        tick = time.perf_counter()
+        work = _SeriesWork(load_nifti_volume(image.path, self._nifti_reader, self.loader.max_pixels))
+        work.timings["read_s"] = time.perf_counter() - tick
+        work.batches = self._prepare(work.volume)
+        work.timings["preprocess_s"] = time.perf_counter() - tick - work.timings["read_s"]
+        return work
+
+    def _volume_outputs(self, image: ImageInput, work: _SeriesWork) -> list[dict[str, Any]]:
+        """The writer's job for one NIfTI volume: finish it, write its outputs and return its summary record."""
+        try:
+            report = self.writer.write_volume(image.name, work.volume, *self._finish_series(work))
+        except MemoryError:
+            raise
+        except Exception as e:
+            return [_failure(image.name, "nifti volume", e, image.path)]
+        return [
+            {
+                "input": image.name,
+                "kind": "nifti volume",
+                "status": "ok",
+                "num_slices": report["num_slices"],
+                "segmented_volume_ml": report["segmented_volume_ml"],
+                "seconds": report["timings"]["total_s"],
+                "model_forward_s": report["timings"]["model_forward_s"],
+            }
+        ]
 
     def _series_outputs(self, series: DicomSeries, work: _SeriesWork) -> list[dict[str, Any]]:
         """The writer's job for one series: finish it, write its outputs and return its summary record (``ok``, or
@@ -371,6 +413,15 @@ class InferenceRunner:
                         outputs.add(_failure(series.label, "dicom series", e, series.files[0]))
                         continue
                     outputs.submit(self._series_outputs, series, work)
+                for image, read in read_ahead(reader, self._read_volume, inputs.volumes):
+                    try:
+                        work = self._infer_series(read.result())
+                    except MemoryError:
+                        raise
+                    except Exception as e:
+                        outputs.add(_failure(image.name, "nifti volume", e, image.path))
+                        continue
+                    outputs.submit(self._volume_outputs, image, work)
                 self._run_images(inputs.images, reader, outputs)
             finally:  # what was written is in the summary, also when something stops the run
                 outputs.finish()
@@ -380,6 +431,7 @@ class InferenceRunner:
         if self.shard is None:
             return records
         position = {("dicom series", s.label): i for i, s in enumerate(inputs.series)}
+        position |= {("nifti volume", v.name): len(position) + i for i, v in enumerate(inputs.volumes)}
         position |= {("image", image.name): len(position) + i for i, image in enumerate(inputs.images)}
         merged = [record for part in distributed.all_gather(records) for record in part]
         return sorted(merged, key=lambda r: position.get((r["kind"], r["input"]), len(position)))

@@ -2,14 +2,18 @@
 
 Like nnU-Net's ``nnUNetPredictor`` or lungmask's ``LMInferer``, :class:`Segmenter` is built from the weights a training
 run wrote (its model card names the bundle and the settings) and applies exactly the objects of that bundle's
-``inference.json``: the same intensity scaling, resize, sliding-window inferer, threshold and inverse resize, and for a
-series the same 3D clean-up. Masks come back on the input's own pixel grid; nothing is written to disk::
+``inference.json``: the same intensity scaling, resize, sliding-window inferer, activation, threshold or argmax and
+inverse resize, and for a series or volume the same 3D clean-up. Masks come back on the input's own pixel grid as
+label maps in the dataset's label values (0 and 1 for a binary model; 1 right lung, 2 left lung... for a model of
+several structures, :attr:`Segmenter.structures`); nothing is written to disk::
 
     from pipeline import Segmenter
 
     model = Segmenter.from_run("outputs/cenet/latest")    # or Segmenter.from_bundle("shared/cenet_lung")
-    mask = model.predict("scan.dcm")                     # (H, W) uint8, 0/1
-    mask = model.predict(hu_array)                        # (H, W) or (C, H, W) array in the modality's units
+    labels = model.predict("scan.dcm")                   # (H, W) uint8 label map
+    labels = model.predict(hu_array)                      # (H, W) or (C, H, W) array in the modality's units
+    labels, probabilities = model.predict("xray.png", probabilities=True)  # (K + 1, H, W) softmax, or (1, H, W)
+    volume = model.predict("heart.nii.gz")                # a 3D NIfTI volume: labels in the file's voxel order
     result = model.predict_series("study/series_folder")  # one DICOM series
     print(result.mask.shape, result.report["segmented_volume_ml"])
 """
@@ -25,13 +29,18 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
+from monai.transforms import Compose, Invertd
 
 from pipeline.bundle import BUNDLES_DIR
 from pipeline.errors import root_cause
-from pipeline.inference import InferenceRunner
 from pipeline.inference.inputs import find_inputs
+from pipeline.inference.predictor import SlicePredictor
+from pipeline.inference.runner import InferenceRunner
 from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
+from pipeline.io.nifti_slice import load_nifti_volume, nifti_depth
+from pipeline.io.readers import NIFTI_SUFFIXES, file_suffix
 from pipeline.models.card import ModelCard, card_path
+from pipeline.segments import Structure
 
 __all__ = ["Segmenter", "SeriesResult"]
 
@@ -41,11 +50,12 @@ class SeriesResult:
     """One segmented DICOM series.
 
     Attributes:
-        mask: (N, H, W) uint8 0/1, slice k on the k-th slice of ``volume`` (sorted along the slice normal).
+        mask: (N, H, W) uint8 label map in the structures' values (0/1 for a binary model), slice k on the k-th
+            slice of ``volume`` (sorted along the slice normal).
         volume: the series as read: (N, H, W) array in its units, spacing, affine and the slices' headers.
         report: the measurements ``report.json`` holds: ``segmented_volume_ml``, ``volume_before_postprocessing_ml``,
             ``postprocessing`` (the 3D clean-up's counts), ``segmented_voxels``, ``per_slice`` areas and
-            ``spacing_mm``.
+            ``spacing_mm``; with several structures, ``structures``: each one's volume.
     """
 
     mask: np.ndarray
@@ -108,6 +118,7 @@ class Segmenter:
                     self.parser.get_parsed_content(f"initialize#{index}")
             self.runner: InferenceRunner = self.parser.get_parsed_content("runner")
             self.settings: dict[str, Any] = self.parser.get_parsed_content("trained_settings")
+            self._probabilities: SlicePredictor | None = None
         except RuntimeError as e:  # MONAI wraps the failing expression's error: hand over the error itself
             cause = root_cause(e)
             if cause is e:
@@ -124,19 +135,69 @@ class Segmenter:
         """A shared bundle folder (``pipeline-package``): its ``models/model.pt`` with its ``configs/``."""
         return cls(Path(bundle_dir) / "models" / "model.pt", bundle=bundle_dir, **kwargs)
 
-    def predict(self, image: str | os.PathLike | np.ndarray | torch.Tensor) -> np.ndarray:
-        """Segment one 2D image.
+    @property
+    def structures(self) -> list[Structure]:
+        """What the model segments, by label value: the values :meth:`predict` returns."""
+        return list(self.runner.structures)
+
+    def predict(
+        self, image: str | os.PathLike | np.ndarray | torch.Tensor, probabilities: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Segment one 2D image, or a 3D NIfTI volume slice by slice.
 
         Args:
-            image: a file (PNG, TIFF, JPEG, DICOM, NIfTI slice), or an (H, W) or (C, H, W) array in the units the
-                model was trained on (Hounsfield units for CT, raw intensities otherwise).
+            image: a file (PNG, TIFF, JPEG, DICOM, a NIfTI slice or volume), or an (H, W) or (C, H, W) array in the
+                units the model was trained on (Hounsfield units for CT, raw intensities otherwise).
+            probabilities: also return each channel's probability at the image's own size: ``(K + 1, H, W)``
+                softmax (background first) for ``K`` structures, ``(1, H, W)`` sigmoid for one.
 
         Returns:
-            (H, W) uint8 mask, 0/1, on the image's own grid.
+            (H, W) uint8 label map in the dataset's values on the image's own grid (0/1 for a binary model); for a
+            NIfTI volume, the label volume in the file's voxel order (as ``nibabel`` indexes it), cleaned in 3D as the
+            command cleans it. With ``probabilities``, ``(labels, probabilities)`` (2D images only).
 
         Raises:
-            ValueError: NaN or infinite values, or an image the network cannot take (the message says why).
+            ValueError: NaN or infinite values, an image the network cannot take (the message says why), or
+                ``probabilities`` for a volume.
         """
+        volume = isinstance(image, (str, os.PathLike)) and file_suffix(os.fspath(image)) in NIFTI_SUFFIXES
+        if volume and nifti_depth(image) > 1:
+            if probabilities:
+                raise ValueError("probabilities are given for 2D images; predict a volume's slices one by one")
+            return self._predict_volume(image)
+        array = self._image(image)
+        (pred,) = self.runner.predictor([{"image": array}])
+        labels = pred[0].numpy().astype(np.uint8)
+        if not probabilities:
+            return labels
+        (probability,) = self._probability_predictor()([{"image": array}])
+        return labels, probability.numpy().astype(np.float32)
+
+    def _predict_volume(self, path: str | os.PathLike) -> np.ndarray:
+        volume = load_nifti_volume(path, self.runner._nifti_reader, self.runner.loader.max_pixels)
+        mask, _ = self.runner.segment_volume(volume)
+        labels, _, _ = volume.to_file_order(mask)
+        return np.asarray(labels, dtype=np.uint8)
+
+    def _probability_predictor(self) -> SlicePredictor:
+        """The command's predictor with its postprocessing cut after the inverse resize: probabilities, not labels."""
+        if self._probabilities is None:
+            steps = self.parser.get_parsed_content("validate#postprocessing").transforms
+            cut = next(i for i, t in enumerate(steps) if isinstance(t, Invertd)) + 1
+            predictor = self.runner.predictor
+            self._probabilities = SlicePredictor(
+                predictor.network,
+                predictor.preprocessing,
+                predictor.inferer,
+                Compose(list(steps[:cut])),
+                batch_size=predictor.batch_size,
+                device=predictor.device,
+                amp=predictor.amp,
+            )
+        return self._probabilities
+
+    def _image(self, image: str | os.PathLike | np.ndarray | torch.Tensor) -> MetaTensor:
+        """A 2D image as the command reads it: (C, H, W), finite."""
         if isinstance(image, (str, os.PathLike)):
             array = self.runner.loader(image)  # the command's reader and pixel limit
         else:
@@ -146,8 +207,7 @@ class Segmenter:
             raise ValueError(f"predict takes an (H, W) or (C, H, W) image, got shape {tuple(array.shape)}")
         if not bool(torch.isfinite(array).all()):
             raise ValueError("the image holds NaN or infinite values; nothing can be segmented from them")
-        (pred,) = self.runner.predictor([{"image": array}])
-        return pred[0].numpy().astype(np.uint8)
+        return array
 
     def predict_series(self, folder: str | os.PathLike) -> SeriesResult:
         """Segment the one DICOM series in ``folder`` (the bundle's series rules pick it when there are several).

@@ -7,6 +7,7 @@ from pipeline.intake.datalist import (
     assign_folds,
     check_bundle_overrides,
     dataset_segment,
+    dataset_structures,
     find_folder_pairs,
     load_datalist,
     select_split,
@@ -25,6 +26,7 @@ from pipeline.intake.preflight import (
     inspect_dataset,
     preflight,
 )
+from pipeline.intake.volumes import expand_volumes, without_volumes
 
 __all__ = [
     "CACHE_MODES",
@@ -45,7 +47,9 @@ __all__ = [
     "check_modality",
     "choose_cache",
     "dataset_segment",
+    "dataset_structures",
     "estimated_cache_bytes",
+    "expand_volumes",
     "find_folder_pairs",
     "inspect_dataset",
     "load_datalist",
@@ -54,4 +58,5 @@ __all__ = [
     "select_split",
     "split_datalist",
     "training_transforms",
+    "without_volumes",
 ]

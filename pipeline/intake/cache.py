@@ -45,17 +45,21 @@ CACHE_MODES = ("auto", "memory", "disk")
 METADATA_BYTES_PER_ITEM = 150 * 1024
 
 
-def estimated_cache_bytes(count: int, spatial_size: Sequence[int], in_channels: int, bytes_per_value: int = 2) -> int:
-    """Memory a cache of ``count`` training items takes: image and mask at the training size, plus metadata.
+def estimated_cache_bytes(
+    count: int, spatial_size: Sequence[int], in_channels: int, bytes_per_value: int = 2, label_channels: int = 1
+) -> int:
+    """Memory a cache of ``count`` training items takes: image and target at the training size, plus metadata.
 
     Args:
         count: items.
         spatial_size: (H, W) the items are resized to.
         in_channels: image channels.
         bytes_per_value: the cached type's size (2: float16).
+        label_channels: the target's channels: 1 for one structure, ``K + 1`` one-hot channels for ``K`` of them (the
+            bundles' ``@out_channels``), each cached like the image.
     """
     pixels = int(spatial_size[0]) * int(spatial_size[1])
-    return count * (pixels * (in_channels + 1) * bytes_per_value + METADATA_BYTES_PER_ITEM)
+    return count * (pixels * (in_channels + label_channels) * bytes_per_value + METADATA_BYTES_PER_ITEM)
 
 
 def available_memory_bytes() -> int | None:
@@ -75,6 +79,7 @@ def choose_cache(
     spatial_size: Sequence[int] = (192, 192),
     in_channels: int = 1,
     memory_budget: int | None = None,
+    label_channels: int = 1,
 ) -> str:
     """``"memory"`` or ``"disk"``: ``cache`` itself, or for ``"auto"`` the choice by size (logged with its figures).
 
@@ -84,6 +89,7 @@ def choose_cache(
         spatial_size: the training size, for the estimate.
         in_channels: image channels, for the estimate.
         memory_budget: bytes the memory cache may take; default half of :func:`available_memory_bytes`.
+        label_channels: the target's channels, for the estimate (:func:`estimated_cache_bytes`).
 
     Raises:
         ValueError: an unknown ``cache``.
@@ -94,15 +100,17 @@ def choose_cache(
         return cache
     count = count if isinstance(count, int) else len(count)
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: each process caches every item
-    needed = estimated_cache_bytes(count, spatial_size, in_channels) * processes
+    needed = estimated_cache_bytes(count, spatial_size, in_channels, label_channels=label_channels) * processes
     available = available_memory_bytes()
     budget = memory_budget if memory_budget is not None else (available // 2 if available else None)
     chosen = "disk" if budget is not None and needed > budget else "memory"
     logger.info(
-        "training cache: about %.2f GiB for %d slices x %d process(es) on this machine, %s GiB allowed (half the "
-        "available memory): %s",
+        "training cache: about %.2f GiB for %d slices of %d + %d channel(s) x %d process(es) on this machine, %s GiB "
+        "allowed (half the available memory): %s",
         needed / 2**30,
         count,
+        in_channels,
+        label_channels,
         processes,
         f"{budget / 2**30:.2f}" if budget is not None else "unknown",
         "on disk" if chosen == "disk" else "in memory",
@@ -133,6 +141,7 @@ def cached_dataset(
     num_workers: int | None = 1,
     progress: bool = False,
     memory_budget: int | None = None,
+    label_channels: int = 1,
 ) -> Dataset:
     """The training dataset, its deterministic preprocessing cached in memory or on disk.
 
@@ -152,6 +161,7 @@ def cached_dataset(
         num_workers: threads that fill the memory cache.
         progress: show the memory cache's progress bar.
         memory_budget: bytes the memory cache may take; default half of :func:`available_memory_bytes`.
+        label_channels: the target's channels, for the estimate (``K + 1`` one-hot channels for ``K`` structures).
 
     Returns:
         A ``CacheDataset`` or a ``PersistentDataset``.
@@ -159,7 +169,7 @@ def cached_dataset(
     Raises:
         ValueError: an unknown ``cache``, or ``"disk"``/``"auto"`` choosing disk without a ``cache_dir``.
     """
-    cache = choose_cache(cache, len(data), spatial_size, in_channels, memory_budget)
+    cache = choose_cache(cache, len(data), spatial_size, in_channels, memory_budget, label_channels)
     if cache == "memory":
         return CacheDataset(data, transform, cache_rate=1.0, num_workers=num_workers, progress=progress)
     if cache_dir is None:

@@ -18,19 +18,23 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.segments import SEGMENTS, SegmentDescription
+from pipeline.demo import LABELS as DEMO_LABELS
+from pipeline.intake.volumes import expand_volumes
+from pipeline.segments import SEGMENTS, SegmentDescription, structures_from_config, structures_from_labels
 
 __all__ = [
     "DATALIST_NAMES",
     "IMAGE_SUFFIXES",
     "assign_folds",
     "check_bundle_overrides",
+    "dataset_structures",
     "load_datalist",
     "select_split",
     "split_datalist",
@@ -298,6 +302,49 @@ def dataset_segment(dataset_dir: str | Path, default: str | Mapping[str, Any] = 
         raise ValueError(f"{path}: {e}") from e
 
 
+def dataset_structures(
+    dataset_dir: str | Path,
+    labels: Mapping[Any, Any] | None = None,
+    segment: Mapping[str, Any] | None = None,
+    demo_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """What a run's masks hold: one entry per structure, with its label value, name, SNOMED CT codes and colour.
+
+    In order of precedence: ``labels`` (the ``--labels`` override, for a dataset without a datalist), the datalist's
+    decathlon-style ``labels`` map, else one structure of value 1 that ``segment`` describes (binary masks: the
+    datalist's ``segment``, written by the recipes, or the bundle's default). The demo folder holds the demo's
+    structures (:data:`pipeline.demo.LABELS`) whether or not it has been generated yet: the bundles generate it on
+    first use, after the config has been read.
+
+    Args:
+        dataset_dir: the run's ``dataset_dir``; only a datalist JSON (given, or found in the folder) has labels.
+        labels: label value -> name, e.g. ``{"1": "right lung", "2": "left lung"}``; value 0 is the background.
+        segment: the binary case's description (:func:`dataset_segment`).
+        demo_dir: the bundle's demo folder (``@demo_dir``).
+
+    Returns:
+        :meth:`pipeline.segments.Structure.to_config` of each structure, by value.
+
+    Raises:
+        ValueError: naming the datalist (or ``--labels``), when a labels map is malformed.
+    """
+    if labels:
+        try:
+            structures = structures_from_labels(labels)
+        except ValueError as e:
+            raise ValueError(f"--labels: {e}") from e
+    elif demo_dir is not None and os.path.realpath(dataset_dir) == os.path.realpath(demo_dir):
+        structures = structures_from_labels(DEMO_LABELS)
+    else:
+        path, content = _datalist_content(dataset_dir)
+        given = content.get("labels")
+        try:
+            structures = structures_from_labels(given) if given else structures_from_config(None, segment)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
+    return [structure.to_config() for structure in structures]
+
+
 def check_bundle_overrides(dataset_dir: str | Path, **settings: object) -> list[str]:
     """Warn where a recipe's datalist asks for bundle settings (``bundle_overrides``) that the run does not use.
 
@@ -410,17 +457,18 @@ def split_datalist(
     for name, subset in fixed.items():
         if not subset:
             raise ValueError(f"the {name} split is empty ({len(items)} items in all); add items or change the split.")
-    return fixed
+    return {name: expand_volumes(subset) for name, subset in fixed.items()}
 
 
 def select_split(items: Sequence[dict], splits: Mapping[str, Sequence[dict]], split: str) -> list[dict]:
-    """The items a command works on: a split of :func:`split_datalist` (``train`` or ``val``), or ``all`` of them.
+    """The items a command works on: a split of :func:`split_datalist` (``train`` or ``val``), or ``all`` of them
+    (3D volumes as their slices, :func:`pipeline.intake.volumes.expand_volumes`).
 
     Raises:
         ValueError: for another ``split``, naming the choices.
     """
     if split == "all":
-        return list(items)
+        return expand_volumes(items)
     if split not in splits:
         raise ValueError(f"--split {split!r}: use one of {', '.join([*splits, 'all'])}")
     return list(splits[split])

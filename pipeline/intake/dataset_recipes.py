@@ -7,15 +7,23 @@ source layout, the pre-flight check (:func:`pipeline.intake.preflight`) reads ev
 * ``kaggle_lung``: Kaggle "Finding and Measuring Lungs in CT Data" (``2d_images/`` + ``2d_masks/``, int16 HU TIFF
   slices with 0/255 masks), or the same files already in ``images/`` + ``masks/`` with an optional ``pairs.csv``
   (``filename,split``) whose split is kept as the default train/val split;
+* ``kaggle_lung_sides``: the same slices with each binary lung mask split into right lung (1) and left lung (2) by
+  connected components (:func:`split_lung_sides`), written as label maps;
 * ``kvasir``: Kvasir-SEG (``Kvasir-SEG/images`` + ``masks``) or HyperKvasir's ``segmented-images``: RGB JPEGs of
   varying size with 3-channel JPEG masks that carry compression noise (binarised at 127 on load);
 * ``montgomery``: the Montgomery County chest X-ray set (``CXR_png/`` + ``ManualMask/leftMask`` and ``rightMask``):
-  the left and right lung masks are merged into one mask per image, written as PNG next to the datalist;
+  the left and right lung masks are merged into one mask per image, written as PNG next to the datalist; with
+  ``label_maps=True`` they are kept apart instead, right lung 1 and left lung 2, as the ``structures`` recipe does;
+* ``structures``: one folder of binary masks per structure (as JSRT/SCR and Montgomery publish them), merged into
+  one label map per image, values 1..K in the order the structures are given. Where masks overlap, the structure
+  given later wins;
 * ``folder``: any folder of images and masks, with the mask file named like the image plus an optional suffix
   (``a.png`` with ``a_mask.png``).
 
-Paths in the datalist are relative to its folder, so the datalist and (for Montgomery) the merged masks can sit
-anywhere, for example ``data/kvasir/datalist.json`` beside the source.
+A recipe that writes label maps records its structures in the datalist as a decathlon ``labels`` map (``{"0":
+"background", "1": "right lung", ...}``) and how it made them under ``label_overlap`` or ``label_sides``; the others
+record one ``segment``. Paths in the datalist are relative to its folder, so the datalist and the masks a recipe
+writes can sit anywhere, for example ``data/kvasir/datalist.json`` beside the source.
 """
 
 from __future__ import annotations
@@ -24,25 +32,34 @@ import csv
 import inspect
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
-from pipeline.atomic import write_json
+from pipeline.atomic import atomic_output, write_json
 from pipeline.intake.datalist import _by_stem, _normalise_split, _slices, _stem, assign_folds, find_folder_pairs
-from pipeline.intake.preflight import preflight
+from pipeline.intake.preflight import DatasetCheckError, Finding, check_dataset
 from pipeline.io import LoadSlice
 from pipeline.outputs import write_mask_png
-from pipeline.segments import SEGMENTS
+from pipeline.segments import SEGMENTS, structures_from_labels
 from pipeline.transforms import BinarizeMask
 
-__all__ = ["RECIPES", "Recipe", "prepare_dataset"]
+__all__ = ["RECIPES", "LabelMap", "LabelPlan", "Recipe", "prepare_dataset", "recipe_options", "split_lung_sides"]
 
 logger = logging.getLogger(__name__)
 
 DATALIST_NAME = "datalist.json"
+LABEL_DIR = "labels"
+"""Folder of ``out`` that receives the label maps a recipe writes."""
+MISSING_MASK_POLICIES = ("error", "empty")
+_REMARKS_SHOWN = 50  # per-case remarks logged in a recipe's summary; the counts cover every case
 
 
 def _first_dir(source: Path, candidates: Sequence[str], what: str) -> Path:
@@ -50,6 +67,55 @@ def _first_dir(source: Path, candidates: Sequence[str], what: str) -> Path:
         if (source / name).is_dir():
             return source / name
     raise ValueError(f"{source}: no {what} folder; expected one of {', '.join(candidates)}.")
+
+
+def _shown(path: Path, root: Path) -> str:
+    return os.path.relpath(path, root)
+
+
+@dataclass
+class LabelMap:
+    """One case's label map and what making it decided.
+
+    Attributes:
+        array: ``(H, W)`` uint8 label map: 0 the background, 1..K the structures.
+        counts: what this case adds to the dataset's tally in the datalist (pixels where two structures' masks
+            overlap, by pair; or the kind of lung slice it is).
+        remarks: decisions worth a line in the recipe's summary (touching lungs cut apart, pieces dropped, masks
+            overlapping); empty for a plain case.
+        warnings: findings that suggest the source is not what the recipe assumes (a "right lung" on the image's
+            right), logged as warnings.
+    """
+
+    array: np.ndarray
+    counts: Counter[str] = field(default_factory=Counter)
+    remarks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """How a recipe turns each case's checked source masks into a label map.
+
+    Attributes:
+        names: the structures, label values 1..K in this order; written as the datalist's ``labels``.
+        make: ``item -> LabelMap``, from an item of the recipe's ``find`` (``"image"`` and ``"label"`` or
+            ``"labels"`` paths).
+        note: the datalist key that states how the label maps were made (``label_overlap``, ``label_sides``).
+        rule: that statement, in words.
+        counted: what the summed :attr:`LabelMap.counts` are (``pixels``, ``slices``).
+    """
+
+    names: tuple[str, ...]
+    make: Callable[[dict], LabelMap]
+    note: str
+    rule: str
+    counted: str
+
+
+def _binary_masks() -> LabelPlan | None:
+    """The plan of a recipe that writes no label map: its datalist points at binary masks."""
+    return None
 
 
 def _kaggle_lung(source: Path) -> list[dict]:
@@ -78,34 +144,82 @@ def _kvasir(source: Path) -> list[dict]:
     raise ValueError(f"{source}: expected images/ and masks/ (Kvasir-SEG/ or segmented-images/ of HyperKvasir).")
 
 
-def _montgomery(source: Path) -> list[dict]:
-    root = source / "MontgomerySet" if (source / "MontgomerySet").is_dir() else source
-    image_dir = _first_dir(root, ("CXR_png",), "image")
-    mask_dirs = [_first_dir(root, (f"ManualMask/{side}Mask",), f"{side}-lung mask") for side in ("left", "right")]
+def _structure_items(
+    image_dir: Path, folders: Sequence[tuple[str, Path]], source: Path, missing_masks: str = "error"
+) -> list[dict]:
+    """One item per image whose ``"labels"`` are its mask in each structure's folder, in order, matched by name
+    without suffix (``images/a.png`` with ``heart/a.png`` or ``heart/a.tif``).
+
+    A structure's missing mask is ``None`` in ``"labels"`` and a finding in ``"findings"``: fatal, or with
+    ``missing_masks="empty"`` a warning (the structure is then absent from that label map). A mask without an image
+    becomes an item of its own, which the pre-flight check names.
+    """
+    if missing_masks not in MISSING_MASK_POLICIES:
+        raise ValueError(f"missing_masks must be one of {MISSING_MASK_POLICIES}, got {missing_masks!r}.")
     images = _by_stem(_slices(image_dir))
-    # every image with both of its masks (a missing one is named by the pre-flight check), then masks without image
-    items = [
-        {"image": str(path), "labels": [str(folder / path.name) for folder in mask_dirs], "name": path.name}
-        for path in images.values()
-    ]
-    for folder in mask_dirs:
-        items += [{"image": None, "label": str(p), "name": p.name} for p in _slices(folder) if _stem(p) not in images]
+    masks = [_by_stem(_slices(folder)) for _, folder in folders]
+    items = []
+    for stem in sorted(images):
+        labels = [str(found[stem]) if stem in found else None for found in masks]
+        findings = [
+            Finding(
+                _shown(images[stem], source),
+                f"no {name} mask in {_shown(folder, source)} (no file named {stem} with an image suffix)"
+                + ("; that structure is left empty" if missing_masks == "empty" else ""),
+                missing_masks == "error",
+            )
+            for (name, folder), label in zip(folders, labels, strict=True)
+            if label is None
+        ]
+        items.append({"image": str(images[stem]), "labels": labels, "name": images[stem].name, "findings": findings})
+    for found in masks:
+        items += [{"image": None, "label": str(p), "name": p.name} for stem, p in found.items() if stem not in images]
     return items
 
 
-def _merge_masks(items: list[dict], out: Path) -> list[dict]:
-    """Replace each item's ``"labels"`` by one mask, their union, written to ``out/masks/<image stem>.png``."""
-    loader, binarize = LoadSlice(), BinarizeMask()
-    merged_items = []
-    for item in items:
-        if "labels" not in item:
-            merged_items.append(item)
-            continue
-        masks = [np.asarray(binarize(loader(path)))[0] > 0 for path in item["labels"]]
-        merged = np.logical_or.reduce(masks)
-        path = write_mask_png(merged, out / "masks" / (_stem(Path(item["image"])) + ".png"))
-        merged_items.append({k: v for k, v in item.items() if k != "labels"} | {"label": str(path)})
-    return merged_items
+def _parse_structures(structure: Sequence[str] | str) -> list[tuple[str, str]]:
+    """``["right lung=masks/right", ...]`` -> ``[("right lung", "masks/right"), ...]``, checked as a labels map."""
+    given = [structure] if isinstance(structure, str) else list(structure)
+    if not given:
+        raise ValueError('the structures recipe needs --structure "NAME=FOLDER" for each structure, in label order.')
+    parsed = []
+    for entry in given:
+        name, _, folder = str(entry).partition("=")
+        if not name.strip() or not folder.strip():
+            raise ValueError(f'--structure {entry!r}: expected "NAME=FOLDER", e.g. "right lung=masks/right".')
+        parsed.append((name.strip(), folder.strip()))
+    if len(parsed) > 255:
+        raise ValueError(f"{len(parsed)} structures do not fit in a uint8 label map (at most 255).")
+    try:  # the names become the datalist's labels: the same checks
+        structures_from_labels({str(i): name for i, (name, _) in enumerate(parsed, start=1)})
+    except ValueError as e:
+        raise ValueError(f"--structure: {e}") from e
+    return parsed
+
+
+def _structures(
+    source: Path, structure: Sequence[str] | str = (), image_dir: str = "images", missing_masks: str = "error"
+) -> list[dict]:
+    images = source / image_dir
+    if not images.is_dir():
+        raise ValueError(f"{images}: not a folder (set image_dir to the folder of images inside the source).")
+    folders = []
+    for name, folder in _parse_structures(structure):
+        if not (source / folder).is_dir():
+            raise ValueError(f"{source / folder}: not a folder (the masks of {name!r}, given as {name}={folder}).")
+        folders.append((name, source / folder))
+    return _structure_items(images, folders, source, missing_masks)
+
+
+def _montgomery(source: Path) -> list[dict]:
+    root = source / "MontgomerySet" if (source / "MontgomerySet").is_dir() else source
+    image_dir = _first_dir(root, ("CXR_png",), "image")
+    # the publisher names the masks by the patient's side; the right lung appears on the image's left (PA view)
+    folders = [
+        (f"{side} lung", _first_dir(root, (f"ManualMask/{side}Mask",), f"{side}-lung mask"))
+        for side in ("right", "left")
+    ]
+    return _structure_items(image_dir, folders, source)
 
 
 def _folder(source: Path, image_dir: str = "images", mask_dir: str = "masks", mask_suffix: str = "") -> list[dict]:
@@ -116,20 +230,273 @@ def _folder(source: Path, image_dir: str = "images", mask_dir: str = "masks", ma
     return find_folder_pairs(images, masks, mask_suffix)
 
 
+def _stack_masks(item: dict, names: Sequence[str]) -> LabelMap:
+    """The label map of one image's structure masks (each binarised as the loader does), values 1..K in the order of
+    ``names``; a pixel inside several masks takes the value of the last of them."""
+    loader, binarize = LoadSlice(), BinarizeMask()
+    label: np.ndarray | None = None
+    made = LabelMap(np.zeros((0, 0), np.uint8))
+    for value, (name, path) in enumerate(zip(names, item["labels"], strict=True), start=1):
+        if path is None:
+            continue
+        mask = np.asarray(binarize(loader(path)))[0] > 0
+        label = np.zeros(mask.shape, np.uint8) if label is None else label
+        taken = np.bincount(label[mask], minlength=value)  # this mask's pixels already given to an earlier structure
+        for earlier in np.flatnonzero(taken[1:]) + 1:
+            pair = f"{name} over {names[earlier - 1]}"
+            made.counts[pair] += int(taken[earlier])
+            made.remarks.append(f"{pair}: {int(taken[earlier])} px")
+        label[mask] = value
+        made.warnings += _side_warning(name, mask)
+    if label is None:
+        raise ValueError(f"{item['image']}: no mask of any structure.")
+    made.array = label
+    return made
+
+
+def _side_warning(name: str, mask: np.ndarray) -> list[str]:
+    """A warning when a mask named the right (left) lung lies in the image's right (left) half: sides are the
+    patient's, whose right is on the image's left in a PA radiograph and in axial CT as displayed."""
+    words = name.lower().replace("_", " ").replace("-", " ").split()
+    if len(words) != 2 or words[0] not in ("right", "left") or words[1] != "lung" or not mask.any():
+        return []
+    on_image_right = float(np.nonzero(mask)[1].mean()) > (mask.shape[1] - 1) / 2
+    if on_image_right == (words[0] == "left"):
+        return []
+    half, expected = ("right", "left") if on_image_right else ("left", "right")
+    return [
+        f"the {name} mask lies in the image's {half} half: sides are the patient's, whose {words[0]} lung appears on "
+        f"the image's {expected} (PA radiograph, axial CT); check which side the masks name"
+    ]
+
+
+def _overlap_plan(names: Sequence[str]) -> LabelPlan:
+    order = " over ".join(reversed(names)) if len(names) > 1 else "one structure, no overlap"
+    rule = f"one binary mask per structure, values 1..{len(names)} in the order given; where masks overlap, the "
+    rule += f"structure given later wins: {order}"
+    return LabelPlan(tuple(names), partial(_stack_masks, names=tuple(names)), "label_overlap", rule, "pixels")
+
+
+def _structures_plan(structure: Sequence[str] | str = ()) -> LabelPlan:
+    return _overlap_plan([name for name, _ in _parse_structures(structure)])
+
+
+def _montgomery_plan(label_maps: bool = False) -> LabelPlan | None:
+    return _overlap_plan(("right lung", "left lung")) if label_maps else None
+
+
+_HU_AIR_BELOW = -500.0  # air and aerated lung lie below, fat, soft tissue and bone above
+_MIN_PIECE = 0.02  # a piece under this share of the largest one is a speck (an airway, a stray pixel)
+_MIN_SIDE = 0.2  # a piece across the midline is two touching lungs when the cut leaves this share on each side
+_CUT_BAND = 1 / 8  # the cut between touching lungs is sought within this share of the width either side of centre
+
+
+def _body(image: np.ndarray) -> np.ndarray | None:
+    """The patient's body on an axial CT slice in Hounsfield units: the largest connected region above -500 HU with
+    its holes (lungs, airways) filled; ``None`` when nothing lies below -500 (not a CT slice in HU)."""
+    tissue = image > _HU_AIR_BELOW
+    if tissue.all() or not tissue.any():
+        return None
+    regions, _ = ndimage.label(tissue)
+    largest = int(np.argmax(np.bincount(regions.ravel())[1:])) + 1
+    return ndimage.binary_fill_holes(regions == largest)
+
+
+def split_lung_sides(mask: np.ndarray, image: np.ndarray | None = None) -> LabelMap:
+    """Split a binary lung mask of an axial CT slice into right lung (1) and left lung (2) by connected components.
+
+    Axial CT is displayed as if seen from the feet (radiological convention): the patient's right lies on the image's
+    left. The mask's 8-connected pieces are sorted out in four steps:
+
+    1. with ``image`` in Hounsfield units, a piece lying mostly outside the body (the largest region above -500 HU,
+       holes filled) is air around the patient that the source mask includes: dropped;
+    2. a piece smaller than 2 % of the largest remaining one (a speck, a piece of airway) is dropped;
+    3. a piece that crosses the vertical midline is cut at the column where it has the fewest pixels, sought within
+       an eighth of the width either side of the midline (ties: the column nearest the midline). When each side of
+       the cut keeps at least 20 % of the piece, the lungs touch and the two sides become two pieces (a straight cut:
+       the few pixels where the lungs meet go by column); otherwise the piece is one lung that reaches over the
+       midline, kept whole;
+    4. each piece whose centroid lies in the image's left half is right lung, in the right half left lung. The
+       largest piece on each side is that lung; further pieces (at least 2 %) join the lung on their side.
+
+    The sides assume a supine patient shown as scanned. A prone patient (spine at the top of the image) in the
+    scanner's frame has the patient's left on the image's left, and gets the sides swapped: nothing here detects
+    that (the Kaggle set has a few such slices; see datasets/README.md).
+
+    Args:
+        mask: ``(H, W)`` binary mask (any non-zero value is lung).
+        image: the slice, ``(H, W)``, in Hounsfield units; ``None`` (or a slice with nothing below -500) skips step 1.
+
+    Returns:
+        The label map, ``counts`` with one of ``two lungs apart``, ``touching lungs split``, ``one lung``,
+        ``no lung`` (and ``specks dropped``, ``air outside the body dropped`` where it applies), and ``remarks`` on
+        every decision that is not plain.
+
+    Raises:
+        ValueError: a mask that is not 2D, or an image of another shape.
+    """
+    mask = np.asarray(mask) != 0
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}.")
+    if image is not None and np.shape(image) != mask.shape:
+        raise ValueError(f"image is {np.shape(image)} but the mask is {mask.shape}.")
+    width = mask.shape[1]
+    midline = (width - 1) / 2  # in column indices: columns 0..W/2-1 lie in the image's left half
+    made = LabelMap(np.zeros(mask.shape, np.uint8))
+    pieces, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
+    keep = list(range(1, count + 1))
+    body = None if image is None else _body(np.asarray(image, dtype=np.float32))
+    if body is not None:
+        inside = np.bincount(pieces.ravel(), weights=body.ravel(), minlength=count + 1)
+        outside = [i for i in keep if inside[i] < sizes[i] / 2]
+        if outside:
+            made.counts["air outside the body dropped"] += 1
+            made.remarks.append(
+                f"dropped {len(outside)} piece(s) of {int(sizes[outside].sum())} px lying outside the body "
+                "(air around the patient in the source mask)"
+            )
+        keep = [i for i in keep if i not in outside]
+    largest = max((int(sizes[i]) for i in keep), default=0)
+    specks = [i for i in keep if sizes[i] < _MIN_PIECE * largest]
+    if specks:
+        made.counts["specks dropped"] += 1
+        made.remarks.append(
+            f"dropped {len(specks)} speck(s) of {int(sizes[specks].sum())} px (each under {_MIN_PIECE:.0%} of the "
+            "largest piece)"
+        )
+    parts, touching = [], False
+    for i in (i for i in keep if i not in specks):
+        piece = pieces == i
+        column_counts = piece.sum(axis=0)
+        columns = np.flatnonzero(column_counts)
+        if columns[0] < midline < columns[-1]:
+            band = np.arange(width)
+            band = band[(np.abs(band - midline) <= _CUT_BAND * width) & (band > columns[0]) & (band <= columns[-1])]
+            band = band[np.argsort(np.abs(band - midline), kind="stable")]  # ties go to the column nearest the midline
+            cut = int(band[np.argmin(column_counts[band])])
+            left = piece.copy()
+            left[:, cut:] = False
+            if min(int(left.sum()), int(sizes[i]) - int(left.sum())) >= _MIN_SIDE * sizes[i]:
+                parts += [left, piece & ~left]
+                touching = True
+                made.remarks.append(
+                    f"the lungs touch: one piece of {int(sizes[i])} px cut at column {cut}, where it has "
+                    f"{int(column_counts[cut])} px"
+                )
+                continue
+        parts.append(piece)
+    sides = Counter()
+    for part in parts:
+        value = 1 if np.nonzero(part)[1].mean() < midline else 2
+        made.array[part] = value
+        sides[value] += 1
+    if not parts:
+        kind = "no lung"
+        made.remarks.append("no lung left")
+    elif len(sides) == 1:
+        kind = "one lung"
+        lung, half = ("right", "left") if next(iter(sides)) == 1 else ("left", "right")
+        made.remarks.append(f"one lung only: the {lung} lung (the image's {half} half)")
+    else:
+        kind = "touching lungs split" if touching else "two lungs apart"
+    extra = len(parts) - len(sides)
+    if extra > 0:
+        made.remarks.append(f"{extra} more piece(s) joined the lung on their side")
+    made.counts[kind] += 1
+    return made
+
+
+_SIDES_RULE = (
+    "sides from the connected components of each binary lung mask (8-connected), the patient's right on the image's "
+    "left (axial CT of a supine patient, radiological display): pieces mostly outside the body (air around the "
+    f"patient) and pieces under {_MIN_PIECE:.0%} of the largest are dropped; a piece across the vertical midline with "
+    f"at least {_MIN_SIDE:.0%} on each side of its narrowest column near the midline is two touching lungs, cut at "
+    "that column; a piece whose centroid lies in the image's left half is right lung (1), in the right half left "
+    "lung (2)"
+)
+
+
+def _lung_sides(item: dict) -> LabelMap:
+    loader = LoadSlice()
+    image = np.asarray(loader(item["image"]))
+    mask = np.asarray(BinarizeMask()(loader(item["label"])))[0]
+    return split_lung_sides(mask, image[0] if image.shape[0] == 1 else None)
+
+
+def _lung_sides_plan() -> LabelPlan:
+    return LabelPlan(("right lung", "left lung"), _lung_sides, "label_sides", _SIDES_RULE, "slices")
+
+
+def _merge_masks(items: list[dict], out: Path) -> list[dict]:
+    """Replace each item's ``"labels"`` by one mask, their union, written to ``out/masks/<image stem>.png``."""
+    loader, binarize = LoadSlice(), BinarizeMask()
+    merged_items = []
+    for item in items:
+        if "labels" not in item:
+            merged_items.append(item)
+            continue
+        masks = [np.asarray(binarize(loader(path)))[0] > 0 for path in item["labels"] if path is not None]
+        merged = np.logical_or.reduce(masks)
+        path = write_mask_png(merged, out / "masks" / (_stem(Path(item["image"])) + ".png"))
+        merged_items.append(_without_sources(item) | {"label": str(path)})
+    return merged_items
+
+
+def _without_sources(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k not in ("labels", "findings")}
+
+
+def _write_label_png(label: np.ndarray, path: Path) -> Path:
+    with atomic_output(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(tmp, format="PNG")
+    return path
+
+
+def _write_label_maps(items: list[dict], plan: LabelPlan, out: Path, recipe: str) -> tuple[list[dict], Counter]:
+    """Make each item's label map by ``plan``, write it to ``out/labels/<image stem>.png`` and log a summary of the
+    counts and of every case that was not plain."""
+    written, counts, remarks, warnings = [], Counter(), [], []
+    for item in items:
+        made = plan.make(item)
+        path = _write_label_png(made.array, out / LABEL_DIR / (_stem(Path(item["image"])) + ".png"))
+        written.append(_without_sources(item) | {"label": str(path)})
+        counts.update(made.counts)
+        remarks += [f"{item['name']}: {remark}" for remark in made.remarks]
+        warnings += [f"{item['name']}: {warning}" for warning in made.warnings]
+    tally = ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "nothing to count"
+    lines = [
+        f"{recipe}: {len(written)} label maps ({', '.join(plan.names)}) written to {out / LABEL_DIR}; "
+        f"{plan.counted}: {tally}; {len(remarks)} remark(s)"
+    ]
+    lines += [f"  {remark}" for remark in remarks[:_REMARKS_SHOWN]]
+    if len(remarks) > _REMARKS_SHOWN:
+        lines.append(f"  ... and {len(remarks) - _REMARKS_SHOWN} more")
+    logger.info("\n".join(lines))
+    for warning in warnings[:_REMARKS_SHOWN]:
+        logger.warning(warning)
+    return written, counts
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A dataset recipe.
 
     Attributes:
-        name: what ``datasets/prepare.py`` calls it.
+        name: what ``pipeline-prepare`` calls it.
         title: the dataset, in words.
         find: ``(source, **options) -> items``: the pairs in the source layout. An item may carry ``"labels"``
-            (several masks of one image, as Montgomery's left and right lungs) instead of ``"label"``; they are
-            checked one by one, then merged into one mask written next to the datalist.
+            (one mask per structure, as Montgomery's right and left lungs; ``None`` for a missing one) instead of
+            ``"label"``, and ``"findings"`` (:class:`pipeline.intake.Finding`) for the pre-flight report; each mask is
+            checked, then the masks are merged into one mask (their union) or one label map, written next to the
+            datalist.
         overrides: the bundle settings this data needs (``--modality``, ``--in_channels``), written into the
             datalist as a hint for the training command.
-        segment: what the masks hold (a key of :data:`pipeline.segments.SEGMENTS`), written into the datalist;
+        segment: what a binary mask holds (a key of :data:`pipeline.segments.SEGMENTS`), written into the datalist;
             training records it in the model card and inference writes it into DICOM SEG and the reports.
+        label_maps: ``(**options) -> LabelPlan | None``: how the recipe writes label maps of several structures, or
+            ``None`` for binary masks. It takes its own options, as ``find`` does (a recipe's options are theirs
+            together).
     """
 
     name: str
@@ -137,6 +504,7 @@ class Recipe:
     find: Callable[..., list[dict]]
     overrides: dict[str, object]
     segment: str
+    label_maps: Callable[..., LabelPlan | None] = _binary_masks
 
 
 RECIPES: dict[str, Recipe] = {
@@ -150,6 +518,14 @@ RECIPES: dict[str, Recipe] = {
             "lung",
         ),
         Recipe(
+            "kaggle_lung_sides",
+            'Kaggle "Finding and Measuring Lungs in CT Data" (2D), right and left lung apart by connected components',
+            _kaggle_lung,
+            {"modality": "CT"},
+            "lung",
+            _lung_sides_plan,
+        ),
+        Recipe(
             "kvasir",
             "Kvasir-SEG / HyperKvasir segmented polyps",
             _kvasir,
@@ -157,16 +533,66 @@ RECIPES: dict[str, Recipe] = {
             "polyp",
         ),
         Recipe(
-            "montgomery", "Montgomery County chest X-rays (left + right lungs)", _montgomery, {"modality": "XR"}, "lung"
+            "montgomery",
+            "Montgomery County chest X-rays (left + right lungs; apart with --label_maps)",
+            _montgomery,
+            {"modality": "XR"},
+            "lung",
+            _montgomery_plan,
+        ),
+        Recipe(
+            "structures",
+            "one folder of binary masks per structure, merged into label maps (a later structure wins overlaps)",
+            _structures,
+            {},
+            "tissue",
+            _structures_plan,
         ),
         Recipe("folder", "any folder of images and masks", _folder, {}, "tissue"),
     )
 }
 
 
+def _parameters(function: Callable[..., Any]) -> set[str]:
+    return set(inspect.signature(function).parameters) - {"source"}
+
+
+def recipe_options(recipe: str) -> set[str]:
+    """The options a recipe takes (``find``'s and ``label_maps``'s keyword arguments).
+
+    Raises:
+        ValueError: an unknown recipe.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
+    return _parameters(RECIPES[recipe].find) | _parameters(RECIPES[recipe].label_maps)
+
+
 def _relative(path: str | None, root: Path) -> str | None:
     # resolved on both sides: a symlinked folder followed by ".." would otherwise point elsewhere
     return None if path is None else os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+
+
+def _source_pairs(item: dict) -> list[dict]:
+    """The image/mask pairs of an item for the pre-flight check: one per mask it has (an image without any: one pair
+    with no mask, which the check names)."""
+    if "labels" not in item:
+        return [item]
+    given = [label for label in item["labels"] if label is not None]
+    return [{"image": item["image"], "label": label} for label in given] or [{"image": item["image"], "label": None}]
+
+
+def _check_source(items: list[dict], empty_masks: str) -> None:
+    """The pre-flight check of every source pair, with the findings of the recipe itself (missing masks) first.
+
+    Raises:
+        DatasetCheckError: listing every fatal problem.
+    """
+    report = check_dataset([pair for item in items for pair in _source_pairs(item)], empty_masks=empty_masks)
+    report.findings[:0] = [finding for item in items for finding in item.get("findings", [])]
+    if report.fatal:
+        raise DatasetCheckError(report.summary())
+    logger.info(report.summary())
 
 
 def prepare_dataset(
@@ -177,7 +603,7 @@ def prepare_dataset(
     seed: int = 0,
     empty_masks: str = "warn",
     segment: str | None = None,
-    **options: str,
+    **options: Any,
 ) -> Path:
     """Find the pairs of a dataset, check every one of them, and write ``out/datalist.json`` with k seeded folds.
 
@@ -188,8 +614,14 @@ def prepare_dataset(
         num_folds: folds for cross-validation. Default 5.
         seed: seed of the fold assignment. Default 0.
         empty_masks: the pre-flight check's policy for empty masks (``ignore``, ``warn``, ``error``).
-        segment: what the masks hold, a key of :data:`pipeline.segments.SEGMENTS`; default the recipe's.
-        options: recipe options (``folder``: ``image_dir``, ``mask_dir``, ``mask_suffix``).
+        segment: what binary masks hold, a key of :data:`pipeline.segments.SEGMENTS`; default the recipe's. A recipe
+            that writes label maps names its structures in the datalist's ``labels`` instead and takes no segment.
+        options: recipe options (:func:`recipe_options`). ``folder``: ``image_dir``, ``mask_dir``,
+            ``mask_suffix``. ``structures``: ``structure`` (``["NAME=FOLDER", ...]``, folders inside ``source``, in
+            label order; where masks overlap the later structure wins), ``image_dir``, ``missing_masks`` (``error``,
+            the default: a case without one of its masks is a fatal finding; ``empty``: that structure is left empty,
+            with a warning). ``montgomery``: ``label_maps`` (``True``: right lung 1 and left lung 2 instead of their
+            union).
 
     Returns:
         The path of the datalist.
@@ -198,28 +630,31 @@ def prepare_dataset(
         ValueError: an unknown recipe or option, or a source folder that does not follow the layout.
         pipeline.intake.DatasetCheckError: when the pre-flight check finds fatal problems (every one is listed).
     """
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
-    segment = segment or RECIPES[recipe].segment
-    if segment not in SEGMENTS:
-        raise ValueError(f"unknown segment {segment!r}; choose one of {sorted(SEGMENTS)}.")
-    source, out = Path(source), Path(out)
-    if not source.is_dir():
-        raise ValueError(f"source {source} is not a folder.")
-    accepted = set(inspect.signature(RECIPES[recipe].find).parameters) - {"source"}
+    accepted = recipe_options(recipe)
     if set(options) - accepted:
         raise ValueError(
             f"recipe {recipe!r} does not take the options {sorted(set(options) - accepted)}; "
             f"it takes {sorted(accepted) or 'none'}."
         )
-    items = RECIPES[recipe].find(source, **options)
+    chosen = RECIPES[recipe]
+    plan = chosen.label_maps(**{k: v for k, v in options.items() if k in _parameters(chosen.label_maps)})
+    if plan is not None and segment is not None:
+        raise ValueError(f"recipe {recipe!r} writes label maps, named by its structures; it takes no segment.")
+    segment = segment or chosen.segment
+    if segment not in SEGMENTS:
+        raise ValueError(f"unknown segment {segment!r}; choose one of {sorted(SEGMENTS)}.")
+    source, out = Path(source), Path(out)
+    if not source.is_dir():
+        raise ValueError(f"source {source} is not a folder.")
+    items = chosen.find(source, **{k: v for k, v in options.items() if k in _parameters(chosen.find)})
     if not items:
         raise ValueError(f"{source}: no images found for the {recipe} recipe.")
-    # the pre-flight check reads every source pair (each of an image's masks when several are merged) before
-    # anything is written
-    pairs = [{**item, "label": label} for item in items for label in item.get("labels", [item.get("label")])]
-    preflight(pairs, empty_masks=empty_masks)
-    items = _merge_masks(items, out)
+    # every source pair (each of an image's masks when several are merged) is read before anything is written
+    _check_source(items, empty_masks)
+    if plan is None:
+        items = _merge_masks(items, out)
+    else:
+        items, counts = _write_label_maps(items, plan, out, recipe)
     folds = assign_folds(len(items), num_folds, seed)
     entries = []
     for item, fold in zip(items, folds, strict=True):
@@ -227,18 +662,15 @@ def prepare_dataset(
         if item.get("split"):
             entry["split"] = item["split"]
         entries.append(entry)
-    counts = np.bincount(folds, minlength=num_folds).tolist()
-    datalist = {
-        "name": RECIPES[recipe].title,
-        "recipe": recipe,
-        "bundle_overrides": RECIPES[recipe].overrides,
-        "segment": SEGMENTS[segment].to_config(),
-        "num_folds": num_folds,
-        "seed": seed,
-        "fold_sizes": counts,
-        "training": entries,
-    }
+    fold_sizes = np.bincount(folds, minlength=num_folds).tolist()
+    datalist: dict[str, Any] = {"name": chosen.title, "recipe": recipe, "bundle_overrides": chosen.overrides}
+    if plan is None:
+        datalist["segment"] = SEGMENTS[segment].to_config()
+    else:
+        datalist["labels"] = {"0": "background", **{str(v): name for v, name in enumerate(plan.names, start=1)}}
+        datalist[plan.note] = {"rule": plan.rule, plan.counted: dict(sorted(counts.items()))}
+    datalist |= {"num_folds": num_folds, "seed": seed, "fold_sizes": fold_sizes, "training": entries}
     out.mkdir(parents=True, exist_ok=True)
     path = write_json(datalist, out / DATALIST_NAME)
-    logger.info("%s: %d cases in %d folds %s, written to %s", recipe, len(entries), num_folds, counts, path)
+    logger.info("%s: %d cases in %d folds %s, written to %s", recipe, len(entries), num_folds, fold_sizes, path)
     return path

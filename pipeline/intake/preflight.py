@@ -1,9 +1,10 @@
 """Pre-flight check: read every image/mask pair once before training and report what is wrong, by file name.
 
 Modelled on nnU-Net's ``verify_dataset_integrity``. Fatal problems (unreadable files, missing partners, shape
-mismatches, non-binary masks, NaN or infinite values) stop a run before its first epoch with one message that
-lists all of them; empty masks are reported as warnings (an empty mask is legitimate for some tasks) unless
-``empty_masks="error"``. Nothing is dropped silently.
+mismatches, non-binary masks, NaN or infinite values; for a dataset of several structures, label maps with values its
+``labels`` do not name, fractional values, or stored as JPEG, whose compression changes the values at every edge) stop
+a run before its first epoch with one message that lists all of them; empty masks are reported as warnings (an empty
+mask is legitimate for some tasks) unless ``empty_masks="error"``. Nothing is dropped silently.
 
 The check also looks at what the images are (value range, whole numbers or not, channels) and warns when the run's
 ``modality`` does not fit them: CT windowing in Hounsfield units applied to 8-bit images that never go below 0, for
@@ -23,6 +24,7 @@ import numpy as np
 
 from pipeline.io import LoadSlice
 from pipeline.io.readers import MAX_SLICE_PIXELS
+from pipeline.segments import label_values
 from pipeline.transforms import BinarizeMask, auto_mask_threshold, mask_value_report
 
 __all__ = [
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 EMPTY_MASK_POLICIES = ("ignore", "warn", "error")
 _BINARIZE = BinarizeMask()
+_LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 _AIR_HU = -500.0  # every CT slice in Hounsfield units has air (about -1000) outside the body or in the lungs
 
 
@@ -126,13 +129,15 @@ class DatasetReport:
     Attributes:
         num_pairs: number of items checked.
         findings: every problem, fatal or not, in dataset order.
-        foreground_fraction: mean share of foreground pixels over the readable masks.
+        foreground_fraction: mean share of foreground pixels over the readable masks (any structure).
         images: value range and channels over the readable images, or ``None`` when none was readable.
+        structure_fractions: with several structures, each one's mean share of the pixels, by label value.
     """
 
     num_pairs: int
     findings: list[Finding] = field(default_factory=list)
     foreground_fraction: float = float("nan")
+    structure_fractions: dict[int, float] = field(default_factory=dict)
     images: ImageStats | None = None
     moments: list[ImageMoments] = field(default_factory=list)
 
@@ -162,6 +167,8 @@ class DatasetReport:
                 {"min": self.images.minimum, "max": self.images.maximum, "whole_numbers": self.images.whole_numbers}
             )
         out["foreground_fraction"] = None if np.isnan(self.foreground_fraction) else self.foreground_fraction
+        if self.structure_fractions:
+            out["structure_fractions"] = {str(v): f for v, f in self.structure_fractions.items()}
         return out
 
     @property
@@ -195,9 +202,32 @@ def _display_root(items: Sequence[dict]) -> str:
     return os.path.dirname(root) if root in paths or os.path.isfile(root) else root
 
 
+def _label_map_problem(mask: np.ndarray, path: str, values: tuple[int, ...]) -> str | None:
+    """Why ``mask`` is not a label map of ``values`` (and 0), or ``None``: the values found, in words."""
+    if path.lower().endswith(_LOSSY_SUFFIXES):
+        return (
+            "is a JPEG: lossy compression changes a label map's values at every edge. Store label maps as PNG, TIFF "
+            "or NIfTI"
+        )
+    if mask.shape[0] > 1 and not (mask == mask[:1]).all():
+        return f"has {mask.shape[0]} different channels; a label map has one (its values name the structures)"
+    found, counts = np.unique(mask[0], return_counts=True)
+    shown = ", ".join(f"{v:g} ({c} px)" for v, c in zip(found[:8], counts[:8], strict=True))
+    shown += f", ... {len(found) - 8} more" if len(found) > 8 else ""
+    if not np.all(found == np.round(found)):
+        return f"has fractional values ({shown}): it was interpolated, or it is not a label map"
+    unknown = [int(v) for v in found if v != 0 and int(v) not in values]
+    if unknown:
+        return (
+            f"holds value(s) {', '.join(map(str, unknown))} that the dataset's labels do not name (values found: "
+            f"{shown}; labels: 0 background, {', '.join(map(str, values))})"
+        )
+    return None
+
+
 def _check_pair(
-    item: dict, loader: LoadSlice, root: str, empty_masks: str
-) -> tuple[list[Finding], float, ImageStats | None, ImageMoments | None]:
+    item: dict, loader: LoadSlice, root: str, empty_masks: str, values: tuple[int, ...] | None = None
+) -> tuple[list[Finding], float | dict[int, float], ImageStats | None, ImageMoments | None]:
     def show(path: str) -> str:
         return os.path.relpath(os.path.abspath(path), root) if root else path
 
@@ -212,7 +242,7 @@ def _check_pair(
     arrays = {}
     for key, path in (("image", image_path), ("mask", label_path)):
         try:
-            arrays[key] = np.asarray(loader(path))
+            arrays[key] = np.asarray(loader(path, slice_index=item.get("slice_index")))
         except Exception as e:  # every reader failure is reported by name rather than stopping the scan
             findings.append(Finding(show(path), f"unreadable {key}: {e}", True))
     stats = moments = None
@@ -234,6 +264,17 @@ def _check_pair(
         bad = ~np.isfinite(array)
         if bad.any():
             findings.append(Finding(case, f"{key} has {int(bad.sum())} NaN or infinite value(s)", True))
+    if values is not None:
+        problem = _label_map_problem(mask, label_path, values)
+        if problem is not None:
+            findings.append(Finding(show(label_path), f"label map {problem}", True))
+            return findings, float("nan"), stats, moments
+        fractions = {v: float((mask[0] == v).mean()) for v in values}
+        if sum(fractions.values()) == 0.0 and empty_masks != "ignore":
+            findings.append(Finding(show(label_path), "label map is empty (no structure)", empty_masks == "error"))
+        if image.size and float(image.max()) == float(image.min()):
+            findings.append(Finding(case, f"image is constant ({float(image.min())})", False))
+        return findings, fractions, stats, moments
     value_problem = mask_value_report(mask)
     if value_problem is not None:
         findings.append(Finding(show(label_path), f"mask is not binary: {value_problem}", True))
@@ -256,7 +297,11 @@ def _check_pair(
 
 
 def check_dataset(
-    items: Sequence[dict], empty_masks: str = "warn", num_workers: int = 4, max_pixels: int | None = MAX_SLICE_PIXELS
+    items: Sequence[dict],
+    empty_masks: str = "warn",
+    num_workers: int = 4,
+    max_pixels: int | None = MAX_SLICE_PIXELS,
+    structures: Sequence[Any] | None = None,
 ) -> DatasetReport:
     """Read every pair and collect problems without raising.
 
@@ -266,6 +311,9 @@ def check_dataset(
         empty_masks: ``"warn"`` (default), ``"error"`` (fatal) or ``"ignore"``.
         num_workers: threads used to read files. Default 4.
         max_pixels: a larger image (height x width) is a fatal problem, found from its header before decoding.
+        structures: what the masks hold (label values, or :class:`pipeline.segments.Structure` or their dicts).
+            ``None`` or one structure of value 1: binary masks (any two levels, binarised on load); otherwise label
+            maps, whose every value must be 0 or a structure's.
 
     Returns:
         The report; file names in it are relative to the common folder of the dataset.
@@ -277,18 +325,25 @@ def check_dataset(
         raise ValueError(f"empty_masks must be one of {EMPTY_MASK_POLICIES}, got {empty_masks!r}.")
     loader = LoadSlice(max_pixels=max_pixels)
     root = _display_root(items)
+    values = tuple(sorted(label_values(structures))) if structures else None
+    values = None if values == (1,) else values
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        results = list(pool.map(lambda item: _check_pair(item, loader, root, empty_masks), items))
+        results = list(pool.map(lambda item: _check_pair(item, loader, root, empty_masks, values), items))
     report = DatasetReport(num_pairs=len(items))
-    fractions = []
+    fractions, per_structure = [], []
     for findings, fraction, _, moments in results:
         report.findings += findings
         if moments is not None:
             report.moments.append(moments)
-        if not np.isnan(fraction):
+        if isinstance(fraction, dict):
+            per_structure.append(fraction)
+            fractions.append(sum(fraction.values()))
+        elif not np.isnan(fraction):
             fractions.append(fraction)
     if fractions:
         report.foreground_fraction = float(np.mean(fractions))
+    if per_structure:
+        report.structure_fractions = {v: float(np.mean([f[v] for f in per_structure])) for v in values or ()}
     report.images = ImageStats.merge([stats for _, _, stats, _ in results if stats is not None])
     return report
 
@@ -337,6 +392,7 @@ def inspect_dataset(
     modality: str | None = None,
     in_channels: int | None = None,
     max_pixels: int | None = MAX_SLICE_PIXELS,
+    structures: Sequence[Any] | None = None,
 ) -> DatasetReport:
     """Check a dataset before a run; log warnings and stop on fatal problems.
 
@@ -348,6 +404,7 @@ def inspect_dataset(
             (:func:`check_modality`).
         in_channels: the run's ``--in_channels``.
         max_pixels: the largest image accepted (height x width; ``--max_image_pixels``).
+        structures: what the masks hold (see :func:`check_dataset`).
 
     Returns:
         The report, whose :meth:`~DatasetReport.fingerprint` goes into the model card.
@@ -355,7 +412,9 @@ def inspect_dataset(
     Raises:
         DatasetCheckError: listing every fatal problem with its file name.
     """
-    report = check_dataset(items, empty_masks=empty_masks, num_workers=num_workers, max_pixels=max_pixels)
+    report = check_dataset(
+        items, empty_masks=empty_masks, num_workers=num_workers, max_pixels=max_pixels, structures=structures
+    )
     if report.fatal:
         raise DatasetCheckError(report.summary())
     logger.info(report.summary())

@@ -18,6 +18,7 @@ from pipeline.io.dicom_series import (
 from pipeline.io.dicom_slice import invert_monochrome1
 from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
 from pipeline.io.dictionary import LoadSliced
+from pipeline.io.nifti_slice import NiftiVolume, load_nifti_volume, nifti_depth
 from pipeline.io.readers import (
     DICOM_SUFFIXES,
     NIFTI_SUFFIXES,
@@ -39,6 +40,7 @@ __all__ = [
     "DicomSeriesError",
     "LoadSlice",
     "LoadSliced",
+    "NiftiVolume",
     "SeriesRules",
     "SeriesVolume",
     "SkippedFile",
@@ -48,7 +50,9 @@ __all__ = [
     "group_series",
     "invert_monochrome1",
     "is_dicom_file",
+    "load_nifti_volume",
     "load_series_volume",
+    "nifti_depth",
     "read_header",
     "reader_for",
     "scan_dicom_folder",

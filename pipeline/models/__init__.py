@@ -1,6 +1,14 @@
 """Everything that travels with a trained model: weights formats and loading, model cards, exports and packages."""
 
-from pipeline.models.card import ModelCard, ModelCardError, card_path, check_card, network_name, read_model_card
+from pipeline.models.card import (
+    ModelCard,
+    ModelCardError,
+    card_path,
+    card_setting,
+    check_card,
+    network_name,
+    read_model_card,
+)
 from pipeline.models.weights import (
     FORMATS,
     ExportedNetwork,
@@ -16,6 +24,7 @@ __all__ = [
     "ModelCard",
     "ModelCardError",
     "card_path",
+    "card_setting",
     "check_card",
     "expand_checkpoints",
     "load_ensemble",

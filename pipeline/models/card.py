@@ -37,9 +37,19 @@ from pipeline.atomic import write_json
 from pipeline.bundle import flag
 from pipeline.distributed import unwrap
 from pipeline.models.weights import expand_checkpoints, weights_names
+from pipeline.segments import structures_from_config
 from pipeline.version import __version__
 
-__all__ = ["FORMAT", "ModelCard", "ModelCardError", "card_path", "check_card", "network_name", "read_model_card"]
+__all__ = [
+    "FORMAT",
+    "ModelCard",
+    "ModelCardError",
+    "card_path",
+    "card_setting",
+    "check_card",
+    "network_name",
+    "read_model_card",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -298,3 +308,15 @@ def check_card(
         ModelCardError: as :meth:`ModelCard.check`.
     """
     card.check(settings, network=network, model_name=model_name, force=flag(force, "force_overrides"))
+
+
+def card_setting(card: ModelCard, name: str, default: Any) -> Any:
+    """:meth:`ModelCard.setting` for a config whose default is an object the config builds (the structures of a
+    dataset, the channels they need): evaluation and inference take the trained value, else that default.
+
+    A card written before structures were recorded has no ``structures``: its weights segment the one structure its
+    ``segment`` describes (binary), whatever the data the config points at holds.
+    """
+    if name == "structures" and card.found and card.setting(name, None) is None:
+        return [s.to_config() for s in structures_from_config(None, card.settings.get("segment"))]
+    return card.setting(name, default)

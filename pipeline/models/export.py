@@ -12,7 +12,11 @@ dynamic batch size, height and width, run with ``onnxruntime``.
     python -m pipeline.models.export path/to/model.pt --formats onnx
 
 Each export is checked on random inputs of the trained size (and a second size, for the dynamic axes): the largest
-absolute logit difference from PyTorch is printed and written to ``export.json`` beside the files.
+absolute logit difference from PyTorch is printed and written to ``export.json`` beside the files. A model of several
+structures exports as any other, its ``K + 1`` softmax logits (background first) in place of one sigmoid logit; each
+file names its output channels, as the packaged bundle's metadata does (:func:`pipeline.models.package.channel_def`):
+``export.json`` and the ONNX model's metadata (``channel_def``, a JSON object: channel index -> structure) and the
+TorchScript file's extra file ``channel_def.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +37,28 @@ from torch import nn
 from pipeline.atomic import atomic_output, write_json
 from pipeline.bundle import BUNDLES_DIR
 from pipeline.models.card import ModelCard
+from pipeline.models.package import card_structures, channel_def
 from pipeline.models.weights import FORMATS, ExportedNetwork, load_state_dict_file
 
-__all__ = ["OPSET", "export_model", "export_onnx", "export_torchscript", "max_difference"]
+__all__ = ["CHANNEL_DEF", "OPSET", "export_model", "export_onnx", "export_torchscript", "max_difference"]
 
 logger = logging.getLogger(__name__)
 
 OPSET = 18
 """The ONNX opset of exports: supported by onnxruntime 1.16 and later, and by TensorRT 8.6 and later."""
+CHANNEL_DEF = "channel_def"
+"""The key under which an export names its output channels: the ONNX metadata key, and the TorchScript extra file
+``channel_def.json``; its value is a JSON object, channel index -> structure."""
 
 
-def export_torchscript(network: nn.Module, path: str | os.PathLike) -> Path:
+def export_torchscript(network: nn.Module, path: str | os.PathLike, channels: Mapping[str, str] | None = None) -> Path:
     """Script ``network`` (MONAI's ``convert_to_torchscript``) and save it to ``path``, atomically.
+
+    Args:
+        network: the network, on the CPU.
+        path: the ``.ts`` file.
+        channels: channel index -> structure (:func:`pipeline.models.package.channel_def`), saved as the extra file
+            ``channel_def.json`` (``torch.jit.load(path, _extra_files={"channel_def.json": ""})`` reads it back).
 
     Raises:
         RuntimeError: the network cannot be scripted (torch's message).
@@ -52,13 +66,19 @@ def export_torchscript(network: nn.Module, path: str | os.PathLike) -> Path:
     from monai.networks.utils import convert_to_torchscript
 
     scripted = convert_to_torchscript(network.eval())
+    extra = {f"{CHANNEL_DEF}.json": json.dumps(dict(channels))} if channels else {}
     with atomic_output(path) as tmp:
-        torch.jit.save(scripted, str(tmp))
+        torch.jit.save(scripted, str(tmp), _extra_files=extra)
     return Path(path)
 
 
 def export_onnx(
-    network: nn.Module, path: str | os.PathLike, example: torch.Tensor, opset: int = OPSET, dynamic: bool = True
+    network: nn.Module,
+    path: str | os.PathLike,
+    example: torch.Tensor,
+    opset: int = OPSET,
+    dynamic: bool = True,
+    channels: Mapping[str, str] | None = None,
 ) -> Path:
     """Export ``network`` to ONNX at ``path``, atomically.
 
@@ -68,6 +88,8 @@ def export_onnx(
         example: a (B, C, H, W) input of the trained size, for tracing.
         opset: the ONNX opset.
         dynamic: batch size, height and width are free (``image`` -> ``logits``, both ``(batch, C, height, width)``).
+        channels: channel index -> structure (:func:`pipeline.models.package.channel_def`), written into the model's
+            metadata under ``channel_def`` (``onnxruntime``: ``session.get_modelmeta().custom_metadata_map``).
 
     Raises:
         RuntimeError: torch cannot export the network (its message); ``onnx`` and ``onnxscript`` must be installed
@@ -85,6 +107,12 @@ def export_onnx(
             dynamic_axes={"image": axes, "logits": axes} if dynamic else None,
             dynamo=False,
         )
+        if channels:
+            import onnx
+
+            model = onnx.load(str(tmp))
+            onnx.helper.set_model_props(model, {CHANNEL_DEF: json.dumps(dict(channels))})
+            onnx.save(model, str(tmp))
     return Path(path)
 
 
@@ -99,7 +127,8 @@ def max_difference(network: nn.Module, exported: nn.Module, inputs: Sequence[tor
 
 
 def _bundle_parts(weights: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The network (weights loaded, CPU) and settings of ``weights``, built from its bundle's inference config."""
+    """The network (weights loaded, CPU) and settings of ``weights``, built from its bundle's inference config: the
+    input size and channels, and the output channels' names (:func:`pipeline.models.package.channel_def`)."""
     from monai.bundle import ConfigParser
 
     card = ModelCard.read(weights)
@@ -110,6 +139,7 @@ def _bundle_parts(weights: Path) -> tuple[nn.Module, dict[str, Any]]:
     parser.update({"checkpoint": str(weights), "device": "cpu"})
     network = load_state_dict_file(parser.get_parsed_content("network_def"), weights).eval()
     settings = {k: parser.get_parsed_content(k) for k in ("spatial_size", "in_channels")}
+    settings["channel_def"] = channel_def(card_structures(card))
     return network, settings
 
 
@@ -124,7 +154,8 @@ def export_model(
         seed: seed of the random check inputs.
 
     Returns:
-        Format -> ``{"file", "max_abs_logit_difference", "checked_shapes"}``; also written to ``export.json``.
+        Format -> ``{"file", "max_abs_logit_difference", "checked_shapes"}``; also written to ``export.json``, with
+        ``out_channels`` and ``channel_def`` (channel index -> structure, background first for several).
 
     Raises:
         ValueError: an unknown format, or weights without a model card.
@@ -143,16 +174,19 @@ def export_model(
     report: dict[str, dict[str, Any]] = {}
     for kind in formats:
         path = weights.with_suffix(FORMATS[kind])
+        channels = settings["channel_def"]
         if kind == "torchscript":
-            export_torchscript(network, path)
+            export_torchscript(network, path, channels=channels)
         else:
-            export_onnx(network, path, inputs[0])
+            export_onnx(network, path, inputs[0], channels=channels)
         difference = max_difference(network, ExportedNetwork(path), inputs)
         report[kind] = {"file": path.name, "max_abs_logit_difference": difference, "checked_shapes": shapes}
         if kind == "onnx":
             report[kind]["opset"] = OPSET
         logger.info("%s: max |logit difference| from PyTorch %.3g over inputs %s", path.name, difference, shapes)
-    write_json({"weights": weights.name, "exports": report}, weights.parent / "export.json")
+    channels = settings["channel_def"]
+    record = {"weights": weights.name, "out_channels": len(channels), "channel_def": channels, "exports": report}
+    write_json(record, weights.parent / "export.json")
     return report
 
 

@@ -3,7 +3,8 @@
 The folder follows the MONAI bundle specification::
 
     <out>/
-      configs/metadata.json     the bundle's metadata, with this model's settings, data fingerprint and metrics
+      configs/metadata.json     the bundle's metadata, with this model's output channels (``network_data_format``),
+                                settings, data fingerprint and metrics
       configs/inference.json    the bundle's inference config with this model's settings written in
       configs/logging.conf
       models/model.pt           the weights (a plain state dict), with models/model.json, their model card
@@ -27,19 +28,63 @@ import logging
 import re
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.bundle import BUNDLES_DIR
 from pipeline.models.card import ModelCard, card_path
+from pipeline.segments import Structure, is_binary, structures_from_config
 
-__all__ = ["package_run"]
+__all__ = ["card_structures", "channel_def", "package_run"]
 
 logger = logging.getLogger(__name__)
 
 _REF = re.compile(r"@(\w+)")  # the top-level id of a MONAI reference ("@validate#inferer" -> "validate")
 _ROOTS = ("imports", "initialize", "inference", "bundle_root", "device", "network_def", "model_name", "input")
 """Entries a packaged inference config keeps although nothing refers to them (MONAI runs or reads them)."""
+
+
+def card_structures(card: ModelCard) -> list[Structure]:
+    """What the weights of ``card`` segment: the structures it records, or, for a card written before structures were
+    recorded, the one structure its ``segment`` describes."""
+    return structures_from_config(card.settings.get("structures"), card.settings.get("segment"))
+
+
+def channel_def(structures: Sequence[Structure | Mapping[str, Any]]) -> dict[str, str]:
+    """The output channels of a model of ``structures``, as MONAI's metadata ``channel_def`` names them: channel index
+    (a string) -> structure. One structure: its one sigmoid channel, ``{"0": "Lung"}``; ``K`` of them: ``K + 1``
+    softmax channels, the background first, ``{"0": "background", "1": "Right lung", "2": "Left lung"}``.
+    """
+    parsed = structures_from_config(structures)
+    names = [s.label for s in parsed] if is_binary(parsed) else ["background", *(s.label for s in parsed)]
+    return {str(channel): name for channel, name in enumerate(names)}
+
+
+def _metadata(bundle: str, card: ModelCard) -> dict[str, Any]:
+    """The bundle's ``metadata.json`` for these weights: its output channels named (``num_channels`` and
+    ``channel_def`` of ``network_data_format.outputs.pred``), the label and prediction classes described, and the
+    model card."""
+    metadata = json.loads((BUNDLES_DIR / bundle / "metadata.json").read_text())
+    structures = card_structures(card)
+    channels = channel_def(structures)
+    pred = metadata.setdefault("network_data_format", {}).setdefault("outputs", {}).setdefault("pred", {})
+    pred.update({"num_channels": len(channels), "channel_def": channels})
+    if is_binary(structures):
+        name = structures[0].label
+        metadata["label_classes"] = f"one channel, binary: 1 is {name}, 0 background"
+        metadata["pred_classes"] = (
+            f"one channel of logits; sigmoid > {card.settings.get('threshold', 0.5)} is {name} (value 1)"
+        )
+    else:
+        values = ", ".join(f"{s.value} {s.label}" for s in structures)
+        metadata["label_classes"] = f"a label map: 0 background, {values}"
+        metadata["pred_classes"] = (
+            f"{len(channels)} channels of logits, channel 0 the background and channel c the c-th structure; the "
+            f"largest softmax channel is the pixel's structure, written as its label value ({values})"
+        )
+    metadata["pipeline_model_card"] = {k: v for k, v in card.to_dict().items() if k not in ("sha256",)}
+    return metadata
 
 
 def _referenced(value: Any) -> set[str]:
@@ -81,6 +126,10 @@ def _inference_config(bundle: str, card: ModelCard) -> dict[str, Any]:
 
 
 def _readme(card: ModelCard, name: str) -> str:
+    structures = {s.label: s.value for s in card_structures(card)}
+    channels = "\n".join(
+        f"| {c} | {label} | {structures.get(label, 0)} |" for c, label in channel_def(card_structures(card)).items()
+    )
     settings = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in card.settings.items())
     metrics = "\n".join(f"| {k.removeprefix('val_')} | {v:.4f} |" for k, v in card.metrics.items())
     data = json.dumps(card.data, indent=2)
@@ -99,6 +148,15 @@ python -m monai.bundle run inference --bundle_root {name} --config_file {name}/c
 
 `<path>` is a 2D image (PNG, TIFF, JPEG, NIfTI, DICOM), a folder of them, or a DICOM study; masks, overlays, NIfTI
 labels, DICOM SEG and reports go to `outputs/{card.model_name}/inference/` (`--output_dir` elsewhere).
+
+## What it segments
+
+The network's output channels (`network_data_format` in `configs/metadata.json`) and the value each structure has in
+the masks and label maps it writes:
+
+| channel | structure | label value |
+|---|---|---|
+{channels}
 
 ## Settings it was trained with
 
@@ -157,8 +215,7 @@ def package_run(run_dir: str | Path, out: str | Path, torchscript: bool = True) 
         (staging / "configs" / "inference.json").write_text(
             json.dumps(_inference_config(bundle, card), indent=4) + "\n"
         )
-        metadata = json.loads((BUNDLES_DIR / bundle / "metadata.json").read_text())
-        metadata["pipeline_model_card"] = {k: v for k, v in card.to_dict().items() if k not in ("sha256",)}
+        metadata = _metadata(bundle, card)
         (staging / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
         shutil.copyfile(BUNDLES_DIR / bundle / "logging.conf", staging / "configs" / "logging.conf")
         shutil.copyfile(weights, staging / "models" / "model.pt")
@@ -168,8 +225,8 @@ def package_run(run_dir: str | Path, out: str | Path, torchscript: bool = True) 
             from pipeline.models.export import export_torchscript
             from pipeline.models.weights import load_state_dict_file
 
-            parser_network = _network(bundle, staging)
-            export_torchscript(load_state_dict_file(parser_network, weights), staging / "models" / "model.ts")
+            network = load_state_dict_file(_network(bundle, staging), weights)
+            export_torchscript(network, staging / "models" / "model.ts", channels=channel_def(card_structures(card)))
         (staging / "docs" / "README.md").write_text(_readme(card, out.name))
         license_file = BUNDLES_DIR.parent / "LICENSE"
         if license_file.is_file():

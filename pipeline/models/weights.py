@@ -96,7 +96,14 @@ def load_state_dict_file(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     if wrong_shape:
         problems.append(f"shape mismatch (file vs {type(net).__name__}): {_listed(wrong_shape)}")
     if problems:
-        raise ValueError(f"{path} does not fit {type(net).__name__}; " + "; ".join(problems) + ".")
+        hint = (
+            " Weights without a model card (model.json) get the network of the bundle's defaults: its structures come "
+            "from --dataset_dir (default: the demo's right lung, left lung and heart) or --labels, e.g. --labels "
+            "\"{'1': 'lung'}\" for a model of one structure."
+            if wrong_shape
+            else ""
+        )
+        raise ValueError(f"{path} does not fit {type(net).__name__}; " + "; ".join(problems) + "." + hint)
     broken = [
         k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
     ]

@@ -4,9 +4,11 @@ An untrained network's logits centre wherever its random weights put them, so th
 moving every pixel's probability towards the class balance (Lin et al., "Focal Loss for Dense Object Detection",
 ICCV 2017, sec. 3.3, set the output bias to the prior for this reason). :func:`init_output_bias` measures where the
 logits of the network as built actually centre on a few training images, then shifts the bias of its output
-convolution so that the mean predicted probability equals the foreground fraction of their masks. It works for any
-network whose logits are the output convolution plus terms that do not depend on its bias (a residual branch, a
-bilinear upsampling), which covers every network in the bundles.
+convolution so that the mean predicted probability equals the foreground fraction of their masks: per channel through
+the sigmoid for one output channel (one structure), jointly through the softmax for several (background and
+structures, each channel's mean probability its share of the pixels). It works for any network whose logits are the
+output convolution plus terms that do not depend on its bias (a residual branch, a bilinear upsampling), which covers
+every network in the bundles.
 """
 
 from __future__ import annotations
@@ -74,6 +76,16 @@ def _logit_shift(logits: torch.Tensor, target: float, iterations: int = 60) -> f
     return (low + high) / 2
 
 
+def _softmax_shift(logits: torch.Tensor, prior: torch.Tensor, iterations: int = 50) -> torch.Tensor:
+    """Shifts ``d`` (one per channel) with the mean of ``softmax(logits + d)`` over pixels equal to ``prior``, by the
+    fixed point ``d += log(prior / mean)`` (each step moves every channel's share towards its target)."""
+    shift = torch.zeros(logits.shape[1], device=logits.device)
+    for _ in range(iterations):
+        mean = torch.softmax(logits + shift[None, :, None, None], dim=1).mean(dim=(0, 2, 3))
+        shift += torch.log(prior / mean.clamp_min(1e-12))
+    return shift - shift.mean()
+
+
 def init_output_bias(
     network: nn.Module,
     samples: Sequence[Mapping[str, torch.Tensor]],
@@ -129,7 +141,10 @@ def init_output_bias(
     if logits.shape[1] != prior.numel():
         raise ValueError(f"the network has {logits.shape[1]} output channels but the masks have {prior.numel()}.")
     with torch.no_grad():
-        for c in range(logits.shape[1]):
-            conv.bias[c] += _logit_shift(logits[:, c].float(), float(prior[c]))
+        if logits.shape[1] == 1:
+            conv.bias[0] += _logit_shift(logits[:, 0].float(), float(prior[0]))
+        else:
+            prior = prior / prior.sum()  # the softmax's shares sum to one
+            conv.bias.add_(_softmax_shift(logits.float(), prior.to(logits.device)).to(conv.bias.dtype))
     logger.info("output bias set for a foreground prior of %s", ", ".join(f"{p:.3f}" for p in prior.tolist()))
     return prior.tolist()

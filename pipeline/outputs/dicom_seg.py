@@ -1,9 +1,11 @@
-"""DICOM Segmentation (SEG) objects for a predicted mask, through highdicom (reference.md section 4).
+"""DICOM Segmentation (SEG) objects for a predicted mask or label map, through highdicom (reference.md section 4).
 
-The SEG is a binary segmentation of the source CT series with one segment: it references every source instance,
-names the segment with SNOMED CT codes and the algorithm by name and version (segment algorithm type AUTOMATIC),
-and says in its series and content descriptions that it is not for clinical use. Slices without any foreground are
-omitted (``omit_empty_frames``); an all-empty mask keeps every frame, because a SEG needs at least one.
+The SEG is a binary segmentation of the source CT series with one segment per structure: a binary mask gives one
+segment, a label map of ``K`` structures gives segments 1..K in the order of the structures' label values. The SEG
+references every source instance, names each segment with SNOMED CT codes and the algorithm by name and version
+(segment algorithm type AUTOMATIC), and says in its series and content descriptions that it is not for clinical use.
+Frames without any foreground are omitted (``omit_empty_frames``); an all-empty mask keeps every frame, because a SEG
+needs at least one.
 
 The SEG copies the patient and study attributes of its sources, as the standard requires, so it carries the same
 patient information as the source images. Nothing patient-identifying is logged: files are named by file name only,
@@ -19,8 +21,10 @@ import re
 import shutil
 import subprocess
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -29,6 +33,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from pipeline.atomic import atomic_output
+from pipeline.segments import Structure, structures_from_config
 
 __all__ = ["NOT_FOR_CLINICAL_USE", "read_dicom_seg", "run_dciodvfy", "write_dicom_seg"]
 
@@ -42,6 +47,9 @@ _CS_MAX = 16
 # Series number of the SEG when none is given: the source series number plus this offset (1000 + 2 for series 2).
 _SERIES_NUMBER_OFFSET = 1000
 _PERSON_NAME_WARNING = ".*unlikely to represent the intended person name.*"
+# The one segment's codes when none are given: SNOMED CT "Anatomical Structure", "Lung structure".
+_LUNG_CATEGORY = ("91723000", "Anatomical Structure")
+_LUNG_TYPE = ("39607008", "Lung structure")
 
 
 def _coded_concept(code: Sequence[str] | Code, what: str) -> hd.sr.CodedConcept:
@@ -56,8 +64,8 @@ def _coded_concept(code: Sequence[str] | Code, what: str) -> hd.sr.CodedConcept:
     raise ValueError(f"{what} must be (code, meaning), (code, scheme, meaning) or a pydicom Code, got {code!r}")
 
 
-def _binary_mask(mask: np.ndarray, source_datasets: Sequence[Dataset]) -> np.ndarray:
-    """Check that ``mask`` is (N, Rows, Columns) with only 0/1 values; return it as uint8."""
+def _planes(mask: np.ndarray, source_datasets: Sequence[Dataset]) -> np.ndarray:
+    """Check that ``mask`` is (N, Rows, Columns), one plane per source dataset; return it as an array."""
     mask = np.asarray(mask)
     if not source_datasets:
         raise ValueError("source_datasets is empty: a DICOM SEG needs the headers of the images it segments")
@@ -68,6 +76,12 @@ def _binary_mask(mask: np.ndarray, source_datasets: Sequence[Dataset]) -> np.nda
             f"mask shape {mask.shape} does not match the source series (N, Rows, Columns) = {expected}; the mask must "
             "be aligned with source_datasets, one (H, W) plane per dataset in the same order"
         )
+    return mask
+
+
+def _binary_mask(mask: np.ndarray, source_datasets: Sequence[Dataset]) -> np.ndarray:
+    """Check that ``mask`` is (N, Rows, Columns) with only 0/1 values; return it as uint8."""
+    mask = _planes(mask, source_datasets)
     integers_in_range = mask.dtype.kind in "iu" and (mask.size == 0 or (mask.min() >= 0 and mask.max() <= 1))
     if mask.dtype != bool and not integers_in_range:  # min and max: a fraction of np.unique's time on a series
         values = np.unique(mask)
@@ -75,6 +89,48 @@ def _binary_mask(mask: np.ndarray, source_datasets: Sequence[Dataset]) -> np.nda
             shown = ", ".join(str(v) for v in values[:6]) + (", ..." if values.size > 6 else "")
             raise ValueError(f"mask must be binary (0/1 or bool), got values {shown}")
     return mask.astype(np.uint8)
+
+
+def _segment_numbers(mask: np.ndarray, source_datasets: Sequence[Dataset], values: Sequence[int]) -> np.ndarray:
+    """The label map ``mask`` (N, Rows, Columns) with each structure's value replaced by its segment number.
+
+    Args:
+        mask: label map, or a bool mask for one structure of value 1; 0 is the background.
+        source_datasets: the headers ``mask`` must line up with.
+        values: the structures' label values in segment order: ``values[k - 1]`` becomes segment ``k``.
+
+    Returns:
+        (N, Rows, Columns) uint8 of segment numbers 0..K.
+
+    Raises:
+        ValueError: a shape that does not match the sources, or a value that is neither 0 nor a structure's.
+    """
+    mask = _planes(mask, source_datasets)
+    if mask.dtype == bool or (mask.dtype.kind in "iu" and (mask.size == 0 or (mask.min() >= 0 and mask.max() <= 255))):
+        labels = mask.astype(np.uint8, copy=False)
+    else:  # floats, or integers out of the uint8 range: whole known values only
+        found = np.unique(mask)
+        unknown = found[~np.isin(found, (0, *values))]
+        if unknown.size:
+            raise ValueError(_unknown_values(unknown, values))
+        labels = mask.astype(np.uint8)
+    if list(values) == list(range(1, len(values) + 1)):  # values 1..K (binary models, most datasets): as they are
+        if labels.size and int(labels.max()) > len(values):
+            raise ValueError(_unknown_values(np.unique(labels[labels > len(values)]), values))
+        return labels
+    # One look-up pass: values that are not a structure's map past the last segment number (none can when K is 255).
+    lut = np.full(256, len(values) + 1 if len(values) < 255 else 0, dtype=np.uint8)
+    lut[0] = 0
+    lut[list(values)] = np.arange(1, len(values) + 1)
+    numbers = np.take(lut, labels)
+    if labels.size and len(values) < 255 and int(numbers.max()) > len(values):
+        raise ValueError(_unknown_values(np.unique(labels[numbers > len(values)]), values))
+    return numbers
+
+
+def _unknown_values(unknown: np.ndarray, values: Sequence[int]) -> str:
+    shown = ", ".join(f"{v:g}" for v in unknown[:8].tolist()) + (", ..." if unknown.size > 8 else "")
+    return f"mask values {shown} are not among the structures' values {list(values)} (0: background)"
 
 
 # Type 2 attributes highdicom copies from the sources into the SEG (patient, general study modules): present but
@@ -131,10 +187,17 @@ def _repaired_sources(source_datasets: Sequence[Dataset]) -> list[Dataset]:
     return fixed
 
 
-def _series_description(description: str | None, segment_label: str) -> str:
-    """The series description, ending in "not for clinical use" and at most 64 characters (LO)."""
+def _series_description(description: str | None, labels: Sequence[str]) -> str:
+    """The series description, ending in "not for clinical use" and at most 64 characters (LO).
+
+    The default names the segments (``"Lung - research use only, not for clinical use"``, ``"Right lung, Left lung -
+    research use only, ..."``), or counts them when their names do not fit.
+    """
     if description is None:
-        description = f"{segment_label} - research use only, {NOT_FOR_CLINICAL_USE}"
+        suffix = f" - research use only, {NOT_FOR_CLINICAL_USE}"
+        description = ", ".join(labels) + suffix
+        if len(description) > _LO_MAX:
+            description = ("Segmentation" if len(labels) == 1 else f"{len(labels)} segments") + suffix
     if NOT_FOR_CLINICAL_USE not in description.lower():
         suffix = f" - {NOT_FOR_CLINICAL_USE}"
         description = description[: _LO_MAX - len(suffix)] + suffix
@@ -149,6 +212,72 @@ def _content_label(label: str) -> str:
     return cleaned or "SEGMENTATION"
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """One segment of the SEG: the structure's value in the mask, and its description as highdicom takes it."""
+
+    value: int
+    label: str
+    category: hd.sr.CodedConcept
+    property_type: hd.sr.CodedConcept
+    color: Sequence[int] | None
+
+
+def _segments(
+    structures: Sequence[Structure | Mapping[str, Any]] | None,
+    segment_label: str | None,
+    segmented_property_category: Sequence[str] | Code | None,
+    segmented_property_type: Sequence[str] | Code | None,
+    display_color: Sequence[int] | None,
+) -> list[_Segment]:
+    """The segments to write, by segment number: the structures by value, or the one segment the single-segment
+    arguments describe (value 1).
+
+    Raises:
+        ValueError: empty or malformed structures, single-segment arguments given with them, or bad codes.
+    """
+    single = {
+        "segment_label": segment_label,
+        "segmented_property_category": segmented_property_category,
+        "segmented_property_type": segmented_property_type,
+        "display_color": display_color,
+    }
+    if structures is None:
+        category = _LUNG_CATEGORY if segmented_property_category is None else segmented_property_category
+        property_type = _LUNG_TYPE if segmented_property_type is None else segmented_property_type
+        return [
+            _Segment(
+                value=1,
+                label="Lung" if segment_label is None else segment_label,
+                category=_coded_concept(category, "segmented_property_category"),
+                property_type=_coded_concept(property_type, "segmented_property_type"),
+                color=display_color,
+            )
+        ]
+    given = [name for name, value in single.items() if value is not None]
+    if given:
+        raise ValueError(
+            f"pass either structures or {', '.join(given)}: each structure carries its own label, codes and colour"
+        )
+    return [
+        _Segment(
+            value=s.value,
+            label=s.label,
+            category=_coded_concept(s.category, f"the category of structure {s.label!r}"),
+            property_type=_coded_concept(s.property_type, f"the property type of structure {s.label!r}"),
+            color=s.color,
+        )
+        for s in _structures(structures)
+    ]
+
+
+def _structures(structures: Sequence[Structure | Mapping[str, Any]]) -> list[Structure]:
+    """``structures`` parsed and sorted by value (:func:`pipeline.segments.structures_from_config`), none missing."""
+    if isinstance(structures, (str, Mapping)) or not len(structures):
+        raise ValueError(f"structures must be a non-empty sequence of structures, got {structures!r}")
+    return structures_from_config(structures)
+
+
 def write_dicom_seg(
     mask: np.ndarray,
     source_datasets: Sequence[Dataset],
@@ -156,9 +285,10 @@ def write_dicom_seg(
     *,
     algorithm_name: str,
     algorithm_version: str,
-    segment_label: str = "Lung",
-    segmented_property_category: Sequence[str] | Code = ("91723000", "Anatomical Structure"),
-    segmented_property_type: Sequence[str] | Code = ("39607008", "Lung structure"),
+    structures: Sequence[Structure | Mapping[str, Any]] | None = None,
+    segment_label: str | None = None,
+    segmented_property_category: Sequence[str] | Code | None = None,
+    segmented_property_type: Sequence[str] | Code | None = None,
     display_color: Sequence[int] | None = None,
     series_description: str | None = None,
     series_number: int | None = None,
@@ -168,27 +298,37 @@ def write_dicom_seg(
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
 ) -> Path:
-    """Write a binary DICOM SEG of ``mask`` over the source CT series, atomically.
+    """Write a binary DICOM SEG of ``mask`` over the source CT series, one segment per structure, atomically.
+
+    Without ``structures``, ``mask`` is a binary mask and the SEG has one segment, which the single-segment arguments
+    (``segment_label``, ``segmented_property_category``, ``segmented_property_type``, ``display_color``) describe.
+    With ``structures``, ``mask`` is a label map in the structures' values and the SEG has one segment per structure,
+    numbered 1..K in the order of their values, each with the structure's label, SNOMED CT codes and colour.
 
     Args:
-        mask: (N, H, W) bool or 0/1 integer mask; plane ``k`` segments ``source_datasets[k]`` (H = Rows,
-            W = Columns).
+        mask: (N, H, W) mask; plane ``k`` segments ``source_datasets[k]`` (H = Rows, W = Columns). Without
+            ``structures``: bool or 0/1. With them: a label map whose values are 0 (background) or a structure's
+            value (a bool mask for one structure of value 1).
         source_datasets: headers of the N source images, one series (PixelData may be absent or deferred).
         path: destination file.
         algorithm_name: the algorithm, e.g. the bundle's model name; also the SEG's ManufacturerModelName.
         algorithm_version: its version, e.g. the bundle version; also the SEG's SoftwareVersions.
-        segment_label: the segment's label.
+        structures: what the label values of ``mask`` stand for (:class:`pipeline.segments.Structure`, or their
+            dicts); ``None``: one segment, described by the single-segment arguments.
+        segment_label: the one segment's label; default "Lung".
         segmented_property_category: ``(code, meaning)`` in SNOMED CT, ``(code, scheme, meaning)``, or a pydicom
             ``Code``; default SCT 91723000 "Anatomical Structure".
         segmented_property_type: same forms; default SCT 39607008 "Lung structure".
         display_color: recommended display colour, (R, G, B) in 0-255, written as RecommendedDisplayCIELabValue (3D
-            Slicer and dcmqi show the segment in it); ``None`` leaves it out.
-        series_description: default ``"<segment_label> - research use only, not for clinical use"``; a description
-            without "not for clinical use" gets it appended (at most 64 characters in all).
+            Slicer and dcmqi show the segment in it); ``None`` leaves it out. Structures always have their colour.
+        series_description: default ``"<segment labels> - research use only, not for clinical use"`` (the labels
+            joined by commas, or ``"<K> segments"`` when they do not fit); a description without "not for clinical
+            use" gets it appended (at most 64 characters in all).
         series_number: default the source SeriesNumber + 1000 (1000 when the source has none).
         manufacturer: the SEG's Manufacturer.
         device_serial_number: the SEG's DeviceSerialNumber (Type 1 in the SEG IOD).
-        content_label: ContentLabel; default ``segment_label`` in upper case, e.g. "LUNG".
+        content_label: ContentLabel; default the one segment's label in upper case, e.g. "LUNG", and "SEGMENTATION"
+            for several segments.
         series_instance_uid: default a new UID.
         sop_instance_uid: default a new UID.
 
@@ -196,27 +336,38 @@ def write_dicom_seg(
         ``path`` as a ``Path``.
 
     Raises:
-        ValueError: no source datasets, a mask whose shape does not match them or that is not binary, bad codes,
-            a series description over 64 characters; highdicom's ``ValueError`` for sources it refuses (mixed series,
-            different sizes, missing geometry).
+        ValueError: no source datasets, a mask whose shape does not match them, a mask that is not binary (without
+            ``structures``) or holds a value no structure has, empty or repeated structures, structures together
+            with a single-segment argument, bad codes, a series description over 64 characters; highdicom's
+            ``ValueError`` for sources it refuses (mixed series, different sizes, missing geometry).
     """
     path = Path(path)
-    mask = _binary_mask(mask, source_datasets)
+    segments = _segments(structures, segment_label, segmented_property_category, segmented_property_type, display_color)
+    if structures is None:
+        numbers = _binary_mask(mask, source_datasets)
+    else:
+        numbers = _segment_numbers(mask, source_datasets, [s.value for s in segments])
     if series_number is None:
         source_number = source_datasets[0].get("SeriesNumber")
         series_number = _SERIES_NUMBER_OFFSET + (int(source_number) if source_number not in (None, "") else 0)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, family=codes.cid7162.ArtificialIntelligence, version=algorithm_version
     )
-    segment = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=segment_label,
-        segmented_property_category=_coded_concept(segmented_property_category, "segmented_property_category"),
-        segmented_property_type=_coded_concept(segmented_property_type, "segmented_property_type"),
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm,
-        display_color=None if display_color is None else hd.color.CIELabColor.from_rgb(*display_color),
-    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=segment.label,
+            segmented_property_category=segment.category,
+            segmented_property_type=segment.property_type,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            display_color=None if segment.color is None else hd.color.CIELabColor.from_rgb(*segment.color),
+        )
+        for number, segment in enumerate(segments, start=1)
+    ]
+    labels = [segment.label for segment in segments]
+    if content_label is None:
+        content_label = _content_label(labels[0]) if len(labels) == 1 else "SEGMENTATION"
     content_description = f"{algorithm_name} {algorithm_version}, {NOT_FOR_CLINICAL_USE}"
     if len(content_description) > _LO_MAX:
         content_description = f"automatic segmentation, {NOT_FOR_CLINICAL_USE}"
@@ -224,9 +375,9 @@ def write_dicom_seg(
         warnings.filterwarnings("ignore", message=_PERSON_NAME_WARNING, category=UserWarning)
         seg = hd.seg.Segmentation(
             source_images=_repaired_sources(source_datasets),
-            pixel_array=mask,
+            pixel_array=numbers,  # a label map of segment numbers: highdicom writes one binary frame per segment
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=[segment],
+            segment_descriptions=descriptions,
             series_instance_uid=series_instance_uid or hd.UID(),
             series_number=int(series_number),
             sop_instance_uid=sop_instance_uid or hd.UID(),
@@ -236,44 +387,71 @@ def write_dicom_seg(
             software_versions=algorithm_version,
             device_serial_number=device_serial_number,
             # highdicom reverts to all frames (with a log line) when every frame is empty; say so ourselves.
-            omit_empty_frames=bool(mask.any()),
-            content_label=content_label or _content_label(segment_label),
+            omit_empty_frames=bool(numbers.any()),
+            content_label=content_label,
             content_description=content_description,
-            series_description=_series_description(series_description, segment_label),
+            series_description=_series_description(series_description, labels),
         )
     with atomic_output(path) as tmp:
         seg.save_as(tmp, enforce_file_format=True)
-    logger.info(
-        "wrote DICOM SEG %s: segment %r, %d of %d slices with foreground, %d voxels",
-        path.name,
-        segment_label,
-        int(mask.any(axis=(1, 2)).sum()),
-        mask.shape[0],
-        int(mask.sum(dtype=np.int64)),
-    )
+    with_foreground, voxels = int(numbers.any(axis=(1, 2)).sum()), int(np.count_nonzero(numbers))
+    if len(segments) == 1:
+        logger.info(
+            "wrote DICOM SEG %s: segment %r, %d of %d slices with foreground, %d voxels",
+            path.name,
+            labels[0],
+            with_foreground,
+            numbers.shape[0],
+            voxels,
+        )
+    else:
+        logger.info(
+            "wrote DICOM SEG %s: %d segments (%s), %d of %d slices with foreground, %d voxels",
+            path.name,
+            len(segments),
+            ", ".join(labels),
+            with_foreground,
+            numbers.shape[0],
+            voxels,
+        )
     return path
 
 
-def read_dicom_seg(path: str | os.PathLike, source_datasets: Sequence[Dataset]) -> np.ndarray:
-    """Read a SEG back as a mask aligned with ``source_datasets``.
+def read_dicom_seg(
+    path: str | os.PathLike,
+    source_datasets: Sequence[Dataset],
+    structures: Sequence[Structure | Mapping[str, Any]] | None = None,
+) -> np.ndarray:
+    """Read a SEG back as a mask or label map aligned with ``source_datasets``.
 
     Args:
         path: a DICOM SEG file.
         source_datasets: headers of the source images whose planes are wanted, in the wanted order.
+        structures: what the segments stand for, as given to :func:`write_dicom_seg`: segment ``k`` is the structure
+            of the ``k``-th smallest value. ``None``: the segment numbers as they are.
 
     Returns:
-        (N, H, W) uint8 mask, plane ``k`` for ``source_datasets[k]``: 0 for background, else the segment number
-        (1 for the single-segment SEGs ``write_dicom_seg`` writes). Sources whose frame was omitted as empty give
-        zeros.
+        (N, H, W) uint8, plane ``k`` for ``source_datasets[k]``: 0 for background, else the structure's value (with
+        ``structures``) or the segment number (without; 1 for a single-segment SEG). Sources whose frame was omitted
+        as empty give zeros.
 
     Raises:
-        ValueError: ``path`` is not a readable SEG, or it does not reference some of the source instances.
+        ValueError: ``path`` is not a readable SEG, it does not reference some of the source instances, or it has
+            another number of segments than ``structures``.
     """
     path = Path(path)
     try:
         seg = hd.seg.segread(path)
     except Exception as e:  # pydicom/highdicom raise InvalidDicomError, AttributeError, ValueError, OSError...
         raise ValueError(f"{path.name}: not a readable DICOM SEG ({type(e).__name__}: {e})") from e
+    values = None
+    if structures is not None:
+        values = [s.value for s in _structures(structures)]
+        numbers = sorted(int(item.SegmentNumber) for item in seg.SegmentSequence)
+        if len(numbers) != len(values):
+            raise ValueError(
+                f"{path.name}: the SEG has {len(numbers)} segment(s), but {len(values)} structure(s) were given"
+            )
     uids = [str(ds.SOPInstanceUID) for ds in source_datasets]
     referenced = {str(sop_uid) for _, _, sop_uid in seg.get_source_image_uids()}
     missing = [uid for uid in uids if uid not in referenced]
@@ -282,10 +460,17 @@ def read_dicom_seg(path: str | os.PathLike, source_datasets: Sequence[Dataset]) 
             f"{path.name}: the SEG does not reference {len(missing)} of the {len(uids)} source instances "
             f"(first: {missing[0]}); it was made from another series"
         )
-    pixels = seg.get_pixels_by_source_instance(
-        uids, combine_segments=True, assert_missing_frames_are_empty=True, dtype=np.uint8
+    pixels = np.asarray(
+        seg.get_pixels_by_source_instance(
+            uids, combine_segments=True, assert_missing_frames_are_empty=True, dtype=np.uint8
+        ),
+        dtype=np.uint8,
     )
-    return np.asarray(pixels, dtype=np.uint8)
+    if values is None:
+        return pixels
+    lut = np.zeros(max(numbers) + 1, dtype=np.uint8)
+    lut[numbers] = values
+    return np.take(lut, pixels)
 
 
 def run_dciodvfy(path: str | os.PathLike, timeout: float = 120.0) -> tuple[int, str] | None:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from pipeline.segments import Structure, structures_from_config
+
 __all__ = ["mask_measurements"]
 
 
-def mask_measurements(mask: np.ndarray, spacing: Sequence[float]) -> dict[str, Any]:
-    """Count, volume and per-slice area of a binary mask.
+def mask_measurements(
+    mask: np.ndarray, spacing: Sequence[float], structures: Sequence[Structure | Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Count, volume and per-slice area of a mask or label map.
 
     Args:
-        mask: (N, H, W) mask; non-zero voxels are foreground.
+        mask: (N, H, W) mask; non-zero voxels are foreground (any structure).
         spacing: (slice, row, column) spacing in mm, matching the mask axes.
+        structures: what the label values stand for; with several, each structure's ``voxels`` and ``volume_ml``
+            are added under ``"structures"``, in their order.
 
     Returns:
         ``{"voxels": int, "volume_ml": float, "spacing_mm": [s, r, c], "per_slice": [{"index": k, "area_px": int,
@@ -35,7 +41,7 @@ def mask_measurements(mask: np.ndarray, spacing: Sequence[float]) -> dict[str, A
     areas = np.count_nonzero(mask, axis=(1, 2))
     pixel_mm2 = spacing[1] * spacing[2]
     voxels = int(areas.sum())
-    return {
+    out: dict[str, Any] = {
         "voxels": voxels,
         "volume_ml": voxels * spacing[0] * pixel_mm2 / 1000.0,
         "spacing_mm": spacing,
@@ -43,3 +49,16 @@ def mask_measurements(mask: np.ndarray, spacing: Sequence[float]) -> dict[str, A
             {"index": k, "area_px": int(area), "area_mm2": float(area) * pixel_mm2} for k, area in enumerate(areas)
         ],
     }
+    if structures is not None and len(structures) > 1:
+        out["structures"] = []
+        for structure in structures_from_config(structures):
+            count = int(np.count_nonzero(mask == structure.value))
+            out["structures"].append(
+                {
+                    "value": structure.value,
+                    "label": structure.label,
+                    "voxels": count,
+                    "volume_ml": count * spacing[0] * pixel_mm2 / 1000.0,
+                }
+            )
+    return out

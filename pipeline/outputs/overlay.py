@@ -2,9 +2,11 @@
 
 Everything is drawn with numpy, SciPy (the outline: a binary erosion) and Pillow; no matplotlib. Images are windowed to
 uint8 (a given ``(low, high)`` window, else the 1st-99th percentile), resized to the tile size before the outline is
-drawn (so a 1-pixel outline survives downscaling), and written as PNG atomically. Outline overlays and montages,
-made of greys and the outline and label colours only, are indexed (palette) PNGs, their greys on 253 levels (each
-within one level of the 256 they were drawn with).
+drawn (so a 1-pixel outline survives downscaling), and written as PNG atomically. A binary mask is outlined in red; a
+label map of several structures (:class:`pipeline.segments.Structure`) gets each structure's outline in its colour and
+a legend below the picture (each structure's name beside a swatch of its colour). Outline overlays and montages,
+made of greys and the outline, label and legend colours only, are indexed (palette) PNGs, their greys on 256 levels
+less one for each colour (253 for a binary mask; each grey within one level of the 256 it was drawn with).
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from pipeline.atomic import atomic_output
+from pipeline.segments import Structure, structures_from_config
 
 __all__ = [
     "display_window",
     "montage",
     "overlay_outline",
     "to_uint8",
+    "write_label_png",
     "write_mask_png",
     "write_overlay_montage",
     "write_side_by_side",
@@ -34,6 +40,7 @@ Color = tuple[int, int, int]
 RED: Color = (255, 0, 0)
 GREEN: Color = (0, 255, 0)
 _TEXT: Color = (255, 255, 0)
+_LEGEND_TEXT: Color = (255, 255, 255)
 # Percentile window computed on every 4th row and column of a volume: the same numbers to a fraction of a HU on CT,
 # 16x fewer values to sort.
 _WINDOW_STRIDE = 4
@@ -42,16 +49,10 @@ _WINDOW_STRIDE = 4
 _PNG_COMPRESS_LEVEL = 1
 # Colours an indexed PNG holds besides greys. Pillow tries four filters on each row of an RGB PNG before zlib; an
 # indexed one is not filtered and is a third of the bytes. The 1024 x 1024 montage of the real chest CT study: 33 ms
-# (the conversion included) and 659 KiB instead of 84 ms and 990 KiB as RGB.
+# (the conversion included) and 659 KiB instead of 84 ms and 990 KiB as RGB. Structure colours are added after these.
 _PALETTE_COLORS: tuple[Color, ...] = (RED, GREEN, _TEXT)
-_GREY_LEVELS = 256 - len(_PALETTE_COLORS)
-_PALETTE = np.concatenate(
-    [
-        np.repeat(np.rint(np.arange(_GREY_LEVELS) * (255 / (_GREY_LEVELS - 1))).astype(np.uint8)[:, None], 3, axis=1),
-        np.asarray(_PALETTE_COLORS, np.uint8),
-    ]
-)
-_GREY_INDEX = np.rint(np.arange(256) * ((_GREY_LEVELS - 1) / 255)).astype(np.uint8)  # grey value -> palette index
+# The most colours a palette PNG takes: greys keep 256 - 64 = 192 levels, each still within one level of its grey.
+_MAX_PALETTE_COLORS = 64
 # 4-connected neighbours: a foreground pixel with a background neighbour above, below, left or right is outline.
 _CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -109,6 +110,22 @@ def to_uint8(image2d: np.ndarray, window: Sequence[float] | None = None) -> np.n
     return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
+def _structures(structures: Sequence[Structure | Mapping[str, Any]]) -> list[Structure]:
+    """``structures`` parsed and sorted by value (:func:`pipeline.segments.structures_from_config`), none missing."""
+    if isinstance(structures, (str, Mapping)) or not len(structures):
+        raise ValueError(f"structures must be a non-empty sequence of structures, got {structures!r}")
+    return structures_from_config(structures)
+
+
+def _structure_color(structure: Structure) -> Color:
+    return _check_color(structure.color, f"the colour of structure {structure.label!r}")
+
+
+def _structure_masks(labels: np.ndarray, structures: Sequence[Structure]) -> list[tuple[np.ndarray, Color]]:
+    """Each structure's pixels of the label map, with its colour, in value order."""
+    return [(labels == s.value, _structure_color(s)) for s in structures]
+
+
 def _outline(gray: np.ndarray, masks: Sequence[tuple[np.ndarray, Color]]) -> np.ndarray:
     """(H, W, 3) uint8: ``gray`` with the 1-pixel inner boundary of each mask painted in its colour, in order."""
     rgb = np.repeat(gray[..., None], 3, axis=-1)
@@ -133,25 +150,32 @@ def overlay_outline(
     color: Sequence[int] = RED,
     second_mask: np.ndarray | None = None,
     second_color: Sequence[int] = GREEN,
+    structures: Sequence[Structure | Mapping[str, Any]] | None = None,
 ) -> np.ndarray:
     """The image in grey with the mask's outline (its 1-pixel inner boundary) in colour.
 
     Args:
         image2d: (H, W) image.
-        mask2d: (H, W) mask; non-zero is foreground.
+        mask2d: (H, W) mask; non-zero is foreground. With ``structures``, a label map in their values.
         window: see ``to_uint8``.
-        color: outline colour of ``mask2d``.
+        color: outline colour of ``mask2d`` (without ``structures``).
         second_mask: optional (H, W) mask outlined in ``second_color``, drawn after (over) the first.
         second_color: its colour.
+        structures: outline each structure's pixels (``mask2d == value``) in its own colour, in value order;
+            ``None``: the non-zero pixels in ``color``. The legend is drawn by :func:`write_overlay_png`.
 
     Returns:
         (H, W, 3) uint8 RGB.
 
     Raises:
-        ValueError: shapes that are not 2D or do not match, bad colours or window.
+        ValueError: shapes that are not 2D or do not match, bad colours or window, empty or malformed structures.
     """
     gray = to_uint8(image2d, window)
-    masks = [(_check_2d(mask2d, "mask2d"), _check_color(color, "color"))]
+    mask2d = _check_2d(mask2d, "mask2d")
+    if structures is None:
+        masks = [(mask2d, _check_color(color, "color"))]
+    else:
+        masks = _structure_masks(mask2d, _structures(structures))
     if second_mask is not None:
         masks.append((_check_2d(second_mask, "second_mask"), _check_color(second_color, "second_color")))
     for mask, _ in masks:
@@ -217,33 +241,105 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=max(10, size))
 
 
-def _indexed(rgb: np.ndarray) -> Image.Image | None:
-    """The (H, W, 3) picture as a palette image when every pixel is grey or one of ``_PALETTE_COLORS``, else None.
+def _legend(
+    structures: Sequence[Structure], width: int, font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+) -> np.ndarray:
+    """A legend band: on black, each structure's colour swatch (a filled square) with its label beside it in white,
+    left to right in value order, wrapped onto more lines at ``width`` pixels.
 
-    Grey ``g`` becomes index ``round(g * (_GREY_LEVELS - 1) / 255)``, whose palette entry is within one level of ``g``.
+    Returns:
+        (h, w, 3) uint8 with ``w = width``, or the widest entry's width when one entry alone is wider.
     """
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    side = measure.textbbox((0, 0), "Ag", font=font)[3]  # swatch side and text height
+    pad = max(2, side // 4)
+    row = side + 2 * pad
+    placed, x, y, right = [], pad, 0, 0
+    for structure in structures:
+        entry = side + pad + math.ceil(measure.textlength(structure.label, font=font))
+        if x > pad and x + entry + pad > width:
+            x, y = pad, y + row
+        placed.append((structure, x, y))
+        right = max(right, x + entry + pad)
+        x += entry + 3 * pad
+    band = Image.new("RGB", (max(width, right), y + row))
+    draw = ImageDraw.Draw(band)
+    for structure, x, y in placed:
+        draw.rectangle((x, y + pad, x + side - 1, y + pad + side - 1), fill=_structure_color(structure))
+        draw.text((x + side + pad, y + pad), structure.label, fill=_LEGEND_TEXT, font=font)  # greys when blended
+    return np.asarray(band)
+
+
+def _with_legend(
+    rgb: np.ndarray, structures: Sequence[Structure], font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+) -> np.ndarray:
+    """(H + h, max(W, w), 3): the (H, W, 3) picture at the top left, the (h, w, 3) legend band below, black around."""
+    band = _legend(structures, rgb.shape[1], font)
+    out = np.zeros((rgb.shape[0] + band.shape[0], band.shape[1], 3), dtype=np.uint8)
+    out[: rgb.shape[0], : rgb.shape[1]] = rgb
+    out[rgb.shape[0] :] = band
+    return out
+
+
+@lru_cache(maxsize=32)
+def _palette(colors: tuple[Color, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``(palette, grey_index)`` for greys and ``colors``: the (256, 3) uint8 palette, its first ``256 - len(colors)``
+    entries greys spread evenly over 0-255 and then the colours, and the (256,) uint8 palette index of each grey."""
+    levels = 256 - len(colors)
+    greys = np.rint(np.arange(levels) * (255 / (levels - 1))).astype(np.uint8)
+    palette = np.concatenate([np.repeat(greys[:, None], 3, axis=1), np.asarray(colors, np.uint8).reshape(-1, 3)])
+    return palette, np.rint(np.arange(256) * ((levels - 1) / 255)).astype(np.uint8)
+
+
+def _palette_colors(structures: Sequence[Structure] | None) -> tuple[Color, ...]:
+    """The colours of an indexed picture: the outline and label colours, then the structures' (greys left out)."""
+    colors = list(_PALETTE_COLORS)
+    for s in structures or ():
+        color = _structure_color(s)
+        if color not in colors and len(set(color)) > 1:
+            colors.append(color)
+    return tuple(colors)
+
+
+def _indexed(rgb: np.ndarray, colors: tuple[Color, ...] = _PALETTE_COLORS) -> Image.Image | None:
+    """The (H, W, 3) picture as a palette image when every pixel is grey or one of ``colors``, else None.
+
+    With ``L = 256 - len(colors)`` grey levels, grey ``g`` becomes index ``round(g * (L - 1) / 255)``, whose palette
+    entry is within one level of ``g``. More than ``_MAX_PALETTE_COLORS`` colours: None.
+    """
+    if len(colors) > _MAX_PALETTE_COLORS:
+        return None
+    palette, grey_index = _palette(colors)
+    grey_levels = 256 - len(colors)
     grey = rgb[..., 1]
-    index = np.take(_GREY_INDEX, grey)
+    index = np.take(grey_index, grey)
     where = np.flatnonzero((rgb[..., 0] != grey) | (rgb[..., 2] != grey))  # coloured pixels
     if where.size:
         pixels = rgb.reshape(-1, 3)[where].astype(np.int32)
         codes = (pixels[:, 0] << 16) | (pixels[:, 1] << 8) | pixels[:, 2]
         matched = np.zeros(len(where), bool)
-        for i, (r, g, b) in enumerate(_PALETTE_COLORS):
+        for i, (r, g, b) in enumerate(colors):
             is_color = codes == (r << 16) | (g << 8) | b
-            index.reshape(-1)[where[is_color]] = _GREY_LEVELS + i
+            index.reshape(-1)[where[is_color]] = grey_levels + i
             matched |= is_color
         if not matched.all():
             return None
     image = Image.fromarray(index, mode="P")
-    image.putpalette(_PALETTE.tobytes())
+    image.putpalette(palette.tobytes())
     return image
 
 
-def _save_png(rgb_or_gray: np.ndarray, path: str | os.PathLike, *, indexed: bool = False) -> Path:
-    """Write the picture as PNG, atomically; ``indexed``: as a palette PNG when :func:`_indexed` can (else RGB)."""
+def _save_png(
+    rgb_or_gray: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    indexed: bool = False,
+    colors: tuple[Color, ...] = _PALETTE_COLORS,
+) -> Path:
+    """Write the picture as PNG, atomically; ``indexed``: as a palette PNG of greys and ``colors`` when
+    :func:`_indexed` can (else RGB)."""
     path = Path(path)
-    palette_image = _indexed(rgb_or_gray) if indexed and rgb_or_gray.ndim == 3 else None
+    palette_image = _indexed(rgb_or_gray, colors) if indexed and rgb_or_gray.ndim == 3 else None
     with atomic_output(path) as tmp:
         image = palette_image if palette_image is not None else Image.fromarray(rgb_or_gray)
         image.save(tmp, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
@@ -267,24 +363,28 @@ def write_overlay_montage(
     window: Sequence[float] | None = None,
     max_tiles: int = 16,
     tile_size: int = 256,
+    structures: Sequence[Structure | Mapping[str, Any]] | None = None,
 ) -> Path:
     """A PNG montage of mask outlines over a volume's slices, each tile labelled with its slice index.
 
     Args:
         volume: (N, H, W) image volume (HU for CT).
-        mask: (N, H, W) mask aligned with ``volume``.
+        mask: (N, H, W) mask aligned with ``volume``; with ``structures``, a label map in their values.
         path: destination PNG.
         window: ``(low, high)`` display window for every tile; default the volume's 1st-99th percentile, one window
             for all tiles so that they compare.
         max_tiles: the most slices shown; they are spread evenly from the first to the last slice with foreground
             (over the whole volume when the mask is empty).
         tile_size: each tile is ``tile_size`` pixels square (image fitted, aspect kept).
+        structures: outline each structure in its colour and add a legend below the montage (which then is taller,
+            and wider when the legend needs it); ``None``: the non-zero pixels in red, no legend.
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
-        ValueError: shapes not 3D or not matching, ``max_tiles`` < 1, ``tile_size`` < 16.
+        ValueError: shapes not 3D or not matching, ``max_tiles`` < 1, ``tile_size`` < 16, empty or malformed
+            structures.
     """
     volume, mask = np.asarray(volume), np.asarray(mask)
     if volume.ndim != 3 or volume.shape != mask.shape:
@@ -293,6 +393,7 @@ def write_overlay_montage(
         raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
     if tile_size < 16:
         raise ValueError(f"tile_size must be >= 16 pixels, got {tile_size}")
+    parsed = _structures(structures) if structures is not None else None
     if window is None:
         window = _percentile_window(volume[:, ::_WINDOW_STRIDE, ::_WINDOW_STRIDE].astype(np.float32))
         if not window[1] > window[0]:
@@ -300,29 +401,45 @@ def write_overlay_montage(
     font = _font(tile_size // 14)
     tiles = []
     for k in _slices_to_show(mask, max_tiles):
-        image = Image.fromarray(_tile(volume[k], [(mask[k], RED)], window, tile_size))
+        masks = [(mask[k], RED)] if parsed is None else _structure_masks(mask[k], parsed)
+        image = Image.fromarray(_tile(volume[k], masks, window, tile_size))
         draw = ImageDraw.Draw(image)
         draw.fontmode = "1"  # the label in one colour, not blended into the image: the montage stays indexed
         draw.text((4, 2), f"slice {k}", fill=_TEXT, font=font)
         tiles.append(np.asarray(image))
-    return _save_png(montage(tiles), path, indexed=True)
+    picture = montage(tiles)
+    if parsed is not None:
+        picture = _with_legend(picture, parsed, font)
+    return _save_png(picture, path, indexed=True, colors=_palette_colors(parsed))
 
 
 def write_overlay_png(
-    image2d: np.ndarray, mask2d: np.ndarray, path: str | os.PathLike, *, window: Sequence[float] | None = None
+    image2d: np.ndarray,
+    mask2d: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    window: Sequence[float] | None = None,
+    structures: Sequence[Structure | Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Write ``overlay_outline(image2d, mask2d, window=window)`` as an indexed PNG (module docstring), atomically.
+    """Write ``overlay_outline(image2d, mask2d, window=window, structures=structures)`` as an indexed PNG (module
+    docstring), atomically; with ``structures``, a legend below the image.
 
     Args:
         image2d: (H, W) image.
-        mask2d: (H, W) mask.
+        mask2d: (H, W) mask; with ``structures``, a label map in their values.
         path: destination PNG.
         window: display window ``(low, high)``; default the image's 1st-99th percentile.
+        structures: outline each structure in its colour and add a legend: the PNG is then (H + h, max(W, w)),
+            the overlay at the top left and the (h, w) legend below it; ``None``: (H, W), the non-zero pixels in red.
 
     Returns:
         ``path`` as a ``Path``.
     """
-    return _save_png(overlay_outline(image2d, mask2d, window=window), path, indexed=True)
+    parsed = _structures(structures) if structures is not None else None
+    rgb = overlay_outline(image2d, mask2d, window=window, structures=parsed)
+    if parsed is not None:
+        rgb = _with_legend(rgb, parsed, _font(max(rgb.shape[:2]) // 40))
+    return _save_png(rgb, path, indexed=True, colors=_palette_colors(parsed))
 
 
 def write_image_png(image2d: np.ndarray, path: str | os.PathLike, window: Sequence[float] | None = None) -> Path:
@@ -351,6 +468,28 @@ def write_mask_png(mask2d: np.ndarray, path: str | os.PathLike) -> Path:
     """
     mask = _check_2d(mask2d, "mask2d")
     return _save_png(np.where(mask != 0, 255, 0).astype(np.uint8), path)
+
+
+def write_label_png(labels2d: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a 2D label map as an 8-bit PNG holding the label values as they are (0 background), atomically.
+
+    Args:
+        labels2d: (H, W) label map of whole numbers in 0-255 (any integer, bool or float dtype).
+        path: destination PNG.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ValueError: not 2D, or values that are not whole numbers in 0-255.
+    """
+    labels = _check_2d(labels2d, "labels2d")
+    if labels.dtype != bool and labels.size:
+        low, high = labels.min(), labels.max()
+        whole = labels.dtype.kind in "iu" or bool(np.all(np.mod(labels, 1) == 0))
+        if not (whole and low >= 0 and high <= 255):
+            raise ValueError(f"a label map holds whole numbers in 0-255, got values {low}..{high} ({labels.dtype})")
+    return _save_png(labels.astype(np.uint8), path)
 
 
 def _dice(label: np.ndarray, pred: np.ndarray) -> float:

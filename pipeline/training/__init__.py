@@ -5,6 +5,7 @@ folders."""
 from pipeline.training.amount import Amount, validation_rounds
 from pipeline.training.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver
 from pipeline.training.curves import write_curves
+from pipeline.training.loss import segmentation_loss
 from pipeline.training.lr_schedule import (
     LR_SCHEDULES,
     LrSchedule,
@@ -51,6 +52,7 @@ __all__ = [
     "point_latest",
     "resume_run_dir",
     "run_name",
+    "segmentation_loss",
     "snapshot_interval",
     "tracking_uri",
     "trivial_baselines",

@@ -19,11 +19,20 @@ def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[floa
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def _structure_dice(history: Sequence[Mapping[str, float]]) -> list[str]:
+    """The per-structure Dice keys of a run of several structures (``val_dice_right_lung``...), in first-seen order."""
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k.startswith("val_dice_") and not k.startswith("val_dice_3d") and k not in keys]
+    return keys
+
+
 def write_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, title: str = "") -> Path:
     """Draw the per-epoch rows of a training run (``metrics.csv``'s) and write the figure atomically.
 
     Three panels: training loss with the learning rate (log scale, right axis); the validation metrics that lie in
-    [0, 1] (IoU, Dice, precision, recall, accuracy); and HD95 in pixels, when it was measured.
+    [0, 1] (IoU, Dice, precision, recall, accuracy, and each structure's Dice for a model of several); and HD95 in
+    pixels, when it was measured.
 
     Args:
         history: rows with ``epoch``, ``loss``, ``lr`` and any ``val_*`` metric.
@@ -55,6 +64,10 @@ def write_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike
         if values:
             axes[1].plot(epochs, values, marker=".", label=key.removeprefix("val_"))
             validated = True
+    for key in _structure_dice(history):  # several structures: each one's Dice, thin and dashed
+        epochs, values = _series(history, key)
+        if values:
+            axes[1].plot(epochs, values, linestyle="--", linewidth=1, label=key.removeprefix("val_"))
     axes[1].set(xlabel="epoch", ylabel="validation", ylim=(0, 1), title="validation metrics")
     if validated:  # before the first validation (``--val_interval`` above 1) there is nothing to name
         axes[1].legend(loc="lower right", fontsize="small")

@@ -46,12 +46,16 @@ BASELINE_MARGIN = 0.02
 def trivial_baselines(items: Iterable[Mapping], label_key: str = "label") -> dict[str, float]:
     """Mean IoU over validation images of predicting every pixel foreground, and every pixel background.
 
-    Computed as the validation IoU is (per image at its native size, then averaged): all foreground scores the
-    foreground fraction of each mask; all background scores 0 on a mask with foreground and is left out of the mean on
-    an empty one, as MONAI's ``MeanIoU`` leaves out an empty prediction of an empty mask.
+    Computed as the validation IoU is (per image at its native size, then averaged). One structure (a ``(1, H, W)``
+    mask): all foreground scores the foreground fraction of each mask; all background scores 0 on a mask with
+    foreground and is left out of the mean on an empty one, as MONAI's ``MeanIoU`` leaves out an empty prediction of
+    an empty mask. Several structures (a one-hot ``(K + 1, H, W)`` label, background first; the mean over structures
+    of each image): "all foreground" predicts each structure everywhere in turn, scoring its share of the image (0
+    where it is absent); "all background" scores 1 for each absent structure (nothing to find, nothing found) and 0
+    for each present one.
 
     Args:
-        items: the validation items, each with a binary ``label`` of shape ``(C, H, W)``.
+        items: the validation items, each with a ``label`` as above.
         label_key: key of the mask.
 
     Returns:
@@ -60,6 +64,11 @@ def trivial_baselines(items: Iterable[Mapping], label_key: str = "label") -> dic
     foreground, background = [], []
     for item in items:
         label = torch.as_tensor(item[label_key]) > 0
+        if label.shape[0] > 1:  # one-hot: channel 0 is the background
+            shares = label[1:].flatten(1).float().mean(dim=1)
+            foreground.append(shares.mean().item())
+            background.append((shares == 0).float().mean().item())
+            continue
         fraction = label.float().mean().item()
         foreground.append(fraction)
         if fraction > 0:

@@ -20,6 +20,14 @@ def _grey(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (image - low) / (high - low) if high > low else torch.zeros_like(image)
 
 
+def _mask(mask: torch.Tensor) -> torch.Tensor:
+    """(1, H, W) grey: a binary mask as it is; a one-hot (K + 1, H, W) one as its structure index over ``K``."""
+    mask = mask.detach().float().cpu()
+    if mask.shape[0] == 1:
+        return (mask > 0.5).float()
+    return (mask.argmax(dim=0, keepdim=True) / (mask.shape[0] - 1)).float()
+
+
 class ValidationImages:
     """Write the first ``num_images`` validation cases to TensorBoard at every validation, as one picture each.
 
@@ -61,7 +69,7 @@ class ValidationImages:
                 return
             image, label, pred = (item[k] for k in self.keys)
             size = tuple(label.shape[-2:])
-            parts = [_grey(image, size), (label[:1] > 0).float().cpu(), (pred[:1] > 0.5).float().cpu()]
+            parts = [_grey(image, size), _mask(label), _mask(pred)]
             self._pictures.append(torch.cat(parts, dim=-1))
 
     def _write(self, engine: Engine) -> None:

@@ -19,7 +19,9 @@ from pipeline.transforms.array import (
     SOFT_TISSUE_WINDOW,
     AdjustChannels,
     BinarizeMask,
+    ChannelsToLabels,
     CTWindow,
+    LabelToChannels,
     ScaleIntensityForModality,
     ScaleIntensityNonCT,
 )
@@ -27,7 +29,9 @@ from pipeline.transforms.cleanup import VolumeCleanup, fill_slice_holes, mask_cl
 from pipeline.transforms.dictionary import (
     AdjustChannelsd,
     BinarizeMaskd,
+    ChannelsToLabelsd,
     CTWindowd,
+    LabelToChannelsd,
     ScaleIntensityForModalityd,
     ScaleIntensityNonCTd,
 )
@@ -48,6 +52,10 @@ __all__ = [
     "BinarizeMaskd",
     "CTWindow",
     "CTWindowd",
+    "ChannelsToLabels",
+    "ChannelsToLabelsd",
+    "LabelToChannels",
+    "LabelToChannelsd",
     "ScaleIntensityForModality",
     "ScaleIntensityForModalityd",
     "ScaleIntensityNonCT",

@@ -21,6 +21,7 @@ Resizing and augmentation are MONAI's, with no class here:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from monai.transforms import ScaleIntensityRange, Transform
 from monai.transforms.utils_pytorch_numpy_unification import percentile
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from pipeline.segments import label_values
 from pipeline.transforms.mask_values import auto_mask_threshold
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "AdjustChannels",
     "BinarizeMask",
     "CTWindow",
+    "ChannelsToLabels",
+    "LabelToChannels",
     "ScaleIntensityForModality",
     "ScaleIntensityNonCT",
 ]
@@ -330,4 +334,99 @@ class BinarizeMask(Transform):
         reduced = img_t.amax(dim=0, keepdim=True)
         threshold = auto_mask_threshold(reduced) if self.threshold is None else self.threshold
         out = (reduced > threshold).to(torch.float32)
+        return convert_to_dst_type(out, dst=img, dtype=np.float32)[0]
+
+
+class LabelToChannels(Transform):
+    """A mask or label map -> one channel per structure: the targets a network of those structures is trained on.
+
+    One structure (the binary case) gives what :class:`BinarizeMask` gives: one ``{0, 1}`` channel, the mask
+    binarised at its automatic threshold, so a ``{0, 255}`` or JPEG-noisy mask still works. Several structures give a
+    one-hot map of ``K + 1`` channels: channel 0 the background (value 0), channel ``c`` the structure of the ``c``-th
+    smallest value, as the network's softmax channels are ordered. A label map's values must be the background or one
+    of the structures' values; anything else (a value the datalist does not name, the fractions of an interpolated
+    or JPEG label map) is refused, with the values found, rather than guessed at.
+
+    Input ``(C, H, W)`` (several identical channels, as an RGB label map has, count as one), output ``(1, H, W)`` or
+    ``(K + 1, H, W)`` float32, the same container type.
+
+    Args:
+        structures: the label values, or structures (:class:`pipeline.segments.Structure` or their dicts).
+
+    Raises:
+        ValueError: no structure, or a value out of 1-255 or repeated.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, structures: Sequence[int | Any]) -> None:
+        values = label_values(structures)
+        if not values or len(set(values)) != len(values) or not all(1 <= v <= 255 for v in values):
+            raise ValueError(f"structures need distinct label values in 1-255, got {list(values)}.")
+        self.values = tuple(sorted(values))
+        self.binarizer = BinarizeMask() if len(self.values) == 1 else None
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Convert ``img`` of shape ``(C, H, W)``; see the class docstring for the output."""
+        if self.binarizer is not None:
+            return self.binarizer(img)
+        if img.ndim < 2:
+            raise ValueError(f"expected a channel-first label map (C, H, W), got shape {tuple(img.shape)}.")
+        labels = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
+        if labels.shape[0] > 1 and not bool((labels == labels[:1]).all()):
+            raise ValueError(f"a label map has one channel; this one has {labels.shape[0]} different channels.")
+        labels = labels[:1]
+        found = torch.unique(labels)
+        unknown = [float(v) for v in found if float(v) != 0 and float(v) not in self.values]
+        if unknown:
+            shown = ", ".join(f"{v:g}" for v in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
+            raise ValueError(
+                f"label map values {shown} are not among the structures' values {list(self.values)} (0: background)."
+            )
+        channels = [labels == 0] + [labels == v for v in self.values]
+        out = torch.cat(channels).to(torch.float32)
+        return convert_to_dst_type(out, dst=img, dtype=np.float32)[0]
+
+
+class ChannelsToLabels(Transform):
+    """A prediction's channels -> a label map in the dataset's label values: the inverse of :class:`LabelToChannels`.
+
+    One channel (one structure): the thresholded ``{0, 1}`` mask times the structure's value. Several channels (one-hot
+    masks or probabilities, background first): the structure of the largest channel at each pixel, by value; 0 where
+    the background wins, or where every channel is 0 (a pixel a clean-up step removed).
+
+    Input ``(C, H, W)``, output ``(1, H, W)`` float32 holding whole label values, the same container type.
+
+    Args:
+        structures: the label values, or structures (:class:`pipeline.segments.Structure` or their dicts), as the
+            model was trained on them.
+        threshold: a single channel's foreground threshold (its values are a thresholded mask or probabilities).
+
+    Raises:
+        ValueError: no structure, repeated values, or an input whose channels do not fit the structures.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, structures: Sequence[int | Any], threshold: float = 0.5) -> None:
+        values = label_values(structures)
+        if not values or len(set(values)) != len(values):
+            raise ValueError(f"structures need distinct label values, got {list(values)}.")
+        self.values = tuple(sorted(values))
+        self.threshold = threshold
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Convert ``img`` of shape ``(C, H, W)``; see the class docstring for the output."""
+        pred = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
+        expected = 1 if len(self.values) == 1 else len(self.values) + 1
+        if pred.shape[0] != expected:
+            raise ValueError(
+                f"a prediction of {len(self.values)} structure(s) has {expected} channel(s), got shape "
+                f"{tuple(pred.shape)}."
+            )
+        if expected == 1:
+            out = (pred > self.threshold).to(torch.float32) * self.values[0]
+        else:
+            lookup = torch.tensor((0, *self.values), dtype=torch.float32, device=pred.device)
+            out = lookup[pred.argmax(dim=0, keepdim=True)] * (pred.amax(dim=0, keepdim=True) > 0)
         return convert_to_dst_type(out, dst=img, dtype=np.float32)[0]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from monai.config import KeysCollection
-from monai.transforms import FillHolesd, KeepLargestConnectedComponentd, MapTransform
+from monai.transforms import AsDiscreted, FillHolesd, KeepLargestConnectedComponentd, MapTransform
 from scipy import ndimage
 
 from pipeline.bundle import flag
@@ -34,32 +34,48 @@ _IN_SLICE_CROSS[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected with
 
 
 def mask_cleanup(
-    keys: KeysCollection = "pred", keep_largest: int = 0, fill_holes: bool | str = False
+    keys: KeysCollection = "pred",
+    keep_largest: int = 0,
+    fill_holes: bool | str = False,
+    structures: Sequence[int | Any] | None = None,
 ) -> list[MapTransform]:
-    """The clean-up transforms for binary (1, H, W) masks under ``keys``, in order; empty when both are off.
+    """The clean-up transforms for the masks under ``keys``, in order; empty when both are off.
+
+    One structure: binary ``(1, H, W)`` masks, cleaned as they are. Several: one-hot ``(K + 1, H, W)`` masks
+    (background first), turned into a label map, cleaned structure by structure (each keeps its own largest
+    components; a hole is background that one structure encloses, so a structure inside another, such as the left
+    ventricle's cavity inside its wall, is never filled over) and turned back into one-hot masks.
 
     Args:
-        keys: keys of the masks (values 0/1, channel first).
-        keep_largest: keep this many largest connected components of the foreground (8-connected in 2D);
+        keys: keys of the masks (channel first).
+        keep_largest: keep this many largest connected components of each structure (8-connected in 2D);
             0 keeps everything.
-        fill_holes: fill background regions that the foreground encloses completely (a bool, or the ``--fill_holes``
+        fill_holes: fill background regions that a structure encloses completely (a bool, or the ``--fill_holes``
             setting as typed: :func:`pipeline.bundle.flag`).
+        structures: what the masks hold (label values or structures); ``None`` or one: binary masks.
 
     Returns:
-        ``[KeepLargestConnectedComponentd, FillHolesd]``, each only when switched on.
+        The steps: ``[KeepLargestConnectedComponentd, FillHolesd]`` (each only when switched on), between an argmax
+        and a one-hot ``AsDiscreted`` for several structures.
 
     Raises:
         ValueError: ``keep_largest`` is negative.
     """
     if keep_largest < 0:
         raise ValueError(f"keep_largest must be 0 (off) or a positive number of components, got {keep_largest}")
+    count = len(structures) if structures else 1
+    labels = list(range(1, count + 1))
     steps: list[MapTransform] = []
     if keep_largest:
         steps.append(
-            KeepLargestConnectedComponentd(keys, applied_labels=[1], is_onehot=False, num_components=keep_largest)
+            KeepLargestConnectedComponentd(
+                keys, applied_labels=labels, is_onehot=False, independent=True, num_components=keep_largest
+            )
         )
     if flag(fill_holes, "fill_holes"):
-        steps.append(FillHolesd(keys, applied_labels=[1]))
+        steps.append(FillHolesd(keys, applied_labels=labels))
+    if steps and count > 1:
+        steps = [AsDiscreted(keys, argmax=True), *steps, AsDiscreted(keys, to_onehot=count + 1)]
     return steps
 
 
@@ -91,7 +107,7 @@ def fill_slice_holes(mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class VolumeCleanup:
-    """Post-processing of a binary (N, H, W) series mask, with the voxel spacing in mm.
+    """Post-processing of a series' (N, H, W) mask or label map, with the voxel spacing in mm.
 
     Attributes:
         keep_largest: keep this many largest 3D connected components; 0 keeps all.
@@ -119,25 +135,63 @@ class VolumeCleanup:
         return bool(self.keep_largest or self.min_volume_ml or self.min_fraction or self.fill_holes)
 
     def __call__(self, mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, dict[str, Any]]:
-        """Clean ``mask``.
+        """Clean ``mask``, each structure on its own.
+
+        A mask of one structure (values 0 and one label value) is cleaned as a whole. A label map of several is
+        cleaned structure by structure: each keeps its own ``keep_largest`` components (the largest for each lung,
+        say), and hole filling then fills only background that a structure encloses, so one structure enclosed by
+        another (the left ventricle's cavity in its wall) stays what it is.
 
         Args:
-            mask: (N, H, W) mask; non-zero is foreground.
+            mask: (N, H, W) mask or label map; 0 is background, any other value a structure.
             spacing: (slice, row, column) spacing in mm.
 
         Returns:
-            The cleaned uint8 {0, 1} mask and what was done: components found and kept (with their volumes in mL),
-            the volume removed with them, and the volume added by hole filling.
+            The cleaned uint8 mask, in the same values, and what was done: components found and kept (with their
+            volumes in mL), the volume removed with them, and the volume added by hole filling; for several
+            structures, the totals and the same figures for each (``per_structure``, by label value).
 
         Raises:
             ValueError: when ``mask`` is not 3D.
         """
-        full = np.asarray(mask) > 0
-        if full.ndim != 3:
-            raise ValueError(f"mask must be (N, H, W), got shape {full.shape}")
+        mask = np.asarray(mask)
+        if mask.ndim != 3:
+            raise ValueError(f"mask must be (N, H, W), got shape {mask.shape}")
         voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
+        values = [int(v) for v in np.unique(mask) if v != 0]
+        settings = {
+            "keep_largest": self.keep_largest,
+            "min_volume_ml": self.min_volume_ml,
+            "min_fraction": self.min_fraction,
+            "fill_holes": self.fill_holes,
+        }
+        if len(values) <= 1:
+            kept, info = self._keep(mask > 0, voxel_ml)
+            cleaned, filled_ml = self._fill(kept, np.zeros_like(kept), voxel_ml)
+            return cleaned.astype(np.uint8) * np.uint8(values[0] if values else 1), {
+                **settings,
+                **info,
+                "filled_ml": filled_ml,
+            }
+        out = np.zeros(mask.shape, dtype=np.uint8)
+        per_structure: dict[str, dict[str, Any]] = {}
+        for value in values:
+            kept, per_structure[str(value)] = self._keep(mask == value, voxel_ml)
+            out[kept] = value
+        for value in values:
+            filled, per_structure[str(value)]["filled_ml"] = self._fill(out == value, out != 0, voxel_ml)
+            out[filled] = value
+        totals = {
+            "components_found": sum(p["components_found"] for p in per_structure.values()),
+            "removed_ml": round(sum(p["removed_ml"] for p in per_structure.values()), 2),
+            "filled_ml": round(sum(p["filled_ml"] for p in per_structure.values()), 2),
+        }
+        return out, {**settings, **totals, "per_structure": per_structure}
+
+    def _keep(self, full: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, dict[str, Any]]:
+        """The components of one structure's mask that the settings keep, and what was found and removed."""
         box = _foreground_box(full)
-        mask = full[box]  # the same components and holes as in the whole volume, in a fraction of the voxels
+        mask = full[box]  # the same components as in the whole volume, in a fraction of the voxels
         labels, count = ndimage.label(mask, structure=_CONNECTIVITY)
         sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
         order = np.argsort(sizes)[::-1]
@@ -147,25 +201,24 @@ class VolumeCleanup:
         kept = np.zeros(count + 1, dtype=bool)
         kept[[i + 1 for i in keep]] = True
         cleaned = kept[labels]
-        removed_ml = float(mask.sum() - cleaned.sum()) * voxel_ml
-        filled_ml = 0.0
-        if self.fill_holes:
-            before = int(cleaned.sum())
-            cleaned = fill_slice_holes(cleaned)
-            filled_ml = float(cleaned.sum() - before) * voxel_ml
-        info = {
-            "keep_largest": self.keep_largest,
-            "min_volume_ml": self.min_volume_ml,
-            "min_fraction": self.min_fraction,
-            "fill_holes": self.fill_holes,
+        out = np.zeros(full.shape, dtype=bool)
+        out[box] = cleaned
+        return out, {
             "components_found": int(count),
             "components_kept_ml": [round(float(sizes[i]), 2) for i in keep],
-            "removed_ml": round(removed_ml, 2),
-            "filled_ml": round(filled_ml, 2),
+            "removed_ml": round(float(mask.sum() - cleaned.sum()) * voxel_ml, 2),
         }
-        out = np.zeros(full.shape, dtype=np.uint8)
-        out[box] = cleaned
-        return out, info
+
+    def _fill(self, structure: np.ndarray, occupied: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, float]:
+        """``structure`` with the holes of each slice filled (with ``fill_holes``), where no other structure is
+        (``occupied``), and the volume added."""
+        if not self.fill_holes or not structure.any():
+            return structure, 0.0
+        box = _foreground_box(structure)
+        filled = np.zeros_like(structure)
+        filled[box] = fill_slice_holes(structure[box])
+        filled &= structure | ~occupied
+        return filled, round(float(filled.sum() - structure.sum()) * voxel_ml, 2)
 
 
 def _foreground_box(mask: np.ndarray) -> tuple[slice, slice, slice]:

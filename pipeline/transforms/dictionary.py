@@ -13,12 +13,22 @@ from pipeline.transforms.array import (
     LUNG_WINDOW,
     AdjustChannels,
     BinarizeMask,
+    ChannelsToLabels,
     CTWindow,
+    LabelToChannels,
     ScaleIntensityForModality,
     ScaleIntensityNonCT,
 )
 
-__all__ = ["AdjustChannelsd", "BinarizeMaskd", "CTWindowd", "ScaleIntensityForModalityd", "ScaleIntensityNonCTd"]
+__all__ = [
+    "AdjustChannelsd",
+    "BinarizeMaskd",
+    "CTWindowd",
+    "ChannelsToLabelsd",
+    "LabelToChannelsd",
+    "ScaleIntensityForModalityd",
+    "ScaleIntensityNonCTd",
+]
 
 
 class CTWindowd(MapTransform):
@@ -186,4 +196,54 @@ class BinarizeMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.binarizer(d[key])
+        return d
+
+
+class LabelToChannelsd(MapTransform):
+    """Dictionary-based wrapper of :class:`pipeline.transforms.LabelToChannels`.
+
+    Args:
+        keys: keys of the masks or label maps, each ``(C, H, W)``; each becomes one channel per structure.
+        structures: the label values, or the structures (the bundles pass ``@structures``).
+        allow_missing_keys: don't raise an exception if a key is missing. Defaults to False.
+
+    Raises:
+        ValueError: see :class:`pipeline.transforms.LabelToChannels`.
+    """
+
+    backend = LabelToChannels.backend
+
+    def __init__(self, keys: KeysCollection, structures: Sequence, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = LabelToChannels(structures)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
+
+
+class ChannelsToLabelsd(MapTransform):
+    """Dictionary-based wrapper of :class:`pipeline.transforms.ChannelsToLabels`.
+
+    Args:
+        keys: keys of the predictions, each ``(C, H, W)``; each becomes a ``(1, H, W)`` map of label values.
+        structures: the label values, or the structures (the bundles pass ``@structures``).
+        threshold: a single channel's foreground threshold.
+        allow_missing_keys: don't raise an exception if a key is missing. Defaults to False.
+    """
+
+    backend = ChannelsToLabels.backend
+
+    def __init__(
+        self, keys: KeysCollection, structures: Sequence, threshold: float = 0.5, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = ChannelsToLabels(structures, threshold)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
         return d

@@ -56,10 +56,25 @@ def _timed(step: Callable[[], None], steps: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _batch(batch_size: int, size: int, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _out_channels(bundle: str) -> int:
+    """The output channels the bundle's default data gives its network (the demo's structures and the background)."""
+    parser = ConfigParser()
+    parser.read_config(REPO / "bundles" / bundle / "train.json")
+    return int(parser.get_parsed_content("out_channels"))
+
+
+def _batch(
+    batch_size: int, size: int, device: torch.device, channels_last: bool, out_channels: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random images and targets: a binary mask for one output channel, one-hot labels of random structures for more."""
     generator = torch.Generator(device="cpu").manual_seed(0)
     images = torch.rand(batch_size, 1, size, size, generator=generator).to(device)
-    labels = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.7).float().to(device)
+    if out_channels == 1:
+        labels = (torch.rand(batch_size, 1, size, size, generator=generator) > 0.7).float()
+    else:
+        values = torch.randint(0, out_channels, (batch_size, size, size), generator=generator)
+        labels = torch.nn.functional.one_hot(values, out_channels).permute(0, 3, 1, 2).float()
+    labels = labels.to(device)
     if channels_last:
         images, labels = (t.contiguous(memory_format=torch.channels_last) for t in (images, labels))
     return images, labels
@@ -80,9 +95,10 @@ def measure(args: argparse.Namespace, name: str, batch_size: int, device: torch.
     torch.manual_seed(0)
     network = _network(args.bundle, device, variant["channels_last"])
     model = torch.compile(network) if variant["compile"] else network
-    loss_function = DiceCELoss(sigmoid=True)
+    out_channels = _out_channels(args.bundle)
+    loss_function = DiceCELoss(sigmoid=True) if out_channels == 1 else DiceCELoss(softmax=True)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
-    images, labels = _batch(batch_size, args.spatial_size, device, variant["channels_last"])
+    images, labels = _batch(batch_size, args.spatial_size, device, variant["channels_last"], out_channels)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant["amp"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -101,3 +101,12 @@ def test_gpu_benchmark_runs_on_the_cpu(tmp_path):
     assert [r["variant"] for r in result["variants"]] == ["fp32", "bf16"]
     assert all(r["train_images_per_s"] > 0 and r["inference_images_per_s"] > 0 for r in result["variants"])
     assert result["settings"]["forward_gflop_per_image"] > 0 and result["batch_fill"]["rows"] == []
+
+
+@pytest.mark.slow
+def test_many_labels_benchmark(tmp_path):
+    args = ["--structures", "1", "3", "--count", "5", "--spatial_size", "64", "--epochs", "1"]
+    result = _json([str(HERE / "bench_many_labels.py"), *args], tmp_path)
+    assert [row["out_channels"] for row in result["results"]] == [1, 4]
+    first, second = result["results"]
+    assert second["cached_item_bytes"] > first["cached_item_bytes"] and first["train"]["peak_rss_mib"] > 0

@@ -32,9 +32,11 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def unet_weights(tmp_path_factory) -> Path:
+def unet_weights(tmp_path_factory, tiny_dataset) -> Path:
+    """Untrained weights, without a model card, of the unet for the tiny dataset's one structure."""
     parser = ConfigParser()
     parser.read_config(UNET / "train.json")
+    parser["dataset_dir"] = str(tiny_dataset)
     path = tmp_path_factory.mktemp("weights") / "model.pt"
     torch.save(parser.get_parsed_content("network_def").state_dict(), path)
     return path
@@ -46,8 +48,8 @@ def _workflow(config: str, dataset: Path, weights: Path, tmp_path: Path, **overr
     settings = {"dataset_dir": str(dataset), "output_dir": str(tmp_path / "out"), "device": "cpu", "num_workers": 0}
     if config != "train":
         settings["checkpoint"] = str(weights)
-    if config == "inference":
-        settings["input"] = str(settings.pop("dataset_dir")) + "/images"
+    if config == "inference":  # the dataset_dir stays: weights without a model card segment its structures
+        settings["input"] = str(dataset / "images")
     settings.update(override)
     return ConfigWorkflow(
         config_file=str(UNET / f"{config}.json"),

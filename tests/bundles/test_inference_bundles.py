@@ -29,15 +29,22 @@ def _repo_root(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
-@pytest.fixture(scope="module")
-def unet_weights(tmp_path_factory) -> Path:
-    """Weights of the unet bundle's network (untrained: these tests check wiring, not accuracy)."""
+def _untrained_weights(path: Path, dataset_dir: Path | None = None) -> Path:
+    """Weights of the unet bundle's network for the structures of ``dataset_dir`` (default: the demo's three), without
+    a model card (untrained: these tests check wiring, not accuracy)."""
     parser = ConfigParser()
     parser.read_config("bundles/unet/train.json")
+    if dataset_dir is not None:
+        parser["dataset_dir"] = str(dataset_dir)
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "model.pt"
     torch.save(parser.get_parsed_content("network_def").state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def unet_weights(tmp_path_factory) -> Path:
+    """:func:`_untrained_weights` of the bundle's defaults."""
+    return _untrained_weights(tmp_path_factory.mktemp("weights") / "model.pt")
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -173,10 +180,11 @@ def test_evaluate_runs_the_preflight(unet_weights, tmp_path, corrupt, problem):
 
 
 @pytest.mark.slow
-def test_evaluate(unet_weights, tmp_path):
+def test_evaluate(tmp_path):
     """evaluate.json: per-image CSV, summary JSON and the side-by-side figure, for the val split."""
     dataset = write_demo_dataset(tmp_path / "data", num_cases=6, size=64, val_fraction=0.5, seed=2)
-    workflow = _evaluation(dataset, unet_weights, tmp_path / "eval", save_cases=True)
+    weights = _untrained_weights(tmp_path / "model.pt", dataset)  # one structure: binary lung masks
+    workflow = _evaluation(dataset, weights, tmp_path / "eval", save_cases=True)
     workflow.initialize()
     workflow.run()
     rows = list(csv.DictReader((tmp_path / "eval" / "per_image.csv").open()))

@@ -1,4 +1,4 @@
-"""The chest phantom shared by both demos: one patient across levels, and the reconstruction kernels."""
+"""The chest phantom shared by both demos: one patient across levels, its label map, and the reconstruction kernels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipeline.demo.phantom import ChestAnatomy, scan, scan_circle
+from pipeline.demo.phantom import HEART, LABELS, LEFT_LUNG, RIGHT_LUNG, ChestAnatomy, scan, scan_circle
 
 
 @pytest.fixture(scope="module")
@@ -14,24 +14,76 @@ def patient() -> ChestAnatomy:
     return ChestAnatomy.draw(np.random.default_rng(11))
 
 
+def _lungs(labels: np.ndarray) -> np.ndarray:
+    return np.isin(labels, (RIGHT_LUNG, LEFT_LUNG))
+
+
+def _patients(count: int, size: int = 128) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """``(level, hu, labels)`` of one section of ``count`` random patients at random mid-chest levels."""
+    out = []
+    for seed in range(count):
+        rng = np.random.default_rng([seed, 21])
+        level = float(rng.uniform(0.4, 0.75))
+        out.append((level, *ChestAnatomy.draw(rng, float(rng.uniform(0.9, 1.1))).section(level, size, rng)))
+    return out
+
+
 @pytest.mark.parametrize(
-    ("level", "has_lungs"),
-    [(-0.2, False), (-0.13, False), (0.0, True), (0.5, True), (1.0, True), (1.13, False), (1.3, False)],
+    ("level", "has_lungs", "has_heart"),
+    [
+        (-0.2, False, False),
+        (-0.13, False, False),
+        (0.0, True, False),
+        (0.5, True, True),
+        (1.0, True, False),  # the heart rests on the diaphragm, above the lung bases
+        (1.13, False, False),
+        (1.3, False, False),
+    ],
 )
-def test_lungs_end_beyond_apex_and_base(patient, level, has_lungs):
-    hu, mask = patient.section(level, 64, np.random.default_rng(0))
-    assert hu.shape == mask.shape == (64, 64) and mask.dtype == bool
-    assert mask.any() == has_lungs
+def test_structures_end_beyond_apex_and_base(patient, level, has_lungs, has_heart):
+    hu, labels = patient.section(level, 64, np.random.default_rng(0))
+    assert hu.shape == labels.shape == (64, 64) and labels.dtype == np.uint8
+    assert set(np.unique(labels).tolist()) <= set(LABELS)
+    assert _lungs(labels).any() == has_lungs
+    assert (labels == HEART).any() == has_heart
     assert hu[32, 32] > -500  # the mediastinum, at every level
 
 
 def test_the_same_patient_at_every_level(patient):
     """Slice-to-slice randomness changes details only: two cuts of one level agree, two patients do not."""
-    a = patient.section(0.5, 96, np.random.default_rng(1))[1]
-    b = patient.section(0.5, 96, np.random.default_rng(2))[1]
-    other = ChestAnatomy.draw(np.random.default_rng(12)).section(0.5, 96, np.random.default_rng(1))[1]
+    a = _lungs(patient.section(0.5, 96, np.random.default_rng(1))[1])
+    b = _lungs(patient.section(0.5, 96, np.random.default_rng(2))[1])
+    other = _lungs(ChestAnatomy.draw(np.random.default_rng(12)).section(0.5, 96, np.random.default_rng(1))[1])
     assert (a & b).sum() / (a | b).sum() > 0.75
     assert (a & other).sum() / (a | other).sum() < (a & b).sum() / (a | b).sum()
+
+
+def test_label_map_sides_are_the_patients():
+    """The patient's right lung lies on the image's left (radiological display), the heart towards the image's right;
+    at mid-chest levels every structure is there, as one piece."""
+    for level, hu, labels in _patients(8):
+        columns = np.arange(labels.shape[1])
+        centre = {value: columns[np.nonzero(labels == value)[1]].mean() for value in (RIGHT_LUNG, LEFT_LUNG, HEART)}
+        assert centre[RIGHT_LUNG] < labels.shape[1] / 2 < centre[LEFT_LUNG], level
+        assert centre[RIGHT_LUNG] < centre[HEART] < centre[LEFT_LUNG] and centre[HEART] > labels.shape[1] / 2, level
+        for value in (RIGHT_LUNG, LEFT_LUNG, HEART):
+            assert ndimage.label(labels == value)[1] == 1, (level, value)
+        assert np.median(hu[labels == HEART]) > 0 > np.median(hu[_lungs(labels)])
+
+
+def test_the_heart_border_is_visible():
+    """A 2D model can see the heart: pericardial fat (or lung) surrounds it, also where it meets the great vessels,
+    the liver or the chest wall, which have the heart's density."""
+    for level, hu, labels in _patients(8, size=256):
+        heart = labels == HEART
+        ring = ndimage.binary_dilation(heart) & ~heart
+        alike = np.abs(hu[ring] - np.median(hu[heart])) < 30
+        assert alike.mean() < 0.1, (level, alike.mean())  # small bronchi and lung vessels may touch it
+
+
+def test_the_heart_ends_above_the_lung_bases(patient):
+    heart = [(patient.section(level, 64, np.random.default_rng(0))[1] == HEART).sum() for level in (0.1, 0.6, 1.0)]
+    assert heart[0] == 0 and heart[1] > 0.05 * 64 * 64 and heart[2] == 0
 
 
 def test_draw_is_deterministic():

@@ -1,4 +1,4 @@
-"""The synthetic chest-CT demo data: slice content, files, determinism, atomic writes and reuse."""
+"""The synthetic chest-CT demo data: slice content, label maps, files, determinism, atomic writes and reuse."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from PIL import Image
 from scipy import ndimage
 
 from pipeline.demo import slices as demo
+from pipeline.demo.phantom import HEART, LEFT_LUNG, RIGHT_LUNG
 from pipeline.demo.slices import (
+    DATALIST_NAME,
     MARKER_NAME,
     ensure_demo_dataset,
     is_complete_demo_dataset,
     synthesize_ct_slice,
     write_demo_dataset,
 )
+from pipeline.intake import dataset_structures, load_datalist, split_datalist
 from pipeline.io import LoadSlice
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,11 +57,11 @@ def _failing_synthesizer(monkeypatch: pytest.MonkeyPatch, fail_at: int = 0) -> N
     calls = {"n": 0}
     real = demo.synthesize_ct_slice
 
-    def synthesize(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    def synthesize(rng: np.random.Generator, size: int = 256, label_maps: bool = False) -> tuple[np.ndarray, ...]:
         calls["n"] += 1
         if calls["n"] > fail_at:
             raise _Boom("interrupted")
-        return real(rng, size)
+        return real(rng, size, label_maps)
 
     monkeypatch.setattr(demo, "synthesize_ct_slice", synthesize)
 
@@ -66,6 +69,13 @@ def _failing_synthesizer(monkeypatch: pytest.MonkeyPatch, fail_at: int = 0) -> N
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_demo_dataset(tmp_path_factory.mktemp("demo") / "ct", num_cases=6, size=96, val_fraction=0.34, seed=1)
+
+
+@pytest.fixture(scope="module")
+def structures_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's kind of demo data: label maps of three structures, the same cases as ``dataset``."""
+    root = tmp_path_factory.mktemp("demo") / "ct"
+    return write_demo_dataset(root, num_cases=6, size=96, val_fraction=0.34, seed=1, label_maps=True)
 
 
 @pytest.mark.parametrize("size", [64, 96])
@@ -106,6 +116,20 @@ def test_mask_matches_the_dark_lung_fields():
         assert (lung & (image < -400)).sum() > 0.65 * lung.sum()
 
 
+def test_label_maps_hold_the_lungs_and_the_heart():
+    """The same image with either kind of mask; the label map splits the binary lungs into sides and adds the heart."""
+    for i in range(6):
+        image, lungs = synthesize_ct_slice(np.random.default_rng([5, i]), 96)
+        same, labels = synthesize_ct_slice(np.random.default_rng([5, i]), 96, label_maps=True)
+        assert np.array_equal(image, same) and labels.dtype == np.uint8 and labels.shape == (96, 96)
+        assert set(np.unique(labels).tolist()) <= {0, RIGHT_LUNG, LEFT_LUNG, HEART}
+        np.testing.assert_array_equal(np.isin(labels, (RIGHT_LUNG, LEFT_LUNG)), lungs.astype(bool))
+        rows, cols = np.nonzero(np.isin(labels, (RIGHT_LUNG, LEFT_LUNG)))
+        if cols.size:  # the patient's right lung on the image's left
+            right, left = (cols[labels[rows, cols] == value] for value in (RIGHT_LUNG, LEFT_LUNG))
+            assert right.size == 0 or left.size == 0 or right.mean() < left.mean()
+
+
 def test_slice_determinism():
     (a_img, a_mask), (b_img, b_mask) = (synthesize_ct_slice(np.random.default_rng(7), 64) for _ in range(2))
     assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)
@@ -138,6 +162,57 @@ def test_files_load_with_load_slice(dataset):
     np.testing.assert_array_equal(image[0].numpy(), tifffile.imread(dataset / "images" / name))
     assert set(torch.unique(label).tolist()) == {0.0, 1.0}
     assert image[label > 0].median() < -500 < image[label == 0].max()
+
+
+def test_label_map_dataset_layout(structures_dataset, dataset):
+    root = structures_dataset
+    datalist = json.loads((root / DATALIST_NAME).read_text())
+    assert datalist["labels"] == {"0": "background", "1": "right lung", "2": "left lung", "3": "heart"}
+    entries = datalist["training"] + datalist["validation"]
+    assert sorted(e["image"] for e in entries) == [f"images/case_{i:04d}.tif" for i in range(6)]
+    assert all(e["label"] == e["image"].replace("images/", "labels/").replace(".tif", ".png") for e in entries)
+    val = [row["filename"] for row in _splits(dataset) if row["split"] == "val"]
+    assert [Path(e["image"]).name for e in datalist["validation"]] == val  # the binary dataset's split
+    assert not (root / "masks").exists() and not (root / "pairs.csv").exists()
+    values = set()
+    for entry in entries:
+        assert (root / entry["image"]).read_bytes() == (dataset / entry["image"]).read_bytes()  # the same images
+        with Image.open(root / entry["label"]) as label_file:
+            assert label_file.format == "PNG" and label_file.mode == "L"
+            labels = np.asarray(label_file)
+        assert labels.dtype == np.uint8 and labels.shape == (96, 96)
+        values |= set(np.unique(labels).tolist())
+    assert values == {0, RIGHT_LUNG, LEFT_LUNG, HEART}
+    marker = json.loads((root / MARKER_NAME).read_text())
+    assert marker["label_maps"] is True
+    assert is_complete_demo_dataset(root, num_cases=6, size=96, val_fraction=0.34, seed=1, label_maps=True)
+    assert not is_complete_demo_dataset(root, label_maps=False)
+
+
+def test_label_map_dataset_reads_as_three_structures(structures_dataset):
+    """What training sees: the datalist's structures, its fixed split, and label maps that load as values 0 to 3."""
+    assert [s["label"] for s in dataset_structures(structures_dataset)] == ["Right lung", "Left lung", "Heart"]
+    items = load_datalist(structures_dataset)
+    splits = split_datalist(items)
+    assert len(splits["train"]) == 4 and len(splits["val"]) == 2
+    label = LoadSlice()(items[0]["label"])
+    assert tuple(label.shape) == (1, 96, 96) and set(torch.unique(label).tolist()) <= {0.0, 1.0, 2.0, 3.0}
+
+
+def test_label_map_dataset_determinism(tmp_path):
+    first = _files(write_demo_dataset(tmp_path / "a", **SMALL, seed=5, label_maps=True))
+    assert first == _files(write_demo_dataset(tmp_path / "b", **SMALL, seed=5, label_maps=True))  # byte-identical
+    other = _files(write_demo_dataset(tmp_path / "c", **SMALL, seed=6, label_maps=True))
+    assert all(first[f"labels/case_{i:04d}.png"] != other[f"labels/case_{i:04d}.png"] for i in range(4))
+
+
+def test_incomplete_label_map_dataset(tmp_path):
+    root = write_demo_dataset(tmp_path / "ct", **SMALL, label_maps=True)
+    assert is_complete_demo_dataset(root, **SMALL)
+    (root / "labels" / "case_0002.png").unlink()
+    assert not is_complete_demo_dataset(root, **SMALL)
+    (root / DATALIST_NAME).write_text("{not json")
+    assert not is_complete_demo_dataset(root, **SMALL)
 
 
 @pytest.mark.parametrize(
@@ -209,6 +284,19 @@ def test_writes_into_an_empty_folder(tmp_path):
     assert is_complete_demo_dataset(write_demo_dataset(tmp_path / "ct", **SMALL), **SMALL)
 
 
+def test_ensure_writes_the_label_maps_unless_asked_for_binary_masks(tmp_path):
+    """The bundles' demo data (ensure_demo_dataset) has three structures; write_demo_dataset's default stays binary."""
+    root = ensure_demo_dataset(tmp_path / "ct", **SMALL)
+    assert is_complete_demo_dataset(root, **SMALL, label_maps=True) and (root / DATALIST_NAME).is_file()
+    ensure_demo_dataset(root, **SMALL, label_maps=False)
+    assert is_complete_demo_dataset(root, **SMALL, label_maps=False) and (root / "pairs.csv").is_file()
+    assert not (root / DATALIST_NAME).exists()  # a binary dataset has no labels map
+    ensure_demo_dataset(root, **SMALL)
+    assert is_complete_demo_dataset(root, **SMALL, label_maps=True)
+    binary = write_demo_dataset(tmp_path / "binary", **SMALL)
+    assert json.loads((binary / MARKER_NAME).read_text())["label_maps"] is False
+
+
 def test_ensure_reuses_a_complete_dataset(tmp_path, monkeypatch):
     root = ensure_demo_dataset(tmp_path / "ct", **SMALL)
     assert is_complete_demo_dataset(root, **SMALL, val_fraction=0.2, seed=0)
@@ -230,9 +318,9 @@ def test_ensure_regenerates_when_parameters_differ(tmp_path):
 
 def test_ensure_regenerates_an_incomplete_or_older_dataset(tmp_path):
     root = ensure_demo_dataset(tmp_path / "ct", **SMALL)
-    (root / "masks" / "case_0001.tif").unlink()
+    (root / "labels" / "case_0001.png").unlink()
     ensure_demo_dataset(root, **SMALL)
-    assert (root / "masks" / "case_0001.tif").is_file()
+    assert (root / "labels" / "case_0001.png").is_file()
     marker = json.loads((root / MARKER_NAME).read_text())
     (root / MARKER_NAME).write_text(json.dumps({**marker, "version": marker["version"] - 1}))
     ensure_demo_dataset(root, **SMALL)
@@ -256,7 +344,9 @@ def test_make_demo_cli(tmp_path, capsys):
     spec.loader.exec_module(module)
     root = module.main(["--out", str(tmp_path / "ct"), "--num_cases", "2", "--size", "64", "--seed", "4"])
     assert str(root.resolve()) in capsys.readouterr().out
-    assert is_complete_demo_dataset(root, num_cases=2, size=64, seed=4)
+    assert is_complete_demo_dataset(root, num_cases=2, size=64, seed=4, label_maps=True)  # the bundles' demo data
+    binary = module.main(["--out", str(tmp_path / "lungs"), "--num_cases", "2", "--size", "64", "--binary"])
+    assert is_complete_demo_dataset(binary, num_cases=2, size=64, label_maps=False)
     with pytest.raises(SystemExit) as exc:
         module.main(["--out", str(tmp_path / "ct" / "images"), "--num_cases", "2", "--size", "64"])
     assert exc.value.code == 2

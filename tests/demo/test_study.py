@@ -1,8 +1,10 @@
-"""Demo DICOM: write_ct_series objects are valid CT images, the demo study has the layout selection needs."""
+"""Demo DICOM: write_ct_series objects are valid CT images, the demo study has the layout selection needs and records
+the phantom's true volumes."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,8 +15,10 @@ import pytest
 from pydicom.uid import CTImageStorage, ImplicitVRLittleEndian, generate_uid
 
 from pipeline.demo import study as demo_dicom
+from pipeline.demo.phantom import HEART, LEFT_LUNG, RIGHT_LUNG
 from pipeline.demo.study import (
     DEMO_PATIENT_ID,
+    demo_study_truth,
     ensure_demo_study,
     is_complete_demo_study,
     synthesize_ct_volume,
@@ -148,23 +152,39 @@ def test_demo_series_are_accepted_as_segmentation_sources(study):
 # ---- the synthetic volume ----
 
 
-def test_volume_shapes_and_lungs():
-    hu, mask = synthesize_ct_volume(size=64, num_slices=12, seed=1)
-    assert hu.shape == mask.shape == (12, 64, 64) and hu.dtype == np.float32 and mask.dtype == np.uint8
-    assert set(np.unique(mask)) == {0, 1}
-    area = mask.sum(axis=(1, 2))
+def test_volume_shapes_and_structures():
+    hu, labels = synthesize_ct_volume(size=64, num_slices=12, seed=1)
+    assert hu.shape == labels.shape == (12, 64, 64) and hu.dtype == np.float32 and labels.dtype == np.uint8
+    assert set(np.unique(labels).tolist()) == {0, RIGHT_LUNG, LEFT_LUNG, HEART}
+    lungs = np.isin(labels, (RIGHT_LUNG, LEFT_LUNG))
+    area = lungs.sum(axis=(1, 2))
     assert area[0] == 0 and area[-1] == 0 and area[5] > 0.1 * 64 * 64  # above the apices, below the bases
-    assert hu[mask == 1].mean() < -600 and hu[:, 32, 32].max() > 0  # air-filled lungs, soft tissue in the middle
+    assert hu[lungs].mean() < -600 and hu[:, 32, 32].max() > 0  # air-filled lungs, soft tissue in the middle
+    assert hu[labels == HEART].mean() > 0
+    heart = (labels == HEART).sum(axis=(1, 2))
+    assert heart[:3].sum() == 0 and heart[-2:].sum() == 0 and heart[6] > 0.05 * 64 * 64  # mid-chest only
+    columns = np.nonzero(labels)[2]
+    right, left = (columns[labels[np.nonzero(labels)] == value].mean() for value in (RIGHT_LUNG, LEFT_LUNG))
+    assert right < 32 < left  # the patient's right on the image's left, as DICOM's axial orientation shows it
 
 
 def test_volume_changes_smoothly_along_z():
-    _, mask = synthesize_ct_volume(size=64, num_slices=24, seed=0)
+    _, labels = synthesize_ct_volume(size=64, num_slices=24, seed=0)
+    mask = np.isin(labels, (RIGHT_LUNG, LEFT_LUNG))
     area = mask.sum(axis=(1, 2))
     large = np.flatnonzero(area >= 0.25 * area.max())
     assert len(large) >= 12
     for k in large[:-1]:  # neighbouring slices overlap: the lungs form one 3D shape, not random sections
-        a, b = mask[k].astype(bool), mask[k + 1].astype(bool)
+        a, b = mask[k], mask[k + 1]
         assert (a & b).sum() / (a | b).sum() > 0.6, k
+    for value in (RIGHT_LUNG, LEFT_LUNG, HEART):  # and so does each structure, where it is large in both slices
+        mask = labels == value
+        area = mask.sum(axis=(1, 2))
+        large = np.flatnonzero(area >= 0.5 * area.max())
+        assert len(large) >= 7
+        for k in large[np.isin(large + 1, large)]:
+            a, b = mask[k], mask[k + 1]
+            assert (a & b).sum() / (a | b).sum() > 0.55, (value, k)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [({"size": 32}, "size must be at least 64"), ({"num_slices": 1}, "num_")])
@@ -204,6 +224,35 @@ def test_study_selection_and_volumes(study):
     noise = [v.array[:, 1:6, 24:40].std() for v in (sharp, smooth)]  # air in front of the chest, no edges
     assert noise[0] > 2 * noise[1]  # B70f is the sharper, noisier kernel
     assert SeriesRules(largest_only=True) and len(select_series(series, SeriesRules(largest_only=True))[0]) == 1
+
+
+def test_study_records_the_true_volumes(study):
+    """Each series' truth is the phantom's label map counted voxel by voxel, in the volume of the series' voxels."""
+    truth = demo_study_truth(study)
+    assert list(truth) == ["Thorax 8.0 B70f", "Thorax 8.0 B40f"]  # the axial series, by SeriesDescription
+    assert truth["Thorax 8.0 B70f"] == truth["Thorax 8.0 B40f"]  # one anatomy, two reconstructions
+    _, labels = synthesize_ct_volume(**SMALL)
+    voxel_ml = (350 / 64) ** 2 * 8.0 / 1000.0
+    for value, name in ((RIGHT_LUNG, "right lung"), (LEFT_LUNG, "left lung"), (HEART, "heart")):
+        voxels = int((labels == value).sum())
+        assert voxels > 0
+        assert truth["Thorax 8.0 B70f"][name] == {"voxels": voxels, "volume_ml": pytest.approx(voxels * voxel_ml)}
+    marker = json.loads((study / demo_dicom.MARKER_NAME).read_text())
+    assert marker["truth"] == truth
+
+
+def test_the_default_study_truth_is_plausible():
+    """The default study (256 px, 24 slices): lungs of about 3.3 L and a heart of about half a litre."""
+    _, labels = synthesize_ct_volume()
+    voxel_ml = (350 / 256) ** 2 * 8.0 / 1000.0
+    volumes = {value: (labels == value).sum() * voxel_ml for value in (RIGHT_LUNG, LEFT_LUNG, HEART)}
+    assert 1400 < volumes[LEFT_LUNG] < volumes[RIGHT_LUNG] < 2000  # the right lung is the larger one
+    assert 3000 < volumes[RIGHT_LUNG] + volumes[LEFT_LUNG] < 3500 and 350 < volumes[HEART] < 700
+
+
+def test_no_truth_without_a_demo_study(tmp_path):
+    with pytest.raises(ValueError, match="no complete demo study"):
+        demo_study_truth(tmp_path)
 
 
 def test_study_is_deterministic(study, tmp_path):

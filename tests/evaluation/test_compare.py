@@ -99,8 +99,9 @@ def test_finished_runs_are_reused_only_on_the_same_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_compare_two_bundles(tmp_path, caplog):
-    """Train and evaluate two bundles, write the report; a second call reuses both runs."""
-    data = write_demo_dataset(tmp_path / "data", num_cases=8, size=64, val_fraction=0.5, seed=3)
+    """Train and evaluate two bundles on label maps of three structures, write the report with each structure's table
+    and tests; a second call reuses both runs."""
+    data = write_demo_dataset(tmp_path / "data", num_cases=8, size=64, val_fraction=0.5, seed=3, label_maps=True)
     out = tmp_path / "report"
     argv = ["--bundles", "unet", "aspp", "--dataset_dir", str(data), "--output_dir", str(out)]
     argv += ["--variants", "plain", "post", "--num_disagreement_cases", "2", *BUNDLE_ARGS]
@@ -125,6 +126,17 @@ def test_compare_two_bundles(tmp_path, caplog):
         assert summary["models"][model]["metrics"]["plain"]["dice"]["mean"] == pytest.approx(mean_dice, abs=1e-6)
         assert summary["models"][model]["training"]["num_parameters"] > 0
     assert len(summary["significance"]) == 1 and summary["significance"][0]["n"] == 4
+    structures = ("right_lung", "left_lung", "heart")
+    assert "## Each structure" in text and all(f"### {s.replace('_', ' ')}" in text for s in structures)
+    for model in ("unet", "aspp"):
+        per_image = list(csv.DictReader((out / "runs" / model / "eval_plain" / "per_image.csv").open()))
+        for structure in structures:
+            dice = np.array([float(r[f"dice_{structure}"]) for r in per_image])
+            expected = np.mean(dice[np.isfinite(dice)])
+            reported = summary["structures"]["metrics"][model][structure]["dice"]["mean"]
+            assert reported == pytest.approx(expected, abs=1e-6), (model, structure)
+    assert sorted(summary["structures"]["significance"]) == sorted(structures)
+    assert all(len(rows) == 1 for rows in summary["structures"]["significance"].values())
     assert len(summary["disagreement"]) == 2
 
     caplog.clear()

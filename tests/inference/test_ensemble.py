@@ -27,6 +27,17 @@ class Constant(nn.Module):
         return torch.full_like(x[:, :1], self.value)
 
 
+class _Fixed(nn.Module):
+    """The same logits whatever the input."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits
+
+
 def _asymmetric() -> nn.Module:
     torch.manual_seed(0)
     return nn.Conv2d(1, 1, 3, padding=1).eval()  # random 3x3 kernel: not mirror-symmetric
@@ -36,6 +47,13 @@ def test_single_network_without_flips_is_the_plain_inferer():
     x = torch.rand(2, 1, 16, 16)
     net = _asymmetric()
     torch.testing.assert_close(EnsembleInferer(SimpleInferer())(x, net), net(x))
+
+
+def test_structures_with_sides_are_never_mirrored_left_right():
+    """A left-right mirrored input shows the right lung where the left one lies: flip TTA mirrors up-down only."""
+    assert EnsembleInferer(SimpleInferer(), flip_tta=True).flips == ((), (3,), (2,))
+    assert EnsembleInferer(SimpleInferer(), flip_tta=True, sides=True).flips == ((), (2,))
+    assert EnsembleInferer(SimpleInferer(), flip_tta=False, sides=True).flips == ((),)
 
 
 def test_networks_average_probabilities_not_masks():
@@ -104,5 +122,15 @@ def test_bundles_take_folds_and_flip_tta_from_the_command_line(config, tmp_path,
     parser.read_config(config)
     parser.update({"checkpoints": paths, "flip_tta": True, "device": "cpu"})
     inferer = parser.get_parsed_content("inferer")
-    assert isinstance(inferer, EnsembleInferer) and len(inferer.networks) == 2 and len(inferer.flips) == 3
+    assert isinstance(inferer, EnsembleInferer) and len(inferer.networks) == 2
+    assert inferer.flips == ((), (2,))  # the default data's lungs have sides: up-down only
     assert inferer.networks[0] is parser.get_parsed_content("network")
+
+
+def test_several_structures_average_softmax_probabilities():
+    """With ``softmax``, the ensemble averages softmax probabilities and returns their log: softmax gives them back."""
+    logits = [torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    networks = [_Fixed(x) for x in logits]
+    out = EnsembleInferer(SimpleInferer(), networks, softmax=True)(torch.zeros(2, 1, 8, 8))
+    expected = torch.stack([torch.softmax(x, dim=1) for x in logits]).mean(0)
+    assert torch.allclose(torch.softmax(out, dim=1), expected, atol=1e-6)

@@ -77,4 +77,7 @@ def test_refusals_are_clear(run, tmp_path):
     bare.write_bytes((run_dir / "models" / "model.pt").read_bytes())
     with pytest.raises(ValueError, match=r"no model card.*pass bundle="):
         Segmenter(bare)
-    assert Segmenter(bare, bundle="unet", device="cpu", spatial_size=[64, 64]).predict(next(images.iterdir())).ndim == 2
+    with pytest.raises(ValueError, match=r"does not fit UNet.*without a model card.*--labels"):
+        Segmenter(bare, bundle="unet", device="cpu", spatial_size=[64, 64])  # the defaults: the demo's 3 structures
+    one = Segmenter(bare, bundle="unet", device="cpu", spatial_size=[64, 64], labels={"1": "lung"})
+    assert one.predict(next(images.iterdir())).ndim == 2

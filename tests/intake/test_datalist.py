@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.intake import assign_folds, load_datalist, select_split, split_datalist
+from pipeline.intake import (
+    assign_folds,
+    dataset_segment,
+    dataset_structures,
+    load_datalist,
+    select_split,
+    split_datalist,
+)
 
 
 def _touch(path: Path) -> None:
@@ -211,3 +218,25 @@ def test_select_split(split, expected):
 def test_select_split_names_the_choices():
     with pytest.raises(ValueError, match="--split 'test': use one of train, val, all"):
         select_split([], SPLITS, "test")
+
+
+@pytest.mark.parametrize(
+    "datalist, labels, expected",
+    [
+        ({"labels": {"0": "background", "1": "right lung", "2": "left lung"}}, None, ["Right lung", "Left lung"]),
+        ({"labels": {"0": "background", "1": "heart"}}, {"1": "liver", "2": "spleen"}, ["Liver", "Spleen"]),
+        ({"segment": {"label": "Polyp"}}, None, ["Polyp"]),
+        ({}, None, ["Lung"]),
+    ],
+)
+def test_dataset_structures_from_labels_override_or_segment(tmp_path, datalist, labels, expected):
+    (tmp_path / "dataset.json").write_text(json.dumps({"training": [], **datalist}))
+    segment = dataset_segment(tmp_path, "lung")
+    structures = dataset_structures(tmp_path, labels=labels, segment=segment)
+    assert [s["label"] for s in structures] == expected and structures[0]["value"] == 1
+
+
+def test_a_malformed_labels_map_names_the_datalist(tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"0": "background", "one": "lung"}}))
+    with pytest.raises(ValueError, match=r"dataset.json: labels: 'one' is not a label value"):
+        dataset_structures(tmp_path)

@@ -182,3 +182,42 @@ def test_modality_that_does_not_fit_the_images_is_warned(
         assert any(expected in w for w in warnings), warnings
     stats = check_dataset([item]).images
     assert stats.whole_numbers and stats.channels == ((3,) if image.ndim == 3 else (1,))
+
+
+def _label_map(shape=(32, 40), values=(1, 2, 3)) -> np.ndarray:
+    labels = np.zeros(shape, np.uint8)
+    for k, value in enumerate(values):
+        labels[4 + 8 * k : 10 + 8 * k, 5:35] = value
+    return labels
+
+
+THREE = [{"value": 1}, {"value": 2}, {"value": 3}]
+LABEL_CASES = [
+    # (description, label map, file name, expected fatal substring or None)
+    ("good", _label_map(), "a.png", None),
+    ("a structure absent", _label_map(values=(1, 3)), "a.png", None),
+    ("a value the labels do not name", _label_map(values=(1, 2, 7)), "a.png", "value(s) 7 that the dataset's labels"),
+    ("a JPEG label map", _label_map(), "a.jpg", "is a JPEG: lossy compression"),
+    ("a binary mask of 0/255", _mask(high=255), "a.png", "value(s) 255"),
+]
+
+
+@pytest.mark.parametrize("desc, labels, name, fatal", LABEL_CASES, ids=[c[0] for c in LABEL_CASES])
+def test_label_maps_of_several_structures(tmp_path, desc, labels, name, fatal):
+    item = {
+        "image": _write(tmp_path / "images" / "a.png", _image()),
+        "label": _write(tmp_path / "labels" / name, labels),
+    }
+    report = check_dataset([item], structures=THREE)
+    problems = " | ".join(f.problem for f in report.fatal)
+    if fatal is None:
+        assert not report.fatal, problems
+        assert set(report.structure_fractions) == {1, 2, 3}
+    else:
+        assert (fatal in problems and "values found" in problems) or "JPEG" in problems
+
+
+def test_the_fingerprint_gives_each_structure_its_share(tmp_path):
+    item = {"image": _write(tmp_path / "i.png", _image()), "label": _write(tmp_path / "l.png", _label_map())}
+    fingerprint = check_dataset([item], structures=THREE).fingerprint()
+    assert fingerprint["structure_fractions"] == {k: pytest.approx(6 * 30 / (32 * 40)) for k in ("1", "2", "3")}

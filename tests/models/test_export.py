@@ -1,4 +1,5 @@
-"""TorchScript and ONNX exports of every bundle's network: same logits as PyTorch, same masks through inference."""
+"""TorchScript and ONNX exports of every bundle's network: same logits as PyTorch, same masks through inference, for
+one structure and for several."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from monai.bundle import ConfigParser, ckpt_export
 from PIL import Image
 
 from pipeline.demo import write_demo_dataset
-from pipeline.models.export import OPSET, export_onnx, export_torchscript, main, max_difference
+from pipeline.models.export import CHANNEL_DEF, OPSET, export_onnx, export_torchscript, main, max_difference
 from pipeline.models.weights import FORMATS, ExportedNetwork
 
-pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra: pip install -e '.[export]'")
+onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra: pip install -e .[export]")
 
 REPO = Path(__file__).resolve().parents[2]
 SIZES = {"cenet": 192, "aspp": 64, "inception_unet": 64, "unet": 64}
@@ -45,7 +46,8 @@ def test_export_gives_the_same_logits(bundle, kind, tmp_path):
     (export_torchscript(network, path) if kind == "torchscript" else export_onnx(network, path, inputs[0]))
     exported = ExportedNetwork(path)
     assert max_difference(network, exported, inputs) <= TOLERANCE
-    assert exported(inputs[1]).shape == (2, 1, size + 32, size + 64)
+    channels = network(inputs[0]).shape[1]  # the default data's three structures and the background: 4
+    assert channels == 4 and exported(inputs[1]).shape == (2, channels, size + 32, size + 64)
 
 
 def test_monai_ckpt_export_scripts_every_bundle(tmp_path, monkeypatch):
@@ -84,9 +86,9 @@ def test_unreadable_exports_are_named(tmp_path):
         ExportedNetwork(tmp_path / "model.bin")
 
 
-def _infer(run_bundle, weights: Path, images: Path, out: Path) -> dict[str, np.ndarray]:
+def _infer(run_bundle, weights: Path, images: Path, out: Path, pattern: str = "*mask*.png") -> dict[str, np.ndarray]:
     run_bundle("inference", input=str(images), checkpoint=str(weights), output_dir=str(out))
-    masks = sorted(out.rglob("*mask*.png"))
+    masks = sorted(out.rglob(pattern))
     assert masks, sorted(p.name for p in out.rglob("*"))
     return {p.relative_to(out).as_posix(): np.asarray(Image.open(p)) for p in masks}
 
@@ -112,3 +114,35 @@ def test_inference_from_exports_gives_the_same_masks(tmp_path, monkeypatch, run_
         assert masks[name].keys() == reference.keys()
         for key, mask in masks[name].items():
             assert np.array_equal(mask, reference[key]), (name, key)
+
+
+def test_several_structures_export_with_parity_and_named_channels(structures_run, tmp_path, run_bundle):
+    """A 3-structure model (4 softmax channels): the exports' logits and the label maps inference writes from them
+    match ``model.pt``'s, and each export names its channels."""
+    run, images = structures_run
+    assert main([str(run)]) == 0
+    models = run / "models"
+    report = json.loads((models / "export.json").read_text())
+    channels = {"0": "background", "1": "Liver", "2": "Spleen", "3": "Kidney"}
+    assert report["out_channels"] == 4 and report["channel_def"] == channels
+    assert all(r["max_abs_logit_difference"] <= TOLERANCE for r in report["exports"].values())
+
+    session = onnxruntime.InferenceSession(str(models / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map[CHANNEL_DEF]) == channels
+    extra = {f"{CHANNEL_DEF}.json": ""}
+    torch.jit.load(str(models / "model.ts"), _extra_files=extra)
+    assert json.loads(extra[f"{CHANNEL_DEF}.json"]) == channels
+    assert ExportedNetwork(models / "model.onnx")(torch.zeros(2, 1, 96, 64)).shape == (2, 4, 96, 64)
+
+    labels = {
+        name: _infer(run_bundle, models / name, images, tmp_path / name, pattern="*_labels.png")
+        for name in ("model.pt", "model.ts", "model.onnx")
+    }
+    reference = labels["model.pt"]
+    assert len(reference) == 4
+    values = set(np.unique(np.stack(list(reference.values())))) - {0}
+    assert values <= {1, 2, 5} and len(values) >= 2  # label maps in the dataset's values, not all one structure
+    for name in ("model.ts", "model.onnx"):
+        assert labels[name].keys() == reference.keys()
+        for key, label_map in labels[name].items():
+            assert np.array_equal(label_map, reference[key]), (name, key)

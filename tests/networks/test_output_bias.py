@@ -67,3 +67,25 @@ def test_output_bias_off_leaves_the_network_as_it_is(enabled):
     before = {k: v.clone() for k, v in network.state_dict().items()}
     assert init_output_bias(network, _samples(64, 0.3), enabled=enabled) is None
     assert all(torch.equal(v, before[k]) for k, v in network.state_dict().items())
+
+
+@pytest.mark.parametrize("bundle", list(SIZES))
+def test_softmax_channels_start_at_their_shares(bundle):
+    """Several structures: the mean softmax probability of each channel is its share of the pixels."""
+    torch.manual_seed(0)
+    size = SIZES[bundle]
+    parser = ConfigParser({"in_channels": 1, "out_channels": 4})
+    parser["network_def"] = json.loads((REPO / "bundles" / bundle / "model.json").read_text())["network_def"]
+    network = parser.get_parsed_content("network_def")
+    generator = torch.Generator().manual_seed(1)
+    samples = []
+    for _ in range(4):
+        index = torch.randint(0, 4, (size, size), generator=generator)
+        index[index == 3] = 0  # background takes half, structure 3 none (kept away from zero)
+        label = torch.nn.functional.one_hot(index, 4).permute(2, 0, 1).float()
+        samples.append({"image": torch.rand(1, size, size, generator=generator), "label": label})
+    prior = init_output_bias(network, samples)
+    network.train()
+    with torch.no_grad():
+        shares = torch.softmax(network(torch.stack([s["image"] for s in samples])), dim=1).mean(dim=(0, 2, 3))
+    assert shares.tolist() == pytest.approx(prior, abs=5e-3) and sum(prior) == pytest.approx(1.0)

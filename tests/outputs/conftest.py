@@ -1,4 +1,5 @@
-"""Synthetic CT series for the output tests: minimal but valid CT Image Storage datasets built with pydicom."""
+"""Synthetic CT series for the output tests: minimal but valid CT Image Storage datasets built with pydicom, and
+masks and label maps of one or several structures over them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from pipeline.segments import Structure, structures_from_labels
 
 ORG_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's UID root, with deterministic entropy per test object
 
@@ -111,3 +114,20 @@ def lung_mask(ct_volume: np.ndarray) -> np.ndarray:
     mask = (ct_volume < -400) & (ct_volume > -950)
     mask[0] = False
     return mask.astype(np.uint8)
+
+
+@pytest.fixture
+def three_structures() -> list[Structure]:
+    """Right lung (1), left lung (2) and heart (3), with their SNOMED CT codes and colours."""
+    return structures_from_labels({"0": "background", "1": "right lung", "2": "left lung", "3": "heart"})
+
+
+@pytest.fixture
+def label_map(lung_mask: np.ndarray) -> np.ndarray:
+    """(3, 32, 32) uint8 label map over ``ct_volume``: its lung blobs as right lung (1, image left, as on a PA view)
+    and left lung (2) on slices 1 and 2, a heart disc (3) below them on slice 1 only; slice 0 empty."""
+    labels = lung_mask.copy()
+    labels[:, :, 16:] *= 2
+    yy, xx = np.mgrid[:32, :32]
+    labels[1][(yy - 25) ** 2 + (xx - 16) ** 2 < 3**2] = 3
+    return labels

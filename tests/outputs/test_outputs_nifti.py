@@ -107,3 +107,12 @@ def test_bad_input(tmp_path, mask, affine, file_name, message):
     with pytest.raises(ValueError, match=message):
         write_label_nifti(mask, affine, tmp_path / file_name)
     assert not list(tmp_path.iterdir())
+
+
+def test_structure_values_are_kept(tmp_path, ct_volume, label_map, three_structures, ct_datasets, dicom_affine):
+    """A label map of several structures is written in the dataset's values (1 right lung, 2 left lung, 3 heart),
+    each voxel where it was: no binarising, no renumbering."""
+    path = write_label_nifti(label_map, dicom_affine(ct_datasets(ct_volume)), tmp_path / "labels.nii.gz")
+    data = np.asarray(nib.load(path).dataobj).transpose(2, 1, 0)
+    np.testing.assert_array_equal(data, label_map)
+    assert set(np.unique(data)) == {0, *(s.value for s in three_structures)}

@@ -1,4 +1,5 @@
-"""Overlay pictures: windowing, outline colours and positions, montage layout, PNG files."""
+"""Overlay pictures: windowing, outline colours and positions, montage layout, PNG files; several structures in their
+colours with a legend, label-map PNGs."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from pipeline.outputs import (
     montage,
     overlay_outline,
     to_uint8,
+    write_label_png,
     write_mask_png,
     write_overlay_montage,
+    write_overlay_png,
     write_side_by_side,
 )
+from pipeline.segments import Structure, structures_from_labels
 
 RED, GREEN = (255, 0, 0), (0, 255, 0)
 
@@ -281,3 +285,151 @@ def test_write_side_by_side_bad_input(tmp_path, cases, message):
 )
 def test_display_window_is_the_ct_window_for_ct_only(modality, window, expected):
     assert display_window(modality, window) == expected
+
+
+# ---------------------------------------------------------------------------------------------- several structures
+def _chambers() -> tuple[np.ndarray, list[Structure]]:
+    """(40, 48) label map of a cardiac short axis: RV cavity (1) beside the myocardium ring (2) around the LV cavity
+    (3); the ring and the cavity touch, so their outlines lie side by side."""
+    yy, xx = np.mgrid[:40, :48]
+    labels = np.zeros((40, 48), np.uint8)
+    radius = np.hypot(yy - 20, xx - 30)
+    labels[radius < 12] = 2
+    labels[radius < 7] = 3
+    labels[(np.hypot(yy - 20, xx - 10) < 8) & (labels == 0)] = 1
+    structures = structures_from_labels(
+        {"1": "right ventricle cavity", "2": "myocardium", "3": "left ventricle cavity"}
+    )
+    return labels, structures
+
+
+def _colour_pixels(rgb: np.ndarray, color) -> np.ndarray:
+    return np.all(rgb == np.asarray(color, np.uint8), axis=-1)
+
+
+def test_overlay_outline_of_structures_in_their_colours():
+    from skimage.segmentation import find_boundaries
+
+    labels, structures = _chambers()
+    rgb = overlay_outline(np.zeros(labels.shape), labels, window=(0, 1), structures=structures[::-1])
+    assert len({s.color for s in structures}) == 3
+    for s in structures:
+        np.testing.assert_array_equal(_colour_pixels(rgb, s.color), find_boundaries(labels == s.value, mode="inner"))
+    assert not _colour_pixels(rgb, RED).any()
+
+
+def _legend_band(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    band = rgb[height:]
+    assert band.shape[0] > 8 and not rgb[:height, width:].any()  # below the picture; black beside a narrow one
+    return band
+
+
+@pytest.mark.parametrize("shape", [(40, 48), (24, 20)], ids=["wide_enough", "narrower_than_the_legend"])
+def test_write_overlay_png_with_structures_has_outlines_and_legend(tmp_path, shape):
+    labels, structures = _chambers()
+    labels = np.asarray(Image.fromarray(labels).resize(shape[::-1], Image.Resampling.NEAREST))
+    image = np.random.default_rng(0).normal(size=shape)
+    path = write_overlay_png(image, labels, tmp_path / "o.png", structures=structures)
+    with Image.open(path) as picture:
+        assert picture.mode == "P"  # greys, the structures' colours and the legend only
+        rgb = np.asarray(picture.convert("RGB"))
+    height, width = shape
+    assert rgb.shape[0] > height and rgb.shape[1] >= width
+    expected = overlay_outline(image, labels, structures=structures)
+    top = rgb[:height, :width].astype(int)
+    coloured = ~np.all(expected == expected[..., :1], axis=-1)
+    np.testing.assert_array_equal(top[coloured], expected[coloured])  # outlines exact
+    assert np.abs(top - expected)[~coloured].max() <= 1  # greys within one level
+    band = _legend_band(rgb, height, width)
+    side = int(np.sqrt(_colour_pixels(band, structures[0].color).sum()))
+    assert side >= 8
+    for s in structures:  # a filled square swatch for each structure
+        assert _colour_pixels(band, s.color).sum() == side * side
+    assert (band.max(axis=-1) > 200).sum() > 3 * side * side  # white labels beside them
+
+
+def test_write_overlay_png_binary_is_the_red_outline_at_image_size(tmp_path):
+    labels, _ = _chambers()
+    mask = labels > 0
+    image = np.random.default_rng(0).normal(size=mask.shape)
+    with Image.open(write_overlay_png(image, mask, tmp_path / "o.png")) as picture:
+        assert picture.mode == "P"
+        rgb = np.asarray(picture.convert("RGB"))
+    assert rgb.shape == (*mask.shape, 3)
+    np.testing.assert_array_equal(_colour_pixels(rgb, RED), _colour_pixels(overlay_outline(image, mask), RED))
+
+
+def test_write_overlay_montage_with_structures(tmp_path):
+    labels, structures = _chambers()
+    volume = np.random.default_rng(1).normal(size=(5, *labels.shape)).astype(np.float32)
+    label_map = np.stack([labels if k in (1, 2, 3) else 0 * labels for k in range(5)])
+    path = write_overlay_montage(volume, label_map, tmp_path / "m.png", tile_size=64, structures=structures)
+    with Image.open(path) as picture:
+        assert picture.mode == "P"
+        rgb = np.asarray(picture.convert("RGB"))
+    tiles = rgb[:128]  # 3 slices with foreground on a 2 x 2 grid of 64-pixel tiles
+    assert rgb.shape[1] == 128 and rgb.shape[0] > 128
+    for s in structures:
+        assert _colour_pixels(tiles, s.color).any()
+        assert _colour_pixels(_legend_band(rgb, 128, 128), s.color).sum() >= 64
+    assert not _colour_pixels(rgb, RED).any()
+    assert _colour_pixels(tiles[:16], (255, 255, 0)).any()  # the slice labels as before
+
+
+@pytest.mark.parametrize(
+    ("structures", "message"),
+    [([], "non-empty"), ([{"value": 1, "label": "a"}, {"value": 1, "label": "b"}], "share a label value")],
+    ids=["empty", "repeated_value"],
+)
+def test_bad_structures(tmp_path, structures, message):
+    with pytest.raises(ValueError, match=message):
+        overlay_outline(np.zeros((8, 8)), np.zeros((8, 8)), structures=structures)
+    with pytest.raises(ValueError, match=message):
+        write_overlay_montage(np.zeros((2, 8, 8)), np.zeros((2, 8, 8)), tmp_path / "m.png", structures=structures)
+
+
+@pytest.mark.parametrize("count", [3, 10, 64, 65], ids=lambda n: f"{n}_colours")
+def test_palette_of_many_colours_keeps_greys_within_a_level(tmp_path, count):
+    from pipeline.outputs.overlay import _save_png
+
+    colors = tuple((255 - i, i, 7) for i in range(count))
+    picture = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+    shown = np.array([colors[0], colors[count // 2], colors[-1]], np.uint8)
+    picture[0, :3] = shown
+    with Image.open(_save_png(picture, tmp_path / "p.png", indexed=True, colors=colors)) as image:
+        assert image.mode == ("P" if count <= 64 else "RGB")
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    np.testing.assert_array_equal(rgb[0, :3], shown)
+    assert np.abs(rgb - picture)[1:].max() <= 1
+
+
+LABEL_PNG_CASES = [
+    # (name, label map): the values are written as they are
+    ("uint8", np.array([[0, 1, 2], [3, 255, 0]], np.uint8)),
+    ("int64", np.array([[0, 7, 200]], np.int64)),
+    ("float_whole", np.array([[0.0, 2.0, 3.0]], np.float32)),
+    ("bool", np.array([[False, True]])),
+]
+
+
+@pytest.mark.parametrize(("name", "labels"), LABEL_PNG_CASES, ids=[c[0] for c in LABEL_PNG_CASES])
+def test_write_label_png(tmp_path, name, labels):
+    with Image.open(write_label_png(labels, tmp_path / f"{name}.png")) as image:
+        assert image.mode == "L"
+        np.testing.assert_array_equal(np.asarray(image), labels.astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array([[0, 300]]), "0-255"),
+        (np.array([[-1, 0]]), "0-255"),
+        (np.array([[0.0, 1.5]]), "whole numbers"),
+        (np.array([[0.0, np.nan]]), "whole numbers"),
+        (np.zeros((2, 2, 2), np.uint8), "2D"),
+    ],
+)
+def test_write_label_png_bad_input(tmp_path, labels, message):
+    with pytest.raises(ValueError, match=message):
+        write_label_png(labels, tmp_path / "labels.png")
+    assert not list(tmp_path.iterdir())

@@ -1,4 +1,5 @@
-"""DICOM SEG writing: round trip, references, labelling, validation by dciodvfy, bad input, no PHI in messages."""
+"""DICOM SEG writing: round trip, references, labelling, validation by dciodvfy, bad input, no PHI in messages; one
+segment per structure for a label map of several."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from pydicom.sr.coding import Code
 
 from pipeline.outputs import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
+from pipeline.segments import SEGMENTS, Structure, structures_from_config, structures_from_labels
 
 REAL_STUDY = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom"
 ALGORITHM = {"algorithm_name": "cenet", "algorithm_version": "0.1.0"}
@@ -276,3 +278,222 @@ def test_anonymised_sources_without_type2_attributes(tmp_path, ct_volume, lung_m
     result = run_dciodvfy(path)
     if result is not None:
         assert result[0] == 0, result[1]
+
+
+# ---------------------------------------------------------------------------------------------- several structures
+def _sparse_structures() -> list[Structure]:
+    return structures_from_labels({"1": "liver", "4": "spleen", "7": "tumour core"})
+
+
+def _with_sparse_values(labels: np.ndarray) -> np.ndarray:
+    return np.take(np.array([0, 1, 4, 7], np.uint8), labels)
+
+
+STRUCTURES_ROUND_TRIP_CASES = [
+    # (name, structures (None: the three of the fixture), label map builder from the fixture's label map)
+    ("three", None, lambda labels: labels),
+    ("one_absent", None, lambda labels: np.where(labels == 3, 0, labels).astype(np.uint8)),
+    ("empty", None, np.zeros_like),
+    ("int64", None, lambda labels: labels.astype(np.int64)),
+    ("float_whole_values", None, lambda labels: labels.astype(np.float32)),
+    ("sparse_values", _sparse_structures, _with_sparse_values),
+    ("one_structure_of_value_2", lambda: structures_from_labels({"2": "left lung"}), lambda labels: (labels == 2) * 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "structures", "build"), STRUCTURES_ROUND_TRIP_CASES, ids=[c[0] for c in STRUCTURES_ROUND_TRIP_CASES]
+)
+def test_structures_round_trip(tmp_path, ct_volume, label_map, three_structures, ct_datasets, name, structures, build):
+    structures = three_structures if structures is None else structures()
+    labels = build(label_map)
+    sources = ct_datasets(ct_volume, tag=name)
+    path = write_dicom_seg(labels, sources, tmp_path / "seg.dcm", structures=structures, **ALGORITHM)
+    back = read_dicom_seg(path, sources, structures)
+    assert back.dtype == np.uint8 and back.shape == labels.shape
+    np.testing.assert_array_equal(back, labels)
+    numbers = np.searchsorted([0, *(s.value for s in structures)], labels)  # value -> segment number
+    np.testing.assert_array_equal(read_dicom_seg(path, sources), numbers)  # without structures: segment numbers
+    seg = pydicom.dcmread(path)
+    assert len(seg.SegmentSequence) == len(structures)
+    frames = sum(int((labels[k] == s.value).any()) for k in range(labels.shape[0]) for s in structures)
+    assert int(seg.NumberOfFrames) == (frames or labels.shape[0] * len(structures))  # one frame per slice and segment
+
+
+def test_structure_segments_are_described(tmp_path, ct_volume, label_map, three_structures, ct_datasets):
+    """Segments 1..K in value order (given in any order), each with the structure's label, codes and colour."""
+    path = write_dicom_seg(
+        label_map, ct_datasets(ct_volume), tmp_path / "seg.dcm", structures=three_structures[::-1], **ALGORITHM
+    )
+    seg = pydicom.dcmread(path)
+    assert seg.SegmentationType == "BINARY"
+    assert seg.ContentLabel == "SEGMENTATION"
+    assert seg.SeriesDescription == f"3 segments - research use only, {NOT_FOR_CLINICAL_USE}"
+    assert NOT_FOR_CLINICAL_USE in seg.ContentDescription.lower()
+    assert len(seg.SegmentSequence) == len(three_structures)
+    for number, (item, structure) in enumerate(zip(seg.SegmentSequence, three_structures, strict=True), start=1):
+        assert item.SegmentNumber == number
+        assert item.SegmentLabel == structure.label
+        category, prop = item.SegmentedPropertyCategoryCodeSequence[0], item.SegmentedPropertyTypeCodeSequence[0]
+        assert (category.CodeValue, category.CodingSchemeDesignator, category.CodeMeaning) == (
+            structure.category[0],
+            "SCT",
+            structure.category[1],
+        )
+        assert (prop.CodeValue, prop.CodingSchemeDesignator, prop.CodeMeaning) == (
+            structure.property_type[0],
+            "SCT",
+            structure.property_type[1],
+        )
+        rgb = hd.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
+        assert np.allclose(rgb, structure.color, atol=1)
+        assert item.SegmentAlgorithmType == "AUTOMATIC" and item.SegmentAlgorithmName == "cenet"
+    # the frames of segment 3 (heart) sit on slice 1 only, the only slice holding it
+    by_uid = {ds.SOPInstanceUID: k for k, ds in enumerate(ct_datasets(ct_volume))}
+    heart_slices = [
+        by_uid[frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        for frame in seg.PerFrameFunctionalGroupsSequence
+        if frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber == 3
+    ]
+    assert heart_slices == [1]
+
+
+STRUCTURE_OPTION_CASES = [
+    # (labels map, kwargs, attribute, expected)
+    (
+        {"1": "heart", "2": "lungs"},
+        {},
+        "SeriesDescription",
+        f"Heart, Lungs - research use only, {NOT_FOR_CLINICAL_USE}",
+    ),
+    ({"1": "heart", "2": "lungs"}, {}, "ContentLabel", "SEGMENTATION"),
+    ({"1": "heart", "2": "lungs"}, {"content_label": "CHEST"}, "ContentLabel", "CHEST"),
+    (
+        {"1": "heart", "2": "lungs"},
+        {"series_description": "Chest"},
+        "SeriesDescription",
+        f"Chest - {NOT_FOR_CLINICAL_USE}",
+    ),
+    ({"1": "a" * 30}, {}, "SeriesDescription", f"Segmentation - research use only, {NOT_FOR_CLINICAL_USE}"),
+]
+
+
+@pytest.mark.parametrize(("labels", "kwargs", "attribute", "expected"), STRUCTURE_OPTION_CASES)
+def test_structure_options(tmp_path, ct_volume, lung_mask, ct_datasets, labels, kwargs, attribute, expected):
+    path = write_dicom_seg(
+        lung_mask,
+        ct_datasets(ct_volume),
+        tmp_path / "s.dcm",
+        structures=structures_from_labels(labels),
+        **ALGORITHM,
+        **kwargs,
+    )
+    value = pydicom.dcmread(path)[attribute].value
+    assert value == expected and len(value) <= (16 if attribute == "ContentLabel" else 64)
+
+
+def test_one_structure_writes_what_the_single_segment_arguments_write(tmp_path, ct_volume, lung_mask, ct_datasets):
+    """A binary model's SEG is the same whether its one structure or the single-segment arguments describe it."""
+    lung = SEGMENTS["lung"]
+    sources = ct_datasets(ct_volume)
+    uids = {"series_instance_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.5"}
+    by_structure = pydicom.dcmread(
+        write_dicom_seg(
+            lung_mask, sources, tmp_path / "a.dcm", structures=structures_from_config(None, lung), **ALGORITHM, **uids
+        )
+    )
+    by_arguments = pydicom.dcmread(
+        write_dicom_seg(
+            lung_mask,
+            sources,
+            tmp_path / "b.dcm",
+            segment_label=lung.label,
+            segmented_property_category=lung.category,
+            segmented_property_type=lung.property_type,
+            display_color=lung.color,
+            **ALGORITHM,
+            **uids,
+        )
+    )
+    for keyword in ("SegmentSequence", "ContentLabel", "SeriesDescription", "ContentDescription", "NumberOfFrames"):
+        assert by_structure[keyword].value == by_arguments[keyword].value, keyword
+    assert by_structure.PixelData == by_arguments.PixelData
+
+
+STRUCTURE_BAD_CASES = [
+    # (name, label map value to add, write kwargs besides structures, message fragment)
+    ("unknown_value", 5, {}, r"mask values 5 are not among the structures' values \[1, 2, 3\]"),
+    ("value_above_255", 300, {}, r"mask values 300 are not among"),
+    ("fraction", 0.5, {}, r"mask values 0.5 are not among"),
+    ("with_segment_label", None, {"segment_label": "Lung"}, "either structures or segment_label"),
+    ("with_colour", None, {"display_color": (1, 2, 3)}, "either structures or display_color"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "kwargs", "message"), STRUCTURE_BAD_CASES, ids=[c[0] for c in STRUCTURE_BAD_CASES]
+)
+def test_structures_bad_input(
+    tmp_path, ct_volume, label_map, three_structures, ct_datasets, name, value, kwargs, message
+):
+    labels = label_map.astype(np.float64 if isinstance(value, float) else np.int64)
+    if value is not None:
+        labels[2, 0, 0] = value
+    with pytest.raises(ValueError, match=message):
+        write_dicom_seg(
+            labels, ct_datasets(ct_volume), tmp_path / "seg.dcm", structures=three_structures, **ALGORITHM, **kwargs
+        )
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("structures", "message"),
+    [
+        ([], "non-empty"),
+        ([{"value": 1, "label": "a"}, {"value": 1, "label": "b"}], "share a label value"),
+        ([{"value": 0, "label": "background"}], "1-255"),
+    ],
+    ids=["empty", "repeated_value", "background_value"],
+)
+def test_bad_structures(tmp_path, ct_volume, lung_mask, ct_datasets, structures, message):
+    with pytest.raises(ValueError, match=message):
+        write_dicom_seg(lung_mask, ct_datasets(ct_volume), tmp_path / "seg.dcm", structures=structures, **ALGORITHM)
+
+
+def test_value_between_sparse_structure_values_refused(tmp_path, ct_volume, label_map, ct_datasets):
+    labels = _with_sparse_values(label_map)
+    labels[2, 0, 0] = 2
+    with pytest.raises(ValueError, match=r"mask values 2 are not among the structures' values \[1, 4, 7\]"):
+        write_dicom_seg(
+            labels, ct_datasets(ct_volume), tmp_path / "seg.dcm", structures=_sparse_structures(), **ALGORITHM
+        )
+
+
+def test_read_refuses_other_number_of_structures(tmp_path, ct_volume, label_map, three_structures, ct_datasets):
+    sources = ct_datasets(ct_volume)
+    path = write_dicom_seg(label_map, sources, tmp_path / "seg.dcm", structures=three_structures, **ALGORITHM)
+    with pytest.raises(ValueError, match=r"seg\.dcm: the SEG has 3 segment\(s\), but 2 structure\(s\) were given"):
+        read_dicom_seg(path, sources, three_structures[:2])
+
+
+def test_structures_log_no_patient_name(tmp_path, ct_volume, label_map, three_structures, ct_datasets, caplog):
+    sources = ct_datasets(ct_volume, patient_name="SECRETNAME", tag="phi")
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_dicom_seg(
+            label_map, sources, tmp_path / "SECRETNAME" / "seg.dcm", structures=three_structures, **ALGORITHM
+        )
+    messages = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert any("seg.dcm: 3 segments (Right lung, Left lung, Heart)" in m for m in messages)
+    assert not [m for m in messages if "SECRETNAME" in m]
+
+
+@needs_dciodvfy
+@pytest.mark.parametrize("case", ["three", "one_absent", "empty"])
+def test_structures_dciodvfy_reports_no_error(tmp_path, ct_volume, label_map, three_structures, ct_datasets, case):
+    labels = {"three": label_map, "one_absent": np.where(label_map == 3, 0, label_map), "empty": 0 * label_map}[case]
+    path = write_dicom_seg(
+        labels.astype(np.uint8), ct_datasets(ct_volume), tmp_path / "seg.dcm", structures=three_structures, **ALGORITHM
+    )
+    _assert_valid(path)

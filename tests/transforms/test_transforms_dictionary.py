@@ -53,6 +53,7 @@ def _bundle_augmentation() -> Compose:
     parser = ConfigParser()
     parser.read_config(COMMON_CONFIG)
     parser["spatial_size"] = [40, 48]
+    parser["sides"] = False  # the left-right flip too (structures with sides leave it out)
     for group in ("augmentation", "extra_augmentation"):
         for i, transform in enumerate(parser["train"][group]):
             if "prob" in transform:

@@ -56,12 +56,22 @@ def test_negative_count_is_refused():
 
 
 @pytest.mark.parametrize("config", ["bundles/unet/inference.json", "bundles/unet/evaluate.json"])
-def test_bundles_switch_cleanup_from_the_command_line(config, monkeypatch):
+@pytest.mark.parametrize(
+    "labels, steps",
+    [
+        ({"1": "lung"}, ["KeepLargestConnectedComponentd", "FillHolesd"]),
+        (None, ["AsDiscreted", "KeepLargestConnectedComponentd", "FillHolesd", "AsDiscreted"]),  # the demo's three
+    ],
+    ids=["one structure", "several"],
+)
+def test_bundles_switch_cleanup_from_the_command_line(config, labels, steps, monkeypatch):
     monkeypatch.chdir(__file__.rsplit("/tests/", 1)[0])
     parser = ConfigParser()
     parser.read_config(config)
+    parser.update({"labels": labels})
+    parser.parse()
     assert [type(t).__name__ for t in parser.get_parsed_content("mask_cleanup")] == []
     parser.update({"keep_largest": 2, "fill_holes": True})
     parser.parse()
     names = [type(t).__name__ for t in parser.get_parsed_content("mask_cleanup")]
-    assert names == ["KeepLargestConnectedComponentd", "FillHolesd"]
+    assert names == steps

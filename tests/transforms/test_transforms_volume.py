@@ -144,3 +144,27 @@ def test_cleanup_in_the_foreground_box_equals_the_whole_stack(seed: int, cleanup
 def test_cleanup_of_an_empty_stack() -> None:
     cleaned, info = VolumeCleanup(keep_largest=2, fill_holes=True)(np.zeros((3, 16, 16)), SPACING)
     assert cleaned.shape == (3, 16, 16) and not cleaned.any() and info["components_found"] == 0
+
+
+def test_a_label_map_is_cleaned_structure_by_structure():
+    """Each structure keeps its own largest component; a hole is filled only where no other structure is."""
+    mask = np.zeros((3, 12, 12), np.uint8)
+    mask[:, 1:5, 1:5] = 1  # structure 1, large
+    mask[1, 9:10, 9:10] = 1  # structure 1, a speck far away: removed
+    mask[:, 6:11, 1:6] = 2  # structure 2: a ring...
+    mask[:, 8, 3] = 3  # ... around structure 3, which fills part of its hole
+    mask[:, 7:10, 2:5][mask[:, 7:10, 2:5] == 2] = 0
+    mask[:, 8, 3] = 3
+    cleaned, info = VolumeCleanup(keep_largest=1, fill_holes=True)(mask, (10.0, 10.0, 10.0))  # 1 mL voxels
+    assert cleaned.dtype == np.uint8 and set(np.unique(cleaned)) == {0, 1, 2, 3}
+    assert cleaned[1, 9, 9] == 0 and info["per_structure"]["1"]["removed_ml"] == pytest.approx(1.0)
+    assert (cleaned[:, 8, 3] == 3).all()  # structure 3 stays inside structure 2's ring
+    assert (cleaned[:, 7:10, 2:5][cleaned[:, 7:10, 2:5] != 3] == 2).all()  # the rest of the hole: structure 2
+    assert set(info["per_structure"]) == {"1", "2", "3"} and info["components_found"] == 4
+
+
+def test_one_structure_of_another_value_keeps_its_value():
+    mask = np.zeros((2, 6, 6), np.uint8)
+    mask[:, 1:4, 1:4] = 5
+    cleaned, info = VolumeCleanup(keep_largest=1)(mask, (1.0, 1.0, 1.0))
+    assert set(np.unique(cleaned)) == {0, 5} and "per_structure" not in info
