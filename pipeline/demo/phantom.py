@@ -32,7 +32,7 @@ _NOISE_RES = 128  # resolution of the filtered back-projection that produces the
 _PROJ_RES = 64  # resolution of the forward projection that only sets the (smooth) noise variance per ray
 _NOISE_ANGLES = 90
 _LUNG_END = 0.12  # the lungs shrink to nothing this far above level 0 and below level 1
-_PERICARDIAL_FAT = 0.035  # fat around the heart (normalised units at zoom 1, about 6 mm): its border shows on every side
+_PERICARDIAL_FAT = 0.035  # fat around the heart (normalised units at zoom 1, about 6 mm): its border shows all round
 
 RIGHT_LUNG, LEFT_LUNG, HEART = 1, 2, 3
 #: The values of the label map that :meth:`ChestAnatomy.section` returns, as a decathlon-style ``labels`` map. Sides
