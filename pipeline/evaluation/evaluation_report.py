@@ -238,7 +238,7 @@ class EvaluationReport:
                     **({"dice": float(dice[i])} if dice is not None else {}),
                 }
             )
-        return write_side_by_side(cases, self.output_dir / "cases.png", window=self.window)
+        return write_side_by_side(cases, self.output_dir / "cases.png", window=self.window, structures=self.structures)
 
 
 def _label_map(mask: Any) -> np.ndarray:

@@ -505,10 +505,12 @@ def write_side_by_side(
     *,
     window: Sequence[float] | None = None,
     tile_size: int = 256,
+    structures: Sequence[Structure | Mapping[str, Any]] | None = None,
 ) -> Path:
     """A PNG with one row per case: image | ground-truth outline (green) | prediction outline (red).
 
-    Column titles head the figure; above each row a caption gives the case name and its Dice.
+    Column titles head the figure; above each row a caption gives the case name and its Dice. For several
+    structures, each one is outlined in its own colour in both columns, and a legend names them below the figure.
 
     Args:
         cases: dicts with ``"name"`` (str), ``"image"``, ``"label"`` and ``"pred"`` (H, W) arrays, and optionally
@@ -517,6 +519,8 @@ def write_side_by_side(
         path: destination PNG.
         window: display window for every image; default each image's own 1st-99th percentile.
         tile_size: tile side in pixels.
+        structures: what label and pred hold when they are label maps of several structures: the k-th structure
+            (in value order) is index k in the maps; ``None`` or one structure: binary masks.
 
     Returns:
         ``path`` as a ``Path``.
@@ -524,6 +528,13 @@ def write_side_by_side(
     Raises:
         ValueError: no cases, a case missing a key or with mismatched shapes (the message names the case).
     """
+    several = structures_from_config(structures) if structures and len(structures) > 1 else None
+
+    def outlines(mask: np.ndarray, color: Color) -> list[tuple[np.ndarray, Color]]:
+        if several is None:
+            return [(mask, color)]
+        return [(mask == k, _structure_color(s)) for k, s in enumerate(several, start=1)]
+
     if not cases:
         raise ValueError("write_side_by_side needs at least one case")
     if tile_size < 16:
@@ -552,11 +563,12 @@ def write_side_by_side(
         draw.text((4, top + 4), f"{name}   Dice {dice:.3f}", fill=_TEXT, font=font)
         tiles = (
             _tile(image, [], window, tile_size),
-            _tile(image, [(label, GREEN)], window, tile_size),
-            _tile(image, [(pred, RED)], window, tile_size),
+            _tile(image, outlines(label, GREEN), window, tile_size),
+            _tile(image, outlines(pred, RED), window, tile_size),
         )
         canvas.paste(Image.fromarray(np.concatenate(tiles, axis=1)), (0, top + band))
-    return _save_png(np.asarray(canvas), path)
+    picture = np.asarray(canvas)
+    return _save_png(_with_legend(picture, several, font) if several else picture, path)
 
 
 def display_window(modality: str, window: Sequence[float]) -> tuple[float, float] | None:

@@ -266,6 +266,30 @@ def test_write_side_by_side(tmp_path):
         assert np.all(pred_tile == RED, axis=-1).any()
 
 
+def test_write_side_by_side_outlines_each_structure_in_its_colour(tmp_path):
+    structures = structures_from_labels({"1": "right lung", "2": "left lung", "3": "heart"})
+    label = np.zeros((32, 32), np.uint8)
+    label[4:28, 2:12], label[4:28, 20:30], label[14:24, 12:20] = 1, 2, 3
+    pred = label.copy()
+    pred[14:24, 12:20] = 0  # the heart missed
+    path = write_side_by_side(
+        [{"name": "c", "image": np.zeros((32, 32)), "label": label, "pred": pred}], tmp_path / "cases.png",
+        tile_size=64, structures=structures,
+    )  # fmt: skip
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    band = rgb.shape[0] - 64  # title, caption and the legend below
+    assert rgb.shape[1] == 3 * 64 and band > 16
+    label_tile, pred_tile = (rgb[:, c * 64 : (c + 1) * 64] for c in (1, 2))
+    for structure in structures:
+        color = np.array(structure.color, np.uint8)
+        assert np.all(label_tile == color, axis=-1).any(), structure.label
+    heart = np.array(structures[2].color, np.uint8)
+    legend = rgb[-band // 3 :]
+    assert np.all(legend == heart, axis=-1).any()  # the legend's swatch
+    lungs_only = pred_tile[: 64 + band - band // 3]
+    assert not np.all(lungs_only == heart, axis=-1).any() and not np.all(pred_tile == RED, axis=-1).any()
+
+
 @pytest.mark.parametrize(
     ("cases", "message"),
     [
