@@ -105,6 +105,15 @@ def test_bad_modes_and_the_estimate(items, tmp_path) -> None:
         cached_dataset(items, _transform(), "disk", None)
     # 20,000 slices of 256 x 256 in float16, image and mask, with MONAI's metadata: about 7.8 GiB
     assert estimated_cache_bytes(20000, (256, 256), 1) / 2**30 == pytest.approx(7.74, abs=0.01)
+    # three structures: four one-hot target channels instead of one mask (7.32 GiB more)
+    assert estimated_cache_bytes(20000, (256, 256), 1, label_channels=4) / 2**30 == pytest.approx(15.06, abs=0.01)
+
+
+def test_the_bundles_cache_choice_counts_the_target_channels(tmp_path, bundle_workflow) -> None:
+    """The demo's three structures cache four target channels per slice: the choice between memory and disk (made
+    once, by ``cache_kind``) must count them."""
+    workflow = bundle_workflow("train", output_dir=str(tmp_path / "out"), demo_dir=str(tmp_path / "demo"))
+    assert workflow.parser.get_parsed_content("cache_kind#label_channels") == 4
 
 
 def test_training_with_the_cache_on_disk(run_bundle, tmp_path) -> None:
