@@ -278,12 +278,7 @@ def has_sides(structures: Sequence[Structure | Mapping[str, Any]]) -> bool:
     would teach it (in training) or ask it (in flip test-time augmentation) to call the left lung the right one: the
     bundles mirror only up-down for them.
     """
-    words = (set(_normal(_label(s)).split()) for s in structures)
-    return any(w & {"right", "left"} for w in words)
-
-
-def _label(structure: Structure | Mapping[str, Any]) -> str:
-    return str(structure["label"] if isinstance(structure, Mapping) else structure.label)
+    return any({"right", "left"} & set(_normal(s.label).split()) for s in structures_from_config(structures))
 
 
 def label_values(structures: Sequence[int | Structure | Mapping[str, Any]]) -> tuple[int, ...]:

@@ -37,7 +37,7 @@ from pipeline.atomic import write_json
 from pipeline.bundle import flag
 from pipeline.distributed import unwrap
 from pipeline.models.weights import expand_checkpoints, weights_names
-from pipeline.segments import structures_from_config
+from pipeline.segments import Structure, structures_from_config
 from pipeline.version import __version__
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "ModelCardError",
     "card_path",
     "card_setting",
+    "card_structures",
     "check_card",
     "network_name",
     "read_model_card",
@@ -317,6 +318,12 @@ def card_setting(card: ModelCard, name: str, default: Any) -> Any:
     A card written before structures were recorded has no ``structures``: its weights segment the one structure its
     ``segment`` describes (binary), whatever the data the config points at holds.
     """
-    if name == "structures" and card.found and card.setting(name, None) is None:
-        return [s.to_config() for s in structures_from_config(None, card.settings.get("segment"))]
+    if name == "structures" and card.found:
+        return [s.to_config() for s in card_structures(card)]
     return card.setting(name, default)
+
+
+def card_structures(card: ModelCard) -> list[Structure]:
+    """What the weights of ``card`` segment: the structures it records, or, for a card written before structures were
+    recorded, the one structure its ``segment`` describes."""
+    return structures_from_config(card.settings.get("structures"), card.settings.get("segment"))

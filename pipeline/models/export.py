@@ -36,8 +36,8 @@ from torch import nn
 
 from pipeline.atomic import atomic_output, write_json
 from pipeline.bundle import BUNDLES_DIR
-from pipeline.models.card import ModelCard
-from pipeline.models.package import card_structures, channel_def
+from pipeline.models.card import ModelCard, card_structures
+from pipeline.models.package import channel_def
 from pipeline.models.weights import FORMATS, ExportedNetwork, load_state_dict_file
 
 __all__ = ["CHANNEL_DEF", "OPSET", "export_model", "export_onnx", "export_torchscript", "max_difference"]

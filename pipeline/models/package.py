@@ -33,22 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bundle import BUNDLES_DIR
-from pipeline.models.card import ModelCard, card_path
+from pipeline.models.card import ModelCard, card_path, card_structures
 from pipeline.segments import Structure, is_binary, structures_from_config
 
-__all__ = ["card_structures", "channel_def", "package_run"]
+__all__ = ["channel_def", "package_run"]
 
 logger = logging.getLogger(__name__)
 
 _REF = re.compile(r"@(\w+)")  # the top-level id of a MONAI reference ("@validate#inferer" -> "validate")
 _ROOTS = ("imports", "initialize", "inference", "bundle_root", "device", "network_def", "model_name", "input")
 """Entries a packaged inference config keeps although nothing refers to them (MONAI runs or reads them)."""
-
-
-def card_structures(card: ModelCard) -> list[Structure]:
-    """What the weights of ``card`` segment: the structures it records, or, for a card written before structures were
-    recorded, the one structure its ``segment`` describes."""
-    return structures_from_config(card.settings.get("structures"), card.settings.get("segment"))
 
 
 def channel_def(structures: Sequence[Structure | Mapping[str, Any]]) -> dict[str, str]:
