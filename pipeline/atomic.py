@@ -182,12 +182,19 @@ class GeneratedFolder:
         )
 
     @contextmanager
-    def build(self, root: Path, params: dict[str, object]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    def build(
+        self, root: Path, params: dict[str, object], is_complete: Callable[[Path], bool]
+    ) -> Iterator[tuple[Path, dict[str, Any]]]:
         """Yield a temporary sibling folder and its marker dict; on success write the marker and move it to ``root``.
 
         ``root`` is checked before any work and again before the final rename. The caller may add entries to the
         marker (e.g. the list of files written). On an exception the temporary folder is deleted and ``root`` is
         left as it was.
+
+        The generators are deterministic, so when ``is_complete(root)`` holds by the end (another process finished
+        the same folder meanwhile), that folder is kept and the new copy discarded: a process already reading it
+        never sees it vanish. Another folder is moved aside, the new one moved in, and only then the old one deleted,
+        so ``root`` is missing only between two renames.
         """
         self.check_replaceable(root)
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -200,11 +207,14 @@ class GeneratedFolder:
             marker.update(generator=self.generator, version=self.version)
             (tmp / self.marker_name).write_text(json.dumps(marker, indent=2) + "\n")
             self.check_replaceable(root)
+            if is_complete(root):
+                logger.info("Keeping the %s in %s that another process finished meanwhile", self.what, root)
+                return
+            old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:12]}"
             if root.exists():
-                old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:12]}"
-                os.replace(root, old)  # out of the way in one step, then deleted
-                shutil.rmtree(old, ignore_errors=True)
+                os.replace(root, old)  # out of the way in one step, deleted once the new folder is in place
             os.replace(tmp, root)
+            shutil.rmtree(old, ignore_errors=True)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -210,7 +210,7 @@ def write_demo_dataset(
         "seed": seed,
         "label_maps": label_maps,
     }
-    with _FOLDER.build(root, params) as (tmp, _):
+    with _FOLDER.build(root, params, lambda r: is_complete_demo_dataset(r, **params)) as (tmp, _):
         (tmp / "images").mkdir()
         (tmp / ("labels" if label_maps else "masks")).mkdir()
         names = [f"case_{i:04d}.tif" for i in range(num_cases)]

@@ -437,7 +437,8 @@ def write_demo_study(root: str | os.PathLike, *, size: int = 256, num_slices: in
     if num_slices < 2:
         raise ValueError(f"num_slices must be at least 2, got {num_slices}")
     root = Path(root)
-    with _FOLDER.build(root, {"size": size, "num_slices": num_slices, "seed": seed}) as (tmp, marker):
+    params = {"size": size, "num_slices": num_slices, "seed": seed}
+    with _FOLDER.build(root, params, lambda r: is_complete_demo_study(r, **params)) as (tmp, marker):
         truth = _write_study_files(tmp, size, num_slices, seed)
         marker["files"] = [f"{folder}/{n}" for folder, names in _study_files(size, num_slices).items() for n in names]
         marker["truth"] = truth

@@ -37,10 +37,11 @@ def test_a_bad_value_is_named():
 
 
 @pytest.mark.parametrize("kind", ["train", "evaluate", "inference"])
-def test_cpu_defaults_leave_the_run_as_it_was(kind):
+def test_cpu_defaults_leave_the_run_as_it_was(kind, tmp_path):
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / "unet" / f"{kind}.json"))
-    parser.update({"device": "cpu"})
+    data = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, label_maps=True)
+    parser.update({"device": "cpu", "dataset_dir": str(data), "output_dir": str(tmp_path / "out")})
     assert parser.get_parsed_content("use_amp") is False
     if kind == "train":
         assert parser.get_parsed_content("use_channels_last") is False

@@ -261,6 +261,26 @@ def test_interrupted_rewrite_keeps_the_previous_dataset(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ct"]
 
 
+def test_a_folder_another_process_finished_meanwhile_is_kept(tmp_path, monkeypatch):
+    """Two runs generating the same demo folder at once (two tests, two ``torchrun`` nodes): the one that finishes
+    second keeps the first one's folder, which a run may already be reading, and throws its own copy away."""
+    root = tmp_path / "ct"
+    real = demo.synthesize_ct_slice
+    finished = {}
+
+    def synthesize(rng: np.random.Generator, size: int = 256, label_maps: bool = False) -> tuple[np.ndarray, ...]:
+        if not finished:  # the other process, while this one is still at its first slice
+            monkeypatch.setattr(demo, "synthesize_ct_slice", real)
+            write_demo_dataset(root, **SMALL)
+            finished["inode"], finished["mtimes"] = root.stat().st_ino, _mtimes(root)
+        return real(rng, size, label_maps)
+
+    monkeypatch.setattr(demo, "synthesize_ct_slice", synthesize)
+    write_demo_dataset(root, **SMALL)
+    assert finished and root.stat().st_ino == finished["inode"] and _mtimes(root) == finished["mtimes"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ct"]  # the second copy is gone
+
+
 def test_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypatch):
     user = tmp_path / "lung_ct"  # the layout of a real dataset: images/, masks/, pairs.csv
     for sub in ("images", "masks"):
