@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from pipeline.atomic import write_json
-from pipeline.bundle import flag
+from pipeline.bundle import BUNDLES_DIR, flag, repository_bundles
 from pipeline.distributed import unwrap
 from pipeline.models.weights import expand_checkpoints, weights_names
 from pipeline.segments import Structure, structures_from_config
@@ -86,6 +86,32 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_CONFIG_SIGILS = ("$", "@", "%")
+"""How a MONAI config marks an expression, a reference and a macro: a card's values never start with one."""
+
+
+def _refuse_config_syntax(value: Any, path: Path, where: str = "") -> None:
+    """Raise :class:`ModelCardError` when a card value would mean code to a MONAI config: a string that starts with
+    ``$``, ``@`` or ``%``, or a key such as ``_target_``. Card settings are written into packaged configs; a card
+    stays data however it was made."""
+    if isinstance(value, str) and value.startswith(_CONFIG_SIGILS):
+        raise ModelCardError(
+            f"{path}: field {where or 'value'!r} holds config syntax ({value[:40]!r}); a model card "
+            "holds values only, refusing it"
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = f"{where}#{key}" if where else str(key)
+            if str(key).startswith("_") and str(key).endswith("_"):
+                raise ModelCardError(
+                    f"{path}: field {name!r} is a config keyword; a model card holds values only, refusing it"
+                )
+            _refuse_config_syntax(item, path, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_config_syntax(item, path, f"{where}#{index}")
+
+
 def _show(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "))
 
@@ -131,6 +157,27 @@ class ModelCard:
     def found(self) -> bool:
         """Whether this card was read from a file (an empty card stands for weights without one)."""
         return self.source is not None
+
+    def bundle_dir(self) -> Path:
+        """The repository bundle that trained these weights: ``bundles/<model_name>``.
+
+        A card is data, however it arrived: its ``model_name`` is looked up among the repository's bundles
+        (:func:`pipeline.bundle.repository_bundles`), never joined to a path, so a card cannot point a loader at a
+        config of its writer's choosing.
+
+        Raises:
+            ModelCardError: naming the card and the field, when ``model_name`` is not one of the repository's bundles
+                (a path, a folder, a name this checkout does not have).
+        """
+        known = repository_bundles()
+        if isinstance(self.model_name, str) and self.model_name in known:
+            return BUNDLES_DIR / self.model_name
+        where = self.source or "the model card"
+        raise ModelCardError(
+            f"{where}: field 'model_name' is {self.model_name!r}, which is not one of this repository's bundles "
+            f"({', '.join(known) or 'none found'}); a card only names a bundle. To use another bundle's configs, "
+            "pass its folder yourself (Segmenter(..., bundle=<folder>), or run that bundle's inference.json)"
+        )
 
     def setting(self, name: str, default: Any) -> Any:
         """The trained value of a setting, or ``default`` when the card does not record it.
@@ -194,6 +241,7 @@ class ModelCard:
                 f"{path} is not a model card of format {FORMAT} (found {found!r}); move it away to load "
                 f"{Path(weights).name} with the bundle's settings"
             )
+        _refuse_config_syntax(obj, path)
         fields = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__ and k != "source"}
         card = cls(**fields, source=path)
         describes = card.weights in (None, Path(weights).name)  # an export (model.onnx) shares its weights' card

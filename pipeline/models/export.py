@@ -35,7 +35,6 @@ import torch
 from torch import nn
 
 from pipeline.atomic import atomic_output, write_json
-from pipeline.bundle import BUNDLES_DIR
 from pipeline.models.card import ModelCard, card_structures
 from pipeline.models.package import channel_def
 from pipeline.models.weights import FORMATS, ExportedNetwork, load_state_dict_file
@@ -135,7 +134,7 @@ def _bundle_parts(weights: Path) -> tuple[nn.Module, dict[str, Any]]:
     if not card.found:
         raise ValueError(f"{weights} has no model card (model.json beside it): export needs to know its bundle")
     parser = ConfigParser()
-    parser.read_config(str(BUNDLES_DIR / str(card.model_name) / "inference.json"))
+    parser.read_config(str(card.bundle_dir() / "inference.json"))
     parser.update({"checkpoint": str(weights), "device": "cpu"})
     network = load_state_dict_file(parser.get_parsed_content("network_def"), weights).eval()
     settings = {k: parser.get_parsed_content(k) for k in ("spatial_size", "in_channels")}

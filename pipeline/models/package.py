@@ -199,7 +199,7 @@ def package_run(run_dir: str | Path, out: str | Path, torchscript: bool = True) 
         raise ValueError(f"{weights} has no model card (model.json beside it): only a training run's weights package")
     if out.exists():
         raise FileExistsError(f"{out} exists: give a new folder")
-    bundle = str(card.model_name)
+    bundle = card.bundle_dir().name
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
