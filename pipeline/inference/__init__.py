@@ -3,7 +3,7 @@ hand the results to the writers; :class:`Segmenter` does the same for a Python s
 
 from pipeline.inference.ensemble import FLIPS, EnsembleInferer
 from pipeline.inference.inputs import PROJECTION_MODALITIES, ImageInput, InferenceInputs, find_inputs
-from pipeline.inference.predictor import SlicePredictor
+from pipeline.inference.predictor import NonFiniteOutputError, SlicePredictor
 from pipeline.inference.runner import InferenceError, InferenceRunner
 from pipeline.inference.segmenter import Segmenter, SeriesResult
 
@@ -15,6 +15,7 @@ __all__ = [
     "InferenceError",
     "InferenceInputs",
     "InferenceRunner",
+    "NonFiniteOutputError",
     "Segmenter",
     "SeriesResult",
     "SlicePredictor",

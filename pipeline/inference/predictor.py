@@ -21,9 +21,26 @@ from torch import nn
 
 from pipeline.inference.cpu_convolutions import CPU_CONVOLUTIONS, NativeCPUConvolutions
 
-__all__ = ["SlicePredictor"]
+__all__ = ["NonFiniteOutputError", "SlicePredictor"]
 
 logger = logging.getLogger("pipeline.inference")
+
+
+class NonFiniteOutputError(ValueError):
+    """The network gave NaN or infinite outputs: no mask made from them would mean anything."""
+
+
+def _check_finite(logits: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteOutputError` when ``logits`` hold a NaN or an infinity (a mask thresholded from them
+    would look like a confident, empty result)."""
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteOutputError(
+            f"the model's output holds {bad} NaN or infinite values of {logits.numel()}: the weights are broken (for "
+            "example a normalisation layer with a negative running variance) or were saved from a diverged run; "
+            "nothing is written from it. Use weights from a healthy run."
+        )
 
 
 class SlicePredictor:
@@ -85,16 +102,19 @@ class SlicePredictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.forward_seconds += time.perf_counter() - start
+        _check_finite(logits)
         return logits.float()
 
     def check_input(self, items: Sequence[dict[str, Any]]) -> None:
-        """Run one preprocessed item through the network, so that a size or channel mismatch fails before a run.
+        """Run one preprocessed item through the network, so that a size or channel mismatch, or weights that give
+        NaN, fail before a run.
 
         Args:
             items: at least one item as passed to ``__call__``.
 
         Raises:
             ValueError: the network cannot take the preprocessed image (its message says what it needs).
+            NonFiniteOutputError: the network's output for it holds NaN or infinite values.
         """
         image = self.preprocessing(dict(items[0]))["image"]
         with torch.inference_mode():

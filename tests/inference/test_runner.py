@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 from torch import nn
 
 from pipeline.demo.study import write_ct_series
-from pipeline.inference import InferenceError, InferenceRunner, SlicePredictor
+from pipeline.inference import InferenceError, InferenceRunner, NonFiniteOutputError, SlicePredictor
 from pipeline.outputs import read_dicom_seg, run_dciodvfy
 from pipeline.transforms import AdjustChannelsd, ScaleIntensityForModalityd, VolumeCleanup
 
@@ -454,3 +454,49 @@ def test_overlapped_run_equals_the_stages_in_turn(tmp_path: Path) -> None:
             assert {"read_s", "preprocess_s", "predict_s", "restore_s", "postprocess_s", "total_s"} <= set(
                 reports[1]["timings"]
             )
+
+
+class BrokenWhereBright(BrightRegion):
+    """Finite weights whose output is NaN wherever the windowed image saturates (HU >= 400), as a diverged model's
+    is on inputs it was not trained for."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 1.0, torch.nan, super().forward(x))
+
+
+def test_weights_that_give_nan_fail_before_any_output(tmp_path):
+    """A normalisation layer with a negative running variance: finite weights, NaN logits. The run stops at the
+    up-front check with a message that says so, and writes no mask, SEG or summary that could read as a result."""
+    predictor = _predictor()
+    norm = nn.BatchNorm2d(1).eval()
+    norm.running_var.fill_(-1.0)
+    predictor.network = nn.Sequential(BrightRegion(), norm).eval()
+    _series(tmp_path / "study", _phantom(3), 1, generate_uid())
+    with pytest.raises(NonFiniteOutputError, match=r"NaN or infinite values .* the weights are broken"):
+        InferenceRunner(predictor, tmp_path / "study", tmp_path / "out").run()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def test_nan_outputs_fail_that_input_alone(tmp_path):
+    """NaN for one series and one image (never "ok" with an empty mask); the others are written as usual."""
+    predictor = _predictor()
+    predictor.network = BrokenWhereBright()
+    study_uid = generate_uid()
+    healthy = _phantom(3)
+    saturated = _phantom(3)
+    saturated[:, 20:24, 20:24] = 3000.0
+    _series(tmp_path / "in" / "study" / "1", healthy, 1, study_uid)
+    _series(tmp_path / "in" / "study" / "2", saturated, 2, study_uid)
+    (tmp_path / "in" / "images").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "images" / "fine.tif", healthy[0].astype(np.int16))
+    tifffile.imwrite(tmp_path / "in" / "images" / "saturated.tif", saturated[0].astype(np.int16))
+    with pytest.raises(InferenceError, match="2 of 4 inputs failed"):
+        InferenceRunner(predictor, tmp_path / "in", tmp_path / "out").run()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    status = {r["input"]: (r["status"], r.get("error", "")) for r in summary["inputs"]}
+    failed = {name for name, (s, error) in status.items() if s == "failed" and "NaN or infinite" in error}
+    assert len(status) == 4 and len(failed) == 2, status
+    assert {name.split("_")[1] for name in failed} == {"s002", "saturated"}
+    assert len(list((tmp_path / "out").rglob("seg.dcm"))) == 1
+    assert len(list((tmp_path / "out").rglob("*_fine_mask.*"))) == 1
+    assert not list((tmp_path / "out").rglob("*_saturated_mask.*"))
