@@ -26,12 +26,14 @@ __all__ = [
     "BUNDLES_DIR",
     "autocast_kwargs",
     "bundle_root",
+    "check_device",
     "check_settings",
     "default_device",
     "engine_log",
     "flag",
     "gpu_flag",
     "place",
+    "repository_bundles",
     "set_cudnn_benchmark",
     "terminal",
     "to_kwargs",
@@ -66,6 +68,16 @@ def bundle_root(name: str) -> str:
             f"holds the '{name}' bundle. Pass --bundle_root <folder of the bundle's configs>."
         )
     return str(root)
+
+
+def repository_bundles() -> list[str]:
+    """The names of the repository's bundles: the folders of ``bundles/`` that hold an ``inference.json``.
+
+    A model card names the bundle that trained it by one of these names; nothing else it says becomes a path.
+    """
+    if not BUNDLES_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "inference.json").is_file())
 
 
 def flag(value: object, name: str) -> bool:
@@ -214,6 +226,33 @@ def place(network: nn.Module, device: str | torch.device, channels_last: bool = 
     if channels_last:
         return network.to(device=device, memory_format=torch.channels_last)
     return network.to(device)
+
+
+def check_device(value: str | torch.device) -> torch.device:
+    """``value`` as a device this machine has, or a one-line refusal.
+
+    Args:
+        value: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... as typed after ``--device``.
+
+    Raises:
+        ValueError: naming the value, when torch does not know it, or it names a CUDA device this machine lacks
+            (torch would fail deep inside the first model call, or abort the process).
+    """
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {value!r} is not a device: use cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {value} asks for CUDA, but this machine has no CUDA device: use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {value}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif device.type not in ("cpu", "mps", "xpu"):
+        raise ValueError(f"--device {value}: the pipeline runs on cpu or cuda")
+    return device
 
 
 def default_device() -> torch.device:

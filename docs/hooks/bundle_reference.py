@@ -1,7 +1,7 @@
 """MkDocs hook: the bundle reference page, generated from the bundles' configs when the site is built.
 
 Every top-level id of every generated config (``bundles/<bundle>/train.json``, ``evaluate.json``, ``inference.json``)
-must have a meaning in ``docs/reference/bundle_ids.yaml`` or be listed there as internal wiring, and every id that file
+must have a meaning in ``bundles/bundle_ids.yaml`` or be listed there as internal wiring, and every id that file
 names must be in some config. The build fails otherwise, and ``tests/test_docs.py`` runs the same check without MkDocs,
 so the reference cannot drift from the configs. The page shows each id's default as the config writes it.
 """
@@ -32,7 +32,7 @@ __all__ = [
 WORKFLOWS = ("train", "evaluate", "inference")
 """The generated configs of each bundle, by file stem."""
 
-MEANINGS_FILE = Path("docs/reference/bundle_ids.yaml")
+MEANINGS_FILE = Path("bundles/bundle_ids.yaml")
 """The one home of the ids' meanings, relative to the repository root."""
 
 PAGE = "reference/bundle.md"
@@ -82,7 +82,7 @@ def read_bundle_ids(path: str | Path) -> BundleIds:
     """Read the meanings file.
 
     Args:
-        path: ``docs/reference/bundle_ids.yaml``: ``sections`` (title -> {id: meaning}) and ``internal`` (a list).
+        path: ``bundles/bundle_ids.yaml``: ``sections`` (title -> {id: meaning}) and ``internal`` (a list).
 
     Returns:
         Its :class:`BundleIds`.

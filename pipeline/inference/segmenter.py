@@ -31,7 +31,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd
 
-from pipeline.bundle import BUNDLES_DIR
+from pipeline.bundle import BUNDLES_DIR, check_device, repository_bundles
 from pipeline.errors import root_cause
 from pipeline.inference.inputs import find_inputs
 from pipeline.inference.predictor import SlicePredictor
@@ -40,6 +40,7 @@ from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
 from pipeline.io.nifti_slice import load_nifti_volume, nifti_depth
 from pipeline.io.readers import NIFTI_SUFFIXES, file_suffix
 from pipeline.models.card import ModelCard, card_path
+from pipeline.overrides import UnknownOverrideError, unknown_ids
 from pipeline.segments import Structure
 
 __all__ = ["Segmenter", "SeriesResult"]
@@ -76,7 +77,10 @@ class Segmenter:
             ``volume_keep_largest=1``). A setting that contradicts the model card is refused, as in the bundle.
 
     Raises:
-        ValueError: weights without a model card and no ``bundle``; an override that contradicts the card.
+        ValueError: weights without a model card and no ``bundle``; an override that contradicts the card or that
+            is not an id of the bundle's config (:class:`~pipeline.overrides.UnknownOverrideError`); a device this
+            machine does not have.
+        ModelCardError: a card that names anything but a repository bundle, or holds config syntax.
     """
 
     def __init__(
@@ -96,17 +100,28 @@ class Segmenter:
                     f"{self.weights} has no model card ({card_path(self.weights).name}): pass bundle='cenet' (or the "
                     "bundle that trained it)"
                 )
-            bundle = card.model_name
-        folder = Path(bundle) if Path(bundle).is_dir() else BUNDLES_DIR / str(bundle)
+            folder = card.bundle_dir()
+        elif Path(bundle).is_dir():
+            folder = Path(bundle)
+        elif str(bundle) in repository_bundles():
+            folder = BUNDLES_DIR / str(bundle)
+        else:
+            raise FileNotFoundError(
+                f"bundle {str(bundle)!r} is neither a folder nor one of this repository's bundles "
+                f"({', '.join(repository_bundles())})"
+            )
         config = folder / "configs" / "inference.json"
         if not config.is_file():
             config = folder / "inference.json"
         if not config.is_file():
             raise FileNotFoundError(f"No bundle config at {config}.")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.parser = ConfigParser()
         self.parser.read_config(str(config))
         self.parser.read_meta(str(config.parent / "metadata.json"))
+        unknown = unknown_ids(overrides, self.parser.config)
+        if unknown:
+            raise UnknownOverrideError(f"{', '.join(unknown)}: not a setting of {config}; it would be ignored")
         # ``input`` only satisfies the runner's constructor: nothing is read from it, and nothing is written
         settings = {"checkpoint": str(self.weights), "device": str(device), "input": "."}
         if config.parent.name == "configs":  # a shared bundle: its paths are relative to its folder
