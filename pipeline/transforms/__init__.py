@@ -2,8 +2,9 @@
 
 Logic lives in :mod:`pipeline.transforms.array`, the ``...d`` dictionary wrappers in
 :mod:`pipeline.transforms.dictionary`, mask value helpers in :mod:`pipeline.transforms.mask_values`, clean-up after
-thresholding in :mod:`pipeline.transforms.cleanup`. Resizing and augmentation
-use MONAI's transforms directly (see the :mod:`pipeline.transforms.array` docstring for the recipe).
+thresholding in :mod:`pipeline.transforms.cleanup`. Resizing is MONAI's, with an area-mean shrink first for very
+large images (:mod:`pipeline.transforms.bounded_resize`); augmentation uses MONAI's transforms directly (see the
+:mod:`pipeline.transforms.array` docstring for the recipe).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipeline.transforms.array import (
     ScaleIntensityForModality,
     ScaleIntensityNonCT,
 )
+from pipeline.transforms.bounded_resize import BoundedResize, BoundedResized
 from pipeline.transforms.cleanup import VolumeCleanup, fill_slice_holes, mask_cleanup
 from pipeline.transforms.dictionary import (
     AdjustChannelsd,
@@ -50,6 +52,8 @@ __all__ = [
     "AfterCache",
     "BinarizeMask",
     "BinarizeMaskd",
+    "BoundedResize",
+    "BoundedResized",
     "CTWindow",
     "CTWindowd",
     "ChannelsToLabels",
