@@ -29,7 +29,15 @@ from typing import Any
 
 from pipeline.bundle import check_device
 
-__all__ = ["IDS_FILE", "UnknownOverrideError", "check_overrides", "command_line_overrides", "help_text", "unknown_ids"]
+__all__ = [
+    "IDS_FILE",
+    "UnknownOverrideError",
+    "check_overrides",
+    "command_line_overrides",
+    "help_text",
+    "is_bundle_command",
+    "unknown_ids",
+]
 
 IDS_FILE = Path(__file__).resolve().parents[1] / "bundles" / "bundle_ids.yaml"
 """The meanings of the bundles' ids: the one file the documentation and ``--help`` read."""
@@ -50,8 +58,13 @@ class UnknownOverrideError(ValueError):
     """An override names an id the config does not have."""
 
 
-def _is_bundle_command(argv: Sequence[str]) -> bool:
-    """Whether this process is ``python -m monai.bundle`` (directly or under ``torchrun``)."""
+def is_bundle_command(argv: Sequence[str] | None = None) -> bool:
+    """Whether this process is ``python -m monai.bundle`` (directly or under ``torchrun``).
+
+    Args:
+        argv: a command line; default ``sys.argv``.
+    """
+    argv = sys.argv if argv is None else argv
     return bool(argv) and Path(argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py")
 
 
@@ -189,7 +202,7 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
             unknown override with the closest ids.
     """
     argv = list(sys.argv if argv is None else argv)
-    if not _is_bundle_command(argv):
+    if not is_bundle_command(argv):
         return
     given = command_line_overrides(argv[1:])
     files = _config_files(given.get("config_file", ""))

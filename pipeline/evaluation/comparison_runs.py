@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.inference.input_fit import EXIT_FLAGGED
 from pipeline.training.run_folders import latest_checkpoint, latest_link
 
 __all__ = ["PLAIN", "RESERVED_ARGS", "RunResult", "default_variants", "run_bundle"]
@@ -147,7 +148,7 @@ def _execute(
     start = time.perf_counter()
     with log.open("w") as f:
         result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ}, check=False)
-    if result.returncode != 0 or not done.exists():
+    if result.returncode not in (0, EXIT_FLAGGED) or not done.exists():  # flagged results are results
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
         raise RuntimeError(f"{what} failed (exit code {result.returncode}); the end of {log}:\n{tail}")
     # digested after the run: a dataset the run generated (the demo data) counts as it is now

@@ -2,12 +2,14 @@
 hand the results to the writers; :class:`Segmenter` does the same for a Python script."""
 
 from pipeline.inference.ensemble import FLIPS, EnsembleInferer
+from pipeline.inference.input_fit import EXIT_FLAGGED, InputFit, InputFitError
 from pipeline.inference.inputs import PROJECTION_MODALITIES, ImageInput, InferenceInputs, find_inputs
 from pipeline.inference.predictor import NonFiniteOutputError, SlicePredictor
-from pipeline.inference.runner import InferenceError, InferenceRunner
+from pipeline.inference.runner import InferenceError, InferenceRunner, exit_status
 from pipeline.inference.segmenter import Segmenter, SeriesResult
 
 __all__ = [
+    "EXIT_FLAGGED",
     "FLIPS",
     "PROJECTION_MODALITIES",
     "EnsembleInferer",
@@ -15,9 +17,12 @@ __all__ = [
     "InferenceError",
     "InferenceInputs",
     "InferenceRunner",
+    "InputFit",
+    "InputFitError",
     "NonFiniteOutputError",
     "Segmenter",
     "SeriesResult",
     "SlicePredictor",
+    "exit_status",
     "find_inputs",
 ]

@@ -30,6 +30,7 @@ import torch
 from monai.data import MetaTensor, NibabelReader
 
 from pipeline import distributed
+from pipeline.inference.input_fit import EXIT_FLAGGED, InputFit, quality
 from pipeline.inference.inputs import ImageInput, InferenceInputs, find_inputs
 from pipeline.inference.overlap import InOrder, read_ahead, stage_executor
 from pipeline.inference.predictor import SlicePredictor
@@ -41,10 +42,11 @@ from pipeline.io.readers import MAX_SLICE_PIXELS
 from pipeline.models.weights import weights_names
 from pipeline.outputs.measurements import mask_measurements
 from pipeline.outputs.writers import InferenceWriter
+from pipeline.overrides import is_bundle_command
 from pipeline.segments import SegmentDescription, Structure, structures_from_config
 from pipeline.transforms.cleanup import VolumeCleanup
 
-__all__ = ["InferenceError", "InferenceRunner"]
+__all__ = ["InferenceError", "InferenceRunner", "exit_status"]
 
 logger = logging.getLogger("pipeline.inference")
 
@@ -62,6 +64,7 @@ class _SeriesWork:
     batches: list[dict[str, Any]] = field(default_factory=list)
     mask: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
 
 
 class InferenceRunner:
@@ -95,6 +98,9 @@ class InferenceRunner:
         shard: ``(rank, number of processes)`` when several processes split the inputs
             (``bundles/common/multi_gpu_inference.json``, :func:`pipeline.distributed.shard`): each segments its share
             (:meth:`InferenceInputs.shard`), and process 0 writes one ``summary.json`` for all, in input order.
+        input_fit: what the model was trained on (:class:`~pipeline.inference.input_fit.InputFit`): each input is
+            checked against it before the model runs (refused, or flagged), and each result after; default the
+            checks that need no training figures.
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class InferenceRunner:
         max_pixels: int | None = MAX_SLICE_PIXELS,
         overlap: bool | None = None,
         shard: tuple[int, int] | None = None,
+        input_fit: InputFit | None = None,
     ) -> None:
         if input is None or str(input) == "":
             raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
@@ -144,6 +151,7 @@ class InferenceRunner:
         if shard is not None and not 0 <= shard[0] < shard[1]:
             raise ValueError(f"shard {shard[0]} of {shard[1]}: the rank must be in 0..{shard[1] - 1}")
         self.shard = tuple(shard) if shard is not None else None
+        self.input_fit = input_fit if input_fit is not None else InputFit()
 
     # ---------------------------------------------------------------------------------------------------- series
     # A series goes through three stages, each timed into its report: ``_read_series`` (files, then preprocessing,
@@ -154,6 +162,7 @@ class InferenceRunner:
     def _read_series(self, series: DicomSeries) -> _SeriesWork:
         tick = time.perf_counter()
         work = _SeriesWork(load_series_volume(series))
+        work.flags = self.input_fit.check(series.label, work.volume.array, volume=True)
         work.timings["read_s"] = time.perf_counter() - tick
         work.batches = self._prepare(work.volume)
         work.timings["preprocess_s"] = time.perf_counter() - tick - work.timings["read_s"]
@@ -188,6 +197,7 @@ class InferenceRunner:
             mask, cleanup = self.volume_cleanup(mask, volume.spacing)
             work.timings["postprocess_s"] = time.perf_counter() - tick
         measured = mask_measurements(mask, volume.spacing, self.structures)
+        flags = work.flags + self.input_fit.check_result((mask > 0).mean(axis=(1, 2)))
         report = {
             "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
             "segment": ", ".join(s.label for s in self.structures),
@@ -202,7 +212,7 @@ class InferenceRunner:
                 {**after, "volume_before_postprocessing_ml": before["volume_ml"]}
                 for after, before in zip(measured["structures"], predicted["structures"], strict=True)
             ]
-        return mask, {**report, "timings": work.timings}
+        return mask, {**report, "quality": quality(flags), "timings": work.timings}
 
     def segment_volume(self, volume: SeriesVolume) -> tuple[np.ndarray, dict[str, Any]]:
         """Predict every slice of a series and clean the mask in 3D; nothing is written.
@@ -218,6 +228,7 @@ class InferenceRunner:
         """
         work = _SeriesWork(volume)
         tick = time.perf_counter()
+        work.flags = self.input_fit.check(_volume_name(volume), volume.array, volume=True)
         work.batches = self._prepare(volume)
         work.timings["preprocess_s"] = time.perf_counter() - tick
         return self._finish_series(self._infer_series(work))
@@ -234,6 +245,7 @@ class InferenceRunner:
     def _read_volume(self, image: ImageInput) -> _SeriesWork:
         tick = time.perf_counter()
         work = _SeriesWork(load_nifti_volume(image.path, self._nifti_reader, self.loader.max_pixels))
+        work.flags = self.input_fit.check(image.name, work.volume.array, volume=True)
         work.timings["read_s"] = time.perf_counter() - tick
         work.batches = self._prepare(work.volume)
         work.timings["preprocess_s"] = time.perf_counter() - tick - work.timings["read_s"]
@@ -251,7 +263,7 @@ class InferenceRunner:
             {
                 "input": image.name,
                 "kind": "nifti volume",
-                "status": "ok",
+                **_status(image.name, report["quality"]),
                 "num_slices": report["num_slices"],
                 "segmented_volume_ml": report["segmented_volume_ml"],
                 "seconds": report["timings"]["total_s"],
@@ -272,7 +284,7 @@ class InferenceRunner:
             {
                 "input": series.label,
                 "kind": "dicom series",
-                "status": "ok",
+                **_status(series.label, report["quality"]),
                 "series_instance_uid": series.series_uid,
                 "num_slices": report["num_slices"],
                 "segmented_volume_ml": report["segmented_volume_ml"],
@@ -284,7 +296,7 @@ class InferenceRunner:
         ]
 
     # ---------------------------------------------------------------------------------------------------- images
-    def _load_image(self, image: ImageInput) -> MetaTensor:
+    def _load_image(self, image: ImageInput) -> tuple[MetaTensor, list[str]]:
         array = self.loader(image.path)
         height, width = array.shape[-2:]
         if min(height, width) < self.min_image_size:
@@ -298,18 +310,19 @@ class InferenceRunner:
                 f"{image.path.name}: {bad} of {array.numel()} pixel values are NaN or infinite; nothing can be "
                 "segmented from them. Fix or re-export the image."
             )
-        return array
+        return array, self.input_fit.check(image.path.name, array)
 
-    def _read_images(self, images: Sequence[ImageInput]) -> list[tuple[ImageInput, MetaTensor | Exception]]:
-        """Load a batch of images; an image that cannot be loaded comes back with its error instead."""
-        loaded: list[tuple[ImageInput, MetaTensor | Exception]] = []
+    def _read_images(self, images: Sequence[ImageInput]) -> list[tuple[ImageInput, MetaTensor | Exception, list[str]]]:
+        """Load a batch of images, each with its input flags; an image that cannot be loaded (or is refused) comes
+        back with its error instead."""
+        loaded: list[tuple[ImageInput, MetaTensor | Exception, list[str]]] = []
         for image in images:
             try:
-                loaded.append((image, self._load_image(image)))
+                loaded.append((image, *self._load_image(image)))
             except MemoryError:
                 raise
             except Exception as e:
-                loaded.append((image, e))
+                loaded.append((image, e, []))
         return loaded
 
     def _predict_images(self, arrays: list[MetaTensor]) -> list[torch.Tensor | Exception]:
@@ -332,11 +345,13 @@ class InferenceRunner:
         return outcomes
 
     def _image_outputs(
-        self, outcomes: list[tuple[ImageInput, MetaTensor | Exception, torch.Tensor | Exception | None]], seconds: float
+        self,
+        outcomes: list[tuple[ImageInput, MetaTensor | Exception, torch.Tensor | Exception | None, list[str]]],
+        seconds: float,
     ) -> list[dict[str, Any]]:
         """The writer's job for a batch of images: masks and overlays, and one record per image, in order."""
         records = []
-        for image, array, pred in outcomes:
+        for image, array, pred, flags in outcomes:
             error = array if isinstance(array, Exception) else pred if isinstance(pred, Exception) else None
             if error is None:
                 try:
@@ -348,7 +363,9 @@ class InferenceRunner:
             if error is not None:
                 records.append(_failure(image.name, "image", error, image.path))
                 continue
-            records.append({"input": image.name, "kind": "image", "status": "ok", **record, "seconds": seconds})
+            flags = flags + self.input_fit.check_result(float((pred > 0).float().mean()))
+            status = _status(image.name, quality(flags))
+            records.append({"input": image.name, "kind": "image", **status, **record, "seconds": seconds})
             logger.info("%s: %d foreground pixels -> %s", image.name, record["area_px"], record["outputs"][0])
         return records
 
@@ -357,12 +374,13 @@ class InferenceRunner:
         batches = [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
         for _, read in read_ahead(reader, self._read_images, batches):
             loaded = read.result()
-            arrays = [array for _, array in loaded if not isinstance(array, Exception)]
+            arrays = [array for _, array, _ in loaded if not isinstance(array, Exception)]
             tick = time.perf_counter()
             predictions = iter(self._predict_images(arrays) if arrays else [])
             seconds = (time.perf_counter() - tick) / max(len(arrays), 1)
             outcomes = [
-                (image, array, None if isinstance(array, Exception) else next(predictions)) for image, array in loaded
+                (image, array, None if isinstance(array, Exception) else next(predictions), flags)
+                for image, array, flags in loaded
             ]
             outputs.submit(self._image_outputs, outcomes, seconds)
 
@@ -438,6 +456,7 @@ class InferenceRunner:
 
     def _write_summary(self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float) -> dict[str, Any]:
         failed = [r for r in records if r["status"] == "failed"]
+        flagged = [r for r in records if r["status"] == "flagged"]
         summary = {
             "model": self.writer.model,
             "inputs": records,
@@ -445,7 +464,8 @@ class InferenceRunner:
                 {"input": s.label, "series_instance_uid": s.series_uid, "reason": why} for s, why in inputs.rejected
             ],
             "skipped_files": [{"file": f.path.name, "reason": f.reason} for f in inputs.skipped],
-            "num_ok": len(records) - len(failed),
+            "num_ok": len(records) - len(failed) - len(flagged),
+            "num_flagged": len(flagged),
             "num_failed": len(failed),
             "wall_time_s": round(time.perf_counter() - start, 3),
             "processes": 1 if self.shard is None else self.shard[1],
@@ -454,8 +474,10 @@ class InferenceRunner:
             return summary  # process 0 writes it
         self.writer.write_summary(summary)
         logger.info(
-            "inference done: %d ok, %d failed, %d series not selected, %d files skipped in %.1f s; summary.json in %s",
+            "inference done: %d ok, %d flagged, %d failed, %d series not selected, %d files skipped in %.1f s; "
+            "summary.json in %s",
             summary["num_ok"],
+            len(flagged),
             len(failed),
             len(inputs.rejected),
             len(inputs.skipped),
@@ -476,6 +498,39 @@ def _check_writable(output_dir: Path) -> None:
             f"cannot write to the output folder {output_dir} ({e.strerror or type(e).__name__}); "
             "pass --output_dir <a folder you can write to>"
         ) from e
+
+
+def _volume_name(volume: SeriesVolume | NiftiVolume) -> str:
+    """How messages name a series or volume given in memory: its series label, or "the volume"."""
+    series = getattr(volume, "series", None)
+    return series.label if series is not None else Path(getattr(volume, "path", "the volume")).name
+
+
+def _status(name: str, quality: Mapping[str, Any]) -> dict[str, Any]:
+    """A written input's summary status: ``ok``, or ``flagged`` with its reasons (also logged)."""
+    if quality["status"] == "ok":
+        return {"status": "ok"}
+    logger.warning("%s: flagged: %s", name, "; ".join(quality["flags"]))
+    return {"status": "flagged", "flags": list(quality["flags"])}
+
+
+def exit_status(summary: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The bundle command's last step: exit with :data:`~pipeline.inference.input_fit.EXIT_FLAGGED` when an input
+    is flagged (failures have already raised :class:`InferenceError`, status 1). Python callers read the summary.
+
+    Returns:
+        ``summary``, when nothing is flagged or the process is not the bundle command.
+    """
+    if summary.get("num_flagged") and is_bundle_command():
+        logger.warning(
+            "%d of %d inputs are flagged (written, but unlike the training data or results; see summary.json): "
+            "exit status %d",
+            summary["num_flagged"],
+            len(summary.get("inputs", [])),
+            EXIT_FLAGGED,
+        )
+        raise SystemExit(EXIT_FLAGGED)
+    return summary
 
 
 def _failure(name: str, kind: str, error: Exception, path: Path) -> dict[str, Any]:

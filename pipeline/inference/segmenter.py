@@ -20,6 +20,7 @@ several structures, :attr:`Segmenter.structures`); nothing is written to disk::
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ from pipeline.overrides import UnknownOverrideError, unknown_ids
 from pipeline.segments import Structure
 
 __all__ = ["Segmenter", "SeriesResult"]
+
+logger = logging.getLogger("pipeline.inference")
 
 
 @dataclass
@@ -222,6 +225,9 @@ class Segmenter:
             raise ValueError(f"predict takes an (H, W) or (C, H, W) image, got shape {tuple(array.shape)}")
         if not bool(torch.isfinite(array).all()):
             raise ValueError("the image holds NaN or infinite values; nothing can be segmented from them")
+        name = Path(image).name if isinstance(image, (str, os.PathLike)) else "the image"
+        for reason in self.runner.input_fit.check(name, array):
+            logger.warning("%s: flagged: %s", name, reason)
         return array
 
     def predict_series(self, folder: str | os.PathLike) -> SeriesResult:

@@ -132,11 +132,15 @@ class DatasetReport:
         foreground_fraction: mean share of foreground pixels over the readable masks (any structure).
         images: value range and channels over the readable images, or ``None`` when none was readable.
         structure_fractions: with several structures, each one's mean share of the pixels, by label value.
+        foreground_range: the smallest and largest share of foreground pixels of one mask, or ``None``.
+        empty_masks: how many readable masks hold no foreground.
     """
 
     num_pairs: int
     findings: list[Finding] = field(default_factory=list)
     foreground_fraction: float = float("nan")
+    foreground_range: tuple[float, float] | None = None
+    empty_masks: int = 0
     structure_fractions: dict[int, float] = field(default_factory=dict)
     images: ImageStats | None = None
     moments: list[ImageMoments] = field(default_factory=list)
@@ -150,7 +154,8 @@ class DatasetReport:
         Returns:
             ``{"pairs", "splits", "height", "width" ({"min", "median", "max"} pixels), "channels", "intensity"
             ({"min", "max", "mean", "std", "whole_numbers"} over every pixel of the readable images),
-            "foreground_fraction"}``.
+            "foreground_fraction", "foreground_range" ([min, max] share of one mask), "empty_masks" (a count)}``,
+            which inference compares its inputs and results with (:class:`pipeline.inference.InputFit`).
         """
         out: dict[str, Any] = {"pairs": self.num_pairs, "splits": {k: len(v) for k, v in (splits or {}).items()}}
         if self.moments:
@@ -167,6 +172,9 @@ class DatasetReport:
                 {"min": self.images.minimum, "max": self.images.maximum, "whole_numbers": self.images.whole_numbers}
             )
         out["foreground_fraction"] = None if np.isnan(self.foreground_fraction) else self.foreground_fraction
+        if self.foreground_range is not None:
+            out["foreground_range"] = list(self.foreground_range)
+            out["empty_masks"] = self.empty_masks
         if self.structure_fractions:
             out["structure_fractions"] = {str(v): f for v, f in self.structure_fractions.items()}
         return out
@@ -342,6 +350,8 @@ def check_dataset(
             fractions.append(fraction)
     if fractions:
         report.foreground_fraction = float(np.mean(fractions))
+        report.foreground_range = (float(np.min(fractions)), float(np.max(fractions)))
+        report.empty_masks = sum(1 for f in fractions if f == 0)
     if per_structure:
         report.structure_fractions = {v: float(np.mean([f[v] for f in per_structure])) for v in values or ()}
     report.images = ImageStats.merge([stats for _, _, stats, _ in results if stats is not None])

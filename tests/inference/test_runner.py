@@ -196,7 +196,9 @@ def test_images_folder_with_bad_files(tmp_path):
     picture[10:30, 5:25] = 300
     Image.fromarray(picture.astype(np.int32)).save(images / "Doe^Jane 12345" / "good.tif")
     Image.fromarray(picture.astype(np.int32)).save(images / "good.tif")
-    Image.fromarray(np.zeros((40, 48), np.uint8)).save(images / "good.png")  # same stem: must not overwrite
+    dark = np.zeros((40, 48), np.uint8)
+    dark[5:10, 5:10] = 1  # not constant (a constant image is refused): a dark 8-bit picture, nothing above -300 HU
+    Image.fromarray(dark).save(images / "good.png")  # same stem: must not overwrite
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / "tiny.png")
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
 
