@@ -21,18 +21,26 @@ from pipeline.atomic import atomic_output
 from pipeline.bundle import flag
 from pipeline.distributed import from_rank0
 
+try:
+    import fcntl
+except ImportError:  # Windows: run folders are not locked
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "DONE",
     "FAILED",
     "FINISHED",
     "INTERRUPTED",
     "LATEST",
+    "LOCK_NAME",
     "RUNNING",
     "RUNS",
     "STOPPED_EARLY",
+    "RunInUseError",
     "default_output_dir",
     "latest_checkpoint",
     "latest_link",
+    "lock_run_dir",
     "new_run_dir",
     "open_run_dir",
     "point_latest",
@@ -147,15 +155,65 @@ def default_output_dir(model_name: str, fold: int | None = None) -> str:
 
 def open_run_dir(output_dir: str | os.PathLike, resume: object = False) -> str:
     """The training run's folder: a new one (:func:`new_run_dir`), or with ``resume`` the newest unfinished one
-    (:func:`resume_run_dir`). Process 0 chooses; every process of a ``torchrun`` gets its choice.
+    (:func:`resume_run_dir`), locked for this process (:func:`lock_run_dir`). Process 0 chooses; every process of a
+    ``torchrun`` gets its choice.
 
     Args:
         output_dir: the bundle's output folder.
         resume: the ``--resume`` setting (see :func:`pipeline.bundle.flag`).
+
+    Raises:
+        RunInUseError: ``--resume`` found a run that another process is still training.
     """
     if flag(resume, "resume"):
-        return from_rank0(lambda: resume_run_dir(output_dir))
-    return from_rank0(lambda: new_run_dir(output_dir))
+        return from_rank0(lambda: lock_run_dir(resume_run_dir(output_dir)))
+    return from_rank0(lambda: lock_run_dir(new_run_dir(output_dir)))
+
+
+class RunInUseError(RuntimeError):
+    """A run folder is locked by another training process."""
+
+
+LOCK_NAME = ".lock"
+"""The lock file of a run folder, held (``flock``) by the process training in it, which it names."""
+
+_HELD: dict[str, int] = {}  # run folder -> the open lock file, held until the process ends
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> str:
+    """Lock ``run_dir`` for this process until it ends, so that no second process trains into it.
+
+    The lock is an exclusive ``flock`` on ``<run_dir>/.lock``, which the operating system releases when the process
+    ends however it ends (a crash or ``kill -9`` leaves no stale lock). The file records the holder's process id
+    and start time for the refusal message. Where ``flock`` does not exist (Windows), nothing is locked.
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        ``run_dir``, as a string.
+
+    Raises:
+        RunInUseError: another process holds it; the message gives that process and when it started.
+    """
+    key = os.path.realpath(run_dir)
+    if fcntl is None or key in _HELD:
+        return str(run_dir)
+    fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that recorded nothing"
+        os.close(fd)
+        raise RunInUseError(
+            f"{run_dir} is being trained by another process ({holder}); two processes would write one run folder. "
+            "Wait for it to end (or stop it) before --resume, or train a new run without --resume."
+        ) from None
+    os.ftruncate(fd, 0)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
+    os.write(fd, f"process {os.getpid()}, started {started}".encode())
+    _HELD[key] = fd
+    return str(run_dir)
 
 
 def run_name(run_dir: str | os.PathLike) -> str:

@@ -344,11 +344,31 @@ class TrainingReport:
         return summary
 
     def _write_summary(self, engine: Engine, status: str, **extra: object) -> dict:
-        """Write ``summary.json`` atomically: a killed run leaves the previous epoch's complete summary."""
+        """Write ``summary.json`` atomically: a killed run leaves the previous epoch's complete summary.
+
+        A resumed run that has not got its history back (its state failed to load, or it is stopped before) leaves the
+        run's summary as it was, adding a failure or interruption to its ``events``: an attempt that did nothing
+        never rewrites a run's record to ``epochs_run 0``."""
+        previous = self._previous_summary() if not self.history else None
+        if previous is not None:
+            if status in (FAILED, INTERRUPTED):
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                previous["events"] = [*previous.get("events", []), {"time": when, "status": status, **extra}]
+                with atomic_output(self.output_dir / "summary.json") as tmp:
+                    tmp.write_text(json.dumps(previous, indent=2, allow_nan=True) + "\n")
+            return previous
         summary = {**self._summary(engine, status), **extra}
         with atomic_output(self.output_dir / "summary.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2, allow_nan=True) + "\n")
         return summary
+
+    def _previous_summary(self) -> dict | None:
+        """The run folder's summary when an earlier attempt ran epochs (``epochs_run`` above 0), else None."""
+        try:
+            previous = json.loads((self.output_dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return previous if isinstance(previous, dict) and previous.get("epochs_run") else None
 
     def _failed(self, engine: Engine, error: BaseException) -> None:
         status = INTERRUPTED if isinstance(error, KeyboardInterrupt) else FAILED

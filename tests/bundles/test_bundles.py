@@ -284,6 +284,30 @@ def test_resume_continues_bit_for_bit(tiny_dataset, tmp_path):
     assert summaries[1]["status"] == "finished" and summaries[0]["best"]["epoch"] == summaries[1]["best"]["epoch"]
 
 
+def test_a_failed_resume_leaves_the_run_summary_as_it_was(tiny_dataset, tmp_path):
+    """A resume whose training state cannot be loaded adds the failed attempt to the run's summary ``events`` and
+    leaves the rest as it was (it rewrote ``epochs_run 0``, ``best null``)."""
+    from ignite.engine import Events
+
+    crashed = _workflow("unet", tiny_dataset, tmp_path, epochs=2)
+    crashed.initialize()
+    crashed.parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_STARTED, _crash_at_epoch(2))
+    with pytest.raises(RuntimeError):
+        crashed.run()
+    (run,) = (tmp_path / "runs").iterdir()
+    before = json.loads((run / "summary.json").read_text())
+    assert before["epochs_run"] == 1 and before["best"] is not None
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    resumed = _workflow("unet", tiny_dataset, tmp_path, epochs=2, resume=True)
+    with pytest.raises(RuntimeError):
+        resumed.initialize()
+        resumed.run()
+    after = json.loads((run / "summary.json").read_text())
+    events = after.pop("events")
+    assert after == before
+    assert len(events) == 1 and events[0]["status"] == "failed" and events[0]["error"]
+
+
 def test_resume_without_an_unfinished_run_is_refused(tiny_dataset, tmp_path):
     workflow = _workflow("unet", tiny_dataset, tmp_path, resume=True)
     with pytest.raises(RuntimeError) as raised:

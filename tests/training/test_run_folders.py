@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.training import snapshot_interval, tracking_uri
 from pipeline.training.run_folders import (
+    RunInUseError,
     default_output_dir,
     latest_checkpoint,
     latest_link,
+    lock_run_dir,
     new_run_dir,
     open_run_dir,
     point_latest,
@@ -130,3 +134,23 @@ def test_tracking_uri_is_an_sqlite_file_in_the_run(tmp_path):
 @pytest.mark.parametrize("schedule, cycle, expected", [("cosine", 10, 10), ("warmup_cosine", 10, 0), ("plateau", 5, 0)])
 def test_snapshots_only_for_the_cosine_schedule(schedule, cycle, expected):
     assert snapshot_interval(schedule, cycle) == expected
+
+
+def test_a_run_being_trained_is_refused_to_a_second_process(tmp_path):
+    """Another process trains in the run folder (it holds the lock until it ends): --resume is refused with that
+    process and its start time; once it has ended, the folder can be taken."""
+    run = Path(new_run_dir(tmp_path))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pipeline.training.run_folders import lock_run_dir; "
+         "lock_run_dir(sys.argv[1]); print('locked', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        message = rf"is being trained by another process \(process {holder.pid}, started"
+        with pytest.raises(RunInUseError, match=message):
+            lock_run_dir(run)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_run_dir(run) == str(run)
