@@ -3,19 +3,23 @@
 Every file the package writes (JSON reports, checkpoints, NIfTI, PNG, DICOM SEG, ``metrics.csv``, the ``latest``
 link) goes through :func:`atomic_output`: it is written under a temporary name in the destination folder and moved
 into place with ``os.replace``, so a reader never sees half a file and an interrupted run leaves the previous version
-intact (reference.md section 6). Checkpoints are also synced to disk (:func:`save_atomic`). Generated folders (the
-demo dataset and DICOM study) are built in a temporary sibling and renamed into place, with a marker that says they
-are finished (:class:`GeneratedFolder`).
+intact (reference.md section 6). Checkpoints are also synced to disk (:func:`save_atomic`). A series' outputs are
+written into a temporary folder renamed into place when all of them are written (:func:`atomic_folder`); generated
+folders (the demo dataset and DICOM study) likewise, with a marker that says they are finished
+(:class:`GeneratedFolder`). A write that fails names the file and the operating system's reason (:func:`write_error`).
 """
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -24,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GeneratedFolder", "atomic_output", "save_atomic", "write_json"]
+__all__ = [
+    "GeneratedFolder",
+    "atomic_folder",
+    "atomic_output",
+    "interrupts_deferred",
+    "save_atomic",
+    "write_error",
+    "write_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +83,99 @@ def atomic_output(path: str | os.PathLike, durable: bool = False) -> Iterator[Pa
         os.replace(tmp, path)
         if durable:
             _sync_folder(path.parent)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise write_error(e, path) from e
     finally:
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink(missing_ok=True)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+"""The errors of a failed write that a message must name the file for (a full disk first)."""
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on success it becomes ``path`` in one rename.
+
+    An existing ``path`` (an earlier run's outputs) is moved aside, the new folder moved in, and only then the old one
+    deleted. On an exception (a full disk, an interrupt) the temporary folder is deleted and ``path`` is left as it
+    was: a result that failed half-way never looks complete.
+
+    Args:
+        path: the folder to write.
+
+    Yields:
+        the temporary folder (``.<name>.partial-<random>`` beside ``path``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:12]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_error(error: OSError, path: str | os.PathLike) -> OSError:
+    """``error`` as an ``OSError`` that names ``path`` (the file that was being written, not its temporary name) and
+    the operating system's reason, e.g. ``[Errno 28] No space left on device: 'outputs/.../model.pt'``."""
+    if error.errno is None:
+        return OSError(f"cannot write {path}: {error}")
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), os.fspath(path))
+
+
+class _WriteErrors:
+    """A file wrapper that keeps the ``OSError`` of a failed ``write``: ``torch.save`` reports it only as
+    ``enforce fail at inline_container.cc ... unexpected pos``, with no file and no reason."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, where they take effect: a checkpoint being written is
+    finished first, so a run stopped at any moment after its first epoch has a complete checkpoint to resume from,
+    and an output is recorded together with its files.
+
+    The signals' Python handlers are swapped for ones that only note the signal (a signal mask would not do: the
+    kernel hands a process signal to any thread that does not block it). Only the main thread can swap them;
+    elsewhere the block runs as it is (signals reach the main thread only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    held = [sig for sig in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(sig))]
+    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if noted:
+            previous[noted[0]](noted[0], None)  # the handler it would have met: KeyboardInterrupt, usually
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
@@ -81,6 +183,7 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
 
     The object is written through :func:`atomic_output` with ``durable=True``: a temporary file beside ``path``,
     synced to disk, then renamed over ``path`` (``os.replace``, atomic on POSIX and Windows), the rename synced too.
+    Ctrl-C and SIGTERM wait until it is written (:func:`interrupts_deferred`).
 
     Args:
         obj: what to save (a state dict, or a dict of them).
@@ -88,12 +191,22 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: naming ``path`` and the reason (``No space left on device``...) when the file cannot be written;
+            ``path`` is then left as it was.
     """
     import torch
 
     path = Path(path)
-    with atomic_output(path, durable=True) as tmp, tmp.open("wb") as f:
-        torch.save(obj, f)
+    with interrupts_deferred(), atomic_output(path, durable=True) as tmp, tmp.open("wb") as f:
+        recording = _WriteErrors(f)
+        try:
+            torch.save(obj, recording)
+        except RuntimeError as e:
+            if recording.error is None:
+                raise
+            raise write_error(recording.error, path) from e
     return path
 
 

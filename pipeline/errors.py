@@ -5,13 +5,16 @@ a failed ``python -m monai.bundle run`` prints some 40 lines of traceback that e
 message far above. The bundle configs call :func:`readable_errors` first thing; from then on an uncaught error
 prints only the innermost cause (which names the file and the problem), appends the full traceback to
 ``<output folder>/error.log``, and the process exits with status 1 as before. Set ``PIPELINE_TRACEBACK=1`` to see
-the traceback on the terminal too. Library use (``import pipeline`` in a script) is unaffected.
+the traceback on the terminal too. Ctrl-C, and SIGTERM in the bundle command, stop the run through its ``finally``
+blocks and end with one line. Library use (``import pipeline`` in a script) is unaffected.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -59,7 +62,10 @@ def readable_errors(output_dir: str | os.PathLike) -> str:
     previous: Callable = getattr(sys.excepthook, "replaced", sys.excepthook)  # installed twice: replace, not nest
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
-        if issubclass(kind, KeyboardInterrupt) or os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
+        if issubclass(kind, KeyboardInterrupt):
+            sys.stderr.write(f"interrupted: {str(error) or 'Ctrl-C'}; what was finished is written and reported\n")
+            return
+        if os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
             previous(kind, error, tb)
         where = ""
         try:
@@ -75,4 +81,19 @@ def readable_errors(output_dir: str | os.PathLike) -> str:
 
     hook.replaced = previous  # type: ignore[attr-defined]
     sys.excepthook = hook
+    _stop_on_sigterm()
     return str(log)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
+def _stop_on_sigterm() -> None:
+    """In the bundle command, SIGTERM (what ``kill``, a scheduler or a container stop sends) stops the run like
+    Ctrl-C: the ``finally`` blocks run, so inference writes its summary with ``"interrupted": true``, instead of the
+    process vanishing mid-write. Library use and other threads keep the default."""
+    from pipeline.overrides import is_bundle_command
+
+    if is_bundle_command() and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,36 @@ def test_atomic_output_keeps_old_file_on_error(tmp_path):
         raise RuntimeError("interrupted")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.nii.gz"]
+
+
+_FULL_DISK = """
+import resource, signal, sys
+import torch
+from pipeline.atomic import save_atomic, write_json
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk (ENOSPC)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+try:
+    {call}
+except OSError as e:
+    print(type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        ("save_atomic({'w': torch.zeros(1 << 20)}, sys.argv[1] + '/model.pt')", "model.pt"),
+        ("write_json({'x': 'y' * (1 << 21)}, sys.argv[1] + '/summary.json')", "summary.json"),
+    ],
+    ids=["checkpoint", "json"],
+)
+def test_a_write_that_fails_names_the_file_and_the_reason(tmp_path, call, name):
+    """A checkpoint save on a full disk ended in torch's "enforce fail at inline_container.cc ... unexpected pos",
+    with no file and no reason. The file-size limit makes the same failure here (EFBIG instead of ENOSPC); the error
+    names the destination and the operating system's reason, and nothing partial is left."""
+    script = _FULL_DISK.replace("{call}", call)
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("OSError [Errno 27] File too large: "), result.stdout
+    assert result.stdout.strip().endswith(f"{tmp_path / name}'"), result.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ path, one stage after another, for debugging and for measuring what the overlap 
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -63,8 +64,10 @@ def read_ahead(executor: Executor, read: Callable[[T], R], items: Iterable[T]) -
 class InOrder:
     """Records of background jobs, appended to ``records`` in submission order, with at most ``max_pending`` waiting.
 
-    Each job returns the list of records of what it wrote (failures included, as records). A job's exception is
-    raised again from the next :meth:`submit`, :meth:`add` or :meth:`finish` that reaches it.
+    Each job is called as ``job(*args, emit)`` and passes every record of what it wrote (failures included) to
+    ``emit`` as soon as that output is complete, so that a run interrupted in the middle of a job still records
+    exactly the outputs that exist. A job's exception is raised again from the next :meth:`submit`, :meth:`add` or
+    :meth:`finish` that reaches it.
 
     Args:
         executor: where jobs run (:func:`stage_executor`).
@@ -79,27 +82,55 @@ class InOrder:
         self.executor = executor
         self.records = records
         self.max_pending = max_pending
-        self._queue: deque[Future[list[dict[str, Any]]] | list[dict[str, Any]]] = deque()
+        self._queue: deque[_Job] = deque()
 
-    def submit(self, job: Callable[..., list[dict[str, Any]]], /, *args: Any) -> None:
-        """Run ``job(*args)`` in the background; its records follow those submitted or added before it."""
-        self._queue.append(self.executor.submit(job, *args))
+    def submit(self, job: Callable[..., None], /, *args: Any) -> None:
+        """Run ``job(*args, emit)`` in the background; its records follow those submitted or added before it."""
+        entry = _Job()
+        self._queue.append(entry)  # before the job starts: an interrupt inside it still finds what it emitted
+        entry.future = self.executor.submit(job, *args, entry.records.append)
         self._collect(keep=self.max_pending)
 
     def add(self, *records: dict[str, Any]) -> None:
         """Records known now (a failure before any output was written), placed after those already submitted."""
-        self._queue.append(list(records))
+        entry = _Job()
+        entry.records.extend(records)
+        self._queue.append(entry)
         self._collect(keep=self.max_pending)
 
-    def finish(self) -> None:
-        """Wait for every job and collect its records."""
-        self._collect(keep=0)
+    def finish(self, interrupted: bool = False) -> None:
+        """Wait for every job and collect its records.
+
+        Args:
+            interrupted: the run is being stopped (Ctrl-C, SIGTERM): collect what every job emitted, and do not raise
+                a job's error over the interrupt.
+        """
+        if not interrupted:
+            self._collect(keep=0)
+            return
+        while self._queue:
+            entry = self._queue.popleft()
+            if entry.future is not None:
+                with contextlib.suppress(Exception):  # the interrupt is what the caller reports
+                    entry.future.result()
+            self.records.extend(entry.records)
 
     def _collect(self, keep: int) -> None:
-        """Move finished results from the front of the queue to ``records``; wait while more than ``keep`` wait."""
+        """Move finished jobs' records from the queue's front to ``records``; wait while more than ``keep`` wait."""
         while self._queue:
             head = self._queue[0]
-            if isinstance(head, Future) and not head.done() and sum(isinstance(q, Future) for q in self._queue) <= keep:
+            running = head.future is not None and not head.future.done()
+            if running and sum(e.future is not None for e in self._queue) <= keep:
                 return
             self._queue.popleft()
-            self.records.extend(head.result() if isinstance(head, Future) else head)
+            if head.future is not None:
+                head.future.result()
+            self.records.extend(head.records)
+
+
+class _Job:
+    """One queued job: its future (``None`` for records added directly) and the records it emitted so far."""
+
+    def __init__(self) -> None:
+        self.future: Future[None] | None = None
+        self.records: list[dict[str, Any]] = []

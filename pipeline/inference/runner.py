@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ import torch
 from monai.data import MetaTensor, NibabelReader
 
 from pipeline import distributed
+from pipeline.atomic import interrupts_deferred
 from pipeline.inference.input_fit import EXIT_FLAGGED, InputFit, quality
 from pipeline.inference.inputs import ImageInput, InferenceInputs, find_inputs
 from pipeline.inference.overlap import InOrder, read_ahead, stage_executor
@@ -251,49 +252,53 @@ class InferenceRunner:
         work.timings["preprocess_s"] = time.perf_counter() - tick - work.timings["read_s"]
         return work
 
-    def _volume_outputs(self, image: ImageInput, work: _SeriesWork) -> list[dict[str, Any]]:
-        """The writer's job for one NIfTI volume: finish it, write its outputs and return its summary record."""
-        try:
-            report = self.writer.write_volume(image.name, work.volume, *self._finish_series(work))
-        except MemoryError:
-            raise
-        except Exception as e:
-            return [_failure(image.name, "nifti volume", e, image.path)]
-        return [
-            {
-                "input": image.name,
-                "kind": "nifti volume",
-                **_status(image.name, report["quality"]),
-                "num_slices": report["num_slices"],
-                "segmented_volume_ml": report["segmented_volume_ml"],
-                "seconds": report["timings"]["total_s"],
-                "model_forward_s": report["timings"]["model_forward_s"],
-            }
-        ]
+    def _volume_outputs(self, image: ImageInput, work: _SeriesWork, emit: Callable[[dict[str, Any]], None]) -> None:
+        """The writer's job for one NIfTI volume: finish it, write its outputs and emit its summary record."""
+        with interrupts_deferred():  # the outputs and their record, or neither
+            try:
+                report = self.writer.write_volume(image.name, work.volume, *self._finish_series(work))
+            except MemoryError:
+                raise
+            except Exception as e:
+                emit(_failure(image.name, "nifti volume", e, image.path))
+                return
+            emit(
+                {
+                    "input": image.name,
+                    "kind": "nifti volume",
+                    **_status(image.name, report["quality"]),
+                    "num_slices": report["num_slices"],
+                    "segmented_volume_ml": report["segmented_volume_ml"],
+                    "seconds": report["timings"]["total_s"],
+                    "model_forward_s": report["timings"]["model_forward_s"],
+                }
+            )
 
-    def _series_outputs(self, series: DicomSeries, work: _SeriesWork) -> list[dict[str, Any]]:
-        """The writer's job for one series: finish it, write its outputs and return its summary record (``ok``, or
-        why it failed)."""
-        try:
-            report = self.writer.write_series(series, work.volume, *self._finish_series(work))
-        except MemoryError:
-            raise
-        except Exception as e:
-            return [_failure(series.label, "dicom series", e, series.files[0])]
-        return [
-            {
-                "input": series.label,
-                "kind": "dicom series",
-                **_status(series.label, report["quality"]),
-                "series_instance_uid": series.series_uid,
-                "num_slices": report["num_slices"],
-                "segmented_volume_ml": report["segmented_volume_ml"],
-                "warnings": report["warnings"],
-                "seg_missing": report["seg_missing"],
-                "seconds": report["timings"]["total_s"],
-                "model_forward_s": report["timings"]["model_forward_s"],
-            }
-        ]
+    def _series_outputs(self, series: DicomSeries, work: _SeriesWork, emit: Callable[[dict[str, Any]], None]) -> None:
+        """The writer's job for one series: finish it, write its outputs and emit its summary record (``ok`` or
+        ``flagged``, or why it failed)."""
+        with interrupts_deferred():  # the outputs and their record, or neither
+            try:
+                report = self.writer.write_series(series, work.volume, *self._finish_series(work))
+            except MemoryError:
+                raise
+            except Exception as e:
+                emit(_failure(series.label, "dicom series", e, series.files[0]))
+                return
+            emit(
+                {
+                    "input": series.label,
+                    "kind": "dicom series",
+                    **_status(series.label, report["quality"]),
+                    "series_instance_uid": series.series_uid,
+                    "num_slices": report["num_slices"],
+                    "segmented_volume_ml": report["segmented_volume_ml"],
+                    "warnings": report["warnings"],
+                    "seg_missing": report["seg_missing"],
+                    "seconds": report["timings"]["total_s"],
+                    "model_forward_s": report["timings"]["model_forward_s"],
+                }
+            )
 
     # ---------------------------------------------------------------------------------------------------- images
     def _load_image(self, image: ImageInput) -> tuple[MetaTensor, list[str]]:
@@ -348,26 +353,38 @@ class InferenceRunner:
         self,
         outcomes: list[tuple[ImageInput, MetaTensor | Exception, torch.Tensor | Exception | None, list[str]]],
         seconds: float,
-    ) -> list[dict[str, Any]]:
-        """The writer's job for a batch of images: masks and overlays, and one record per image, in order."""
-        records = []
+        emit: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """The writer's job for a batch of images: masks and overlays, and one record per image, in order, each
+        emitted as soon as that image's outputs are written."""
         for image, array, pred, flags in outcomes:
-            error = array if isinstance(array, Exception) else pred if isinstance(pred, Exception) else None
-            if error is None:
-                try:
-                    record = self.writer.write_image(image.name, array, pred)
-                except MemoryError:
-                    raise
-                except Exception as e:
-                    error = e
-            if error is not None:
-                records.append(_failure(image.name, "image", error, image.path))
-                continue
-            flags = flags + self.input_fit.check_result(float((pred > 0).float().mean()))
-            status = _status(image.name, quality(flags))
-            records.append({"input": image.name, "kind": "image", **status, **record, "seconds": seconds})
-            logger.info("%s: %d foreground pixels -> %s", image.name, record["area_px"], record["outputs"][0])
-        return records
+            with interrupts_deferred():  # an image's files and its record, or neither
+                self._image_output(image, array, pred, flags, seconds, emit)
+
+    def _image_output(
+        self,
+        image: ImageInput,
+        array: MetaTensor | Exception,
+        pred: torch.Tensor | Exception | None,
+        flags: list[str],
+        seconds: float,
+        emit: Callable[[dict[str, Any]], None],
+    ) -> None:
+        error = array if isinstance(array, Exception) else pred if isinstance(pred, Exception) else None
+        if error is None:
+            try:
+                record = self.writer.write_image(image.name, array, pred)
+            except MemoryError:
+                raise
+            except Exception as e:
+                error = e
+        if error is not None:
+            emit(_failure(image.name, "image", error, image.path))
+            return
+        flags = flags + self.input_fit.check_result(float((pred > 0).float().mean()))
+        status = _status(image.name, quality(flags))
+        emit({"input": image.name, "kind": "image", **status, **record, "seconds": seconds})
+        logger.info("%s: %d foreground pixels -> %s", image.name, record["area_px"], record["outputs"][0])
 
     def _run_images(self, images: Sequence[ImageInput], reader: Executor, outputs: InOrder) -> None:
         """Segment 2D images in batches: the next batch loads and the last one writes while this one is predicted."""
@@ -405,11 +422,15 @@ class InferenceRunner:
         self.predictor.check_input([{"image": MetaTensor(torch.zeros(1, 64, 64))}])
 
         records: list[dict[str, Any]] = []
+        interrupted = False
         try:
             self._run_all(inputs if self.shard is None else inputs.shard(*self.shard), records)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM in the bundle command (pipeline.errors.readable_errors)
+            interrupted = True
+            raise
         finally:  # also when something unexpected stops the run: say what was done
-            records = self._gather(inputs, records)
-            summary = self._write_summary(inputs, records, start)
+            records = records if interrupted else self._gather(inputs, records)
+            summary = self._write_summary(inputs, records, start, interrupted)
         failed = [r for r in records if r["status"] == "failed"]
         if failed:
             raise InferenceError(
@@ -421,6 +442,7 @@ class InferenceRunner:
     def _run_all(self, inputs: InferenceInputs, records: list[dict[str, Any]]) -> None:
         with stage_executor(self.overlap, "read") as reader, stage_executor(self.overlap, "write") as writer:
             outputs = InOrder(writer, records)
+            interrupted = False
             try:
                 for series, read in read_ahead(reader, self._read_series, inputs.series):
                     try:
@@ -441,8 +463,11 @@ class InferenceRunner:
                         continue
                     outputs.submit(self._volume_outputs, image, work)
                 self._run_images(inputs.images, reader, outputs)
+            except KeyboardInterrupt:
+                interrupted = True
+                raise
             finally:  # what was written is in the summary, also when something stops the run
-                outputs.finish()
+                outputs.finish(interrupted)
 
     def _gather(self, inputs: InferenceInputs, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every process's records, in input order, when the inputs are sharded; ``records`` otherwise."""
@@ -454,10 +479,13 @@ class InferenceRunner:
         merged = [record for part in distributed.all_gather(records) for record in part]
         return sorted(merged, key=lambda r: position.get((r["kind"], r["input"]), len(position)))
 
-    def _write_summary(self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float) -> dict[str, Any]:
+    def _write_summary(
+        self, inputs: InferenceInputs, records: list[dict[str, Any]], start: float, interrupted: bool = False
+    ) -> dict[str, Any]:
         failed = [r for r in records if r["status"] == "failed"]
         flagged = [r for r in records if r["status"] == "flagged"]
         summary = {
+            "interrupted": interrupted,
             "model": self.writer.model,
             "inputs": records,
             "not_selected": [
@@ -467,12 +495,25 @@ class InferenceRunner:
             "num_ok": len(records) - len(failed) - len(flagged),
             "num_flagged": len(flagged),
             "num_failed": len(failed),
+            "num_not_run": max(0, len(inputs) - len(records)) if self.shard is None else None,
             "wall_time_s": round(time.perf_counter() - start, 3),
             "processes": 1 if self.shard is None else self.shard[1],
         }
-        if self.shard is not None and self.shard[0] != 0:
+        if self.shard is not None and self.shard[0] != 0 and not interrupted:
             return summary  # process 0 writes it
         self.writer.write_summary(summary)
+        if interrupted:
+            logger.warning(
+                "inference interrupted: %d inputs written (%d ok, %d flagged), %d failed, %d not run; "
+                "summary.json in %s",
+                len(records) - len(failed),
+                summary["num_ok"],
+                len(flagged),
+                len(failed),
+                summary["num_not_run"] or 0,
+                self.output_dir,
+            )
+            return summary
         logger.info(
             "inference done: %d ok, %d flagged, %d failed, %d series not selected, %d files skipped in %.1f s; "
             "summary.json in %s",

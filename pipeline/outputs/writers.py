@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from pipeline.atomic import atomic_output, write_json
+from pipeline.atomic import atomic_folder, atomic_output, write_json
 from pipeline.io.dicom_series import DicomSeries, safe_error_text
 from pipeline.io.dicom_volume import SeriesVolume
 from pipeline.io.nifti_slice import NiftiVolume
@@ -105,9 +105,32 @@ class InferenceWriter:
         Returns:
             The report (also written to ``report.json``).
         """
-        timings = measurements.pop("timings")
         folder = self.output_dir / series.study_label / series.label
-        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_folder(folder) as staging:  # a series that fails half-way leaves no complete-looking seg.dcm
+            report = self._write_series(series, volume, mask, measurements, staging)
+        measured = self._measured(mask, volume.spacing, measurements)
+        logger.info(
+            "%s: %d slices %dx%d, spacing %.2f x %.2f x %.2f mm: %s; %.2f s (model %.2f s) -> %s",
+            series.label,
+            volume.num_slices,
+            *volume.array.shape[1:],
+            *volume.spacing,
+            measured,
+            report["timings"]["total_s"],
+            report["timings"]["model_forward_s"],
+            folder.relative_to(self.output_dir).as_posix(),
+        )
+        return report
+
+    def _write_series(
+        self,
+        series: DicomSeries,
+        volume: SeriesVolume,
+        mask: np.ndarray,
+        measurements: dict[str, Any],
+        folder: Path,
+    ) -> dict[str, Any]:
+        timings = measurements.pop("timings")
         tick = time.perf_counter()
         outputs, warnings = ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"], list(volume.warnings)
         seg_missing = None
@@ -161,18 +184,6 @@ class InferenceWriter:
             "timings": {k: round(v, 4) for k, v in timings.items()},
         }
         write_json(report, folder / "report.json")
-        measured = self._measured(mask, volume.spacing, measurements)
-        logger.info(
-            "%s: %d slices %dx%d, spacing %.2f x %.2f x %.2f mm: %s; %.2f s (model %.2f s) -> %s",
-            series.label,
-            volume.num_slices,
-            *volume.array.shape[1:],
-            *volume.spacing,
-            measured,
-            timings["total_s"],
-            timings["model_forward_s"],
-            folder.relative_to(self.output_dir).as_posix(),
-        )
         return report
 
     def write_volume(self, name: str, volume: NiftiVolume, mask: np.ndarray, measurements: dict[str, Any]) -> dict:
@@ -189,9 +200,24 @@ class InferenceWriter:
         Returns:
             The report (also written to ``report.json``).
         """
-        timings = measurements.pop("timings")
         folder = self.output_dir / "volumes" / name
-        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_folder(folder) as staging:
+            report = self._write_volume(name, volume, mask, measurements, staging)
+        logger.info(
+            "%s: %d slices %dx%d: %s; %.2f s -> %s",
+            name,
+            volume.num_slices,
+            *volume.array.shape[1:],
+            self._measured(mask, volume.spacing, measurements),
+            report["timings"]["total_s"],
+            folder.relative_to(self.output_dir).as_posix(),
+        )
+        return report
+
+    def _write_volume(
+        self, name: str, volume: NiftiVolume, mask: np.ndarray, measurements: dict[str, Any], folder: Path
+    ) -> dict[str, Any]:
+        timings = measurements.pop("timings")
         tick = time.perf_counter()
         labels, affine, header = volume.to_file_order(mask.astype(np.uint8))
         header.set_data_dtype(np.uint8)
@@ -220,15 +246,6 @@ class InferenceWriter:
             "timings": {k: round(v, 4) for k, v in timings.items()},
         }
         write_json(report, folder / "report.json")
-        logger.info(
-            "%s: %d slices %dx%d: %s; %.2f s -> %s",
-            name,
-            volume.num_slices,
-            *volume.array.shape[1:],
-            self._measured(mask, volume.spacing, measurements),
-            timings["total_s"],
-            folder.relative_to(self.output_dir).as_posix(),
-        )
         return report
 
     def _measured(self, mask: np.ndarray, spacing: Sequence[float], measurements: dict[str, Any]) -> str:

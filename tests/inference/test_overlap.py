@@ -37,11 +37,11 @@ def test_in_order_keeps_submission_order_and_bounds_what_waits() -> None:
     running = []
     lock = threading.Lock()
 
-    def job(name: str, delay: float) -> list[dict]:
+    def job(name: str, delay: float, emit) -> None:
         with lock:
             running.append(name)
         time.sleep(delay)
-        return [{"input": name}]
+        emit({"input": name})
 
     with stage_executor(True, "write") as executor:
         outputs = InOrder(executor, records, max_pending=2)
@@ -57,10 +57,10 @@ def test_in_order_keeps_submission_order_and_bounds_what_waits() -> None:
 def test_in_order_raises_a_job_error_and_keeps_the_rest() -> None:
     records: list[dict] = []
 
-    def job(name: str) -> list[dict]:
+    def job(name: str, emit) -> None:
         if name == "bad":
             raise MemoryError("out of memory")
-        return [{"input": name}]
+        emit({"input": name})
 
     outputs = InOrder(InlineExecutor(), records, max_pending=1)
     outputs.submit(job, "a")
@@ -72,3 +72,24 @@ def test_in_order_raises_a_job_error_and_keeps_the_rest() -> None:
     assert [r["input"] for r in records] == ["a", "c"]
     with pytest.raises(ValueError, match="max_pending"):
         InOrder(InlineExecutor(), records, max_pending=0)
+
+
+def test_an_interrupt_inside_a_job_keeps_what_it_had_written() -> None:
+    """Ctrl-C in the middle of a batch of images: the records of the images already written are kept, and the
+    interrupt, not a job's error, is what propagates."""
+    records: list[dict] = []
+
+    def batch(names: list[str], emit) -> None:
+        for name in names:
+            if name == "stop":
+                raise KeyboardInterrupt
+            emit({"input": name})
+
+    outputs = InOrder(InlineExecutor(), records, max_pending=2)
+    outputs.submit(batch, ["a", "b"])
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            outputs.submit(batch, ["c", "d", "stop", "e"])
+        finally:
+            outputs.finish(interrupted=True)
+    assert [r["input"] for r in records] == ["a", "b", "c", "d"]
