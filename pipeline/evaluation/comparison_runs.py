@@ -157,6 +157,24 @@ def _execute(
     return True
 
 
+def _args_for(config_file: Path, args: Sequence[str]) -> list[str]:
+    """The ``--key value`` pairs (or ``--key=value``, or a bare ``--switch``) of ``args`` whose id (before ``#``) is
+    one of ``config_file``'s top-level ids, in order."""
+    ids = set(json.loads(config_file.read_text()))
+    kept: list[str] = []
+    tokens = list(args)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        group = [token]
+        if "=" not in token and i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+            group.append(tokens[i + 1])
+        if token.startswith("--") and token[2:].split("=", 1)[0].replace("::", "#").split("#", 1)[0] in ids:
+            kept += group
+        i += len(group)
+    return kept
+
+
 def run_bundle(
     bundle: str,
     dataset_dir: str,
@@ -176,7 +194,8 @@ def run_bundle(
         bundle: the bundle's folder name under ``bundles_dir``.
         dataset_dir: the bundles' ``--dataset_dir`` (a folder or a datalist JSON).
         output_dir: the comparison's folder; the bundle's runs go to ``output_dir/runs/<bundle>``.
-        bundle_args: further ``--key value`` arguments for every command (``--epochs 10``, ``--fold 0``, ...).
+        bundle_args: further ``--key value`` arguments (``--epochs 10``, ``--fold 0``, ...): all of them for the
+            training, and those whose id the evaluation config has for each evaluation.
         variants: evaluation variants (see :func:`default_variants`).
         bundles_dir: where the bundles are, relative to the working directory (the repository root).
         force: run everything again, even what finished before.
@@ -201,11 +220,12 @@ def run_bundle(
         checkpoint = Path(latest_checkpoint(run_dir))
         inputs = [Path(dataset_dir), config / "evaluate.json", checkpoint]
         evaluate = [*base, "evaluating", "--config_file", str(config / "evaluate.json"), "--dataset_dir", dataset_dir]
+        shared = _args_for(config / "evaluate.json", bundle_args)  # training's own (--epochs) would be refused
         for name, args in variants.items():
             folder = run_dir / f"eval_{name.replace('+', '_')}"
             command = [*evaluate, "--output_dir", str(folder), "--checkpoint", str(checkpoint), "--save_cases", "true"]
             what = f"{bundle} evaluation ({name})"
-            _execute([*command, *bundle_args, *args], inputs, folder, "evaluate.log", what, force)
+            _execute([*command, *shared, *args], inputs, folder, "evaluate.log", what, force)
             result.evaluations[name] = folder
     except RuntimeError as e:
         logger.error("%s", e)

@@ -158,3 +158,20 @@ def test_a_failed_bundle_is_reported(tmp_path):
     text = (out / "report.md").read_text()
     assert "**cenet failed**" in text and str(out / "runs" / "cenet") in text
     assert "| unet |" in text
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--epochs", "2", "--spatial_size", "[64,64]"], ["--spatial_size", "[64,64]"]),
+        (["--epochs=2", "--flip_tta", "--network_def#a", "[4]"], ["--flip_tta", "--network_def#a", "[4]"]),
+        (["--batch_size", "2", "--learning_rate", "-1"], []),
+    ],
+)
+def test_evaluations_get_only_the_arguments_their_config_has(tmp_path, args, expected):
+    """Training's own settings (``--epochs``) go to the training only: the evaluation command would refuse them."""
+    from pipeline.evaluation.comparison_runs import _args_for
+
+    config = tmp_path / "evaluate.json"
+    config.write_text(json.dumps({"spatial_size": [1, 1], "flip_tta": False, "network_def": {}}))
+    assert _args_for(config, args) == expected
