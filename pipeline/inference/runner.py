@@ -191,13 +191,14 @@ class InferenceRunner:
     def _finish_series(self, work: _SeriesWork) -> tuple[np.ndarray, dict[str, Any]]:
         mask = work.mask
         volume = work.volume
-        predicted = mask_measurements(mask, volume.spacing, self.structures)
+        thickness = getattr(volume, "slice_thickness", None)  # non-uniform DICOM spacing: each slice's own
+        predicted = mask_measurements(mask, volume.spacing, self.structures, thickness)
         cleanup = None
         if self.volume_cleanup is not None:
             tick = time.perf_counter()
             mask, cleanup = self.volume_cleanup(mask, volume.spacing)
             work.timings["postprocess_s"] = time.perf_counter() - tick
-        measured = mask_measurements(mask, volume.spacing, self.structures)
+        measured = mask_measurements(mask, volume.spacing, self.structures, thickness)
         flags = work.flags + self.input_fit.check_result((mask > 0).mean(axis=(1, 2)))
         report = {
             "spacing_mm": {"slice": volume.spacing[0], "row": volume.spacing[1], "column": volume.spacing[2]},
@@ -411,10 +412,16 @@ class InferenceRunner:
         Raises:
             FileNotFoundError: the input does not exist.
             OSError: the output folder cannot be created or written to (checked before anything runs).
-            ValueError: nothing to segment was found, or the network cannot take the preprocessed input.
+            ValueError: nothing to segment was found, the network cannot take the preprocessed input, or the output
+                folder is the input folder.
             InferenceError: after all inputs ran, when at least one of them failed.
         """
         start = time.perf_counter()
+        if self.input.is_dir() and self.output_dir.resolve() == self.input.resolve():
+            raise ValueError(
+                f"--output_dir {self.output_dir} is the input folder: the outputs would mix with the inputs, and a "
+                "rerun would segment its own masks. Pass another --output_dir (the default is beside the model)."
+            )
         _check_writable(self.output_dir)
         inputs = find_inputs(self.input, self.series_rules, exclude=[self.output_dir])
         if not len(inputs):

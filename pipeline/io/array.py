@@ -18,7 +18,13 @@ from monai.utils import ImageMetaKey
 from pipeline.io.dicom_slice import load_dicom_slice
 from pipeline.io.nifti_slice import load_nifti_slice
 from pipeline.io.pillow_slice import load_pil_slice
-from pipeline.io.readers import MAX_SLICE_PIXELS, SliceFileNotFoundError, SliceReadError, reader_for
+from pipeline.io.readers import (
+    MAX_SLICE_PIXELS,
+    SliceFileNotFoundError,
+    SliceReadError,
+    missing_file_reason,
+    reader_for,
+)
 
 __all__ = ["LoadSlice"]
 
@@ -75,7 +81,7 @@ class LoadSlice(Transform):
         """
         path = os.fspath(filename)
         if not os.path.isfile(path):
-            raise SliceFileNotFoundError(f"{path}: file not found")
+            raise SliceFileNotFoundError(f"{path}: {missing_file_reason(path)}")
         slice_index = self.slice_index if slice_index is None else slice_index
         frame_index = self.frame_index if frame_index is None else frame_index
         reader = reader_for(path)

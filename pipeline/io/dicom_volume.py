@@ -63,6 +63,9 @@ class SeriesVolume:
         affine: (4, 4) float64 mapping (column, row, slice, 1) to patient LPS mm.
         spacing: (slice, row, column) spacing in mm; the slice spacing is the median step between slices.
         warnings: problems found and worked around (duplicate positions, non-uniform spacing, shear), also logged.
+        slice_thickness: with non-uniform spacing, each slice's own extent along the normal in mm (half the steps
+            to its neighbours, the midpoint rule), which volumes are measured with; ``None`` when the spacing is
+            uniform (every slice is ``spacing[0]`` thick).
     """
 
     series: DicomSeries
@@ -71,6 +74,7 @@ class SeriesVolume:
     affine: np.ndarray
     spacing: tuple[float, float, float]
     warnings: list[str] = field(default_factory=list)
+    slice_thickness: np.ndarray | None = None
 
     @property
     def num_slices(self) -> int:
@@ -250,7 +254,7 @@ def _slice_step(
         warnings.append(
             f"{series.label}: non-uniform slice spacing: steps along the slice normal from {steps.min():.3f} to "
             f"{steps.max():.3f} mm (median {median:.3f} mm); {off.size} step(s) differ from the median by more than "
-            f"{tolerance:.0%} ({where}{more}); spacing and affine use the median step"
+            f"{tolerance:.0%} ({where}{more}); volumes use each slice's own thickness, the NIfTI affine the median step"
         )
         return normal * median, median
     step = (slices[-1].position - slices[0].position) / (len(slices) - 1)
@@ -353,4 +357,16 @@ def load_series_volume(series: DicomSeries, *, spacing_tolerance: float = 0.05) 
         *spacing,
         time.perf_counter() - start,
     )
-    return SeriesVolume(series, array, [s.ds for s in slices], affine, spacing, warnings)
+    thickness = None
+    if any("non-uniform slice spacing" in w for w in warnings):
+        thickness = _midpoint_thickness(np.array([s.along for s in slices]))
+    return SeriesVolume(series, array, [s.ds for s in slices], affine, spacing, warnings, thickness)
+
+
+def _midpoint_thickness(along: np.ndarray) -> np.ndarray:
+    """Each slice's extent along the normal: half the step to each neighbour (the first and last take their one
+    step in full on their open side), so that the extents add up to the span plus one step at each end."""
+    steps = np.diff(along)
+    before = np.concatenate([steps[:1], steps])
+    after = np.concatenate([steps, steps[-1:]])
+    return ((before + after) / 2.0).astype(np.float64)

@@ -12,6 +12,7 @@ The readers are configured for this package's one orientation (numpy display ord
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -29,6 +30,7 @@ __all__ = [
     "decoder_failed",
     "file_suffix",
     "is_dicom_file",
+    "missing_file_reason",
     "reader_for",
 ]
 
@@ -66,6 +68,23 @@ def decoder_failed(error: BaseException) -> bool:
 MAX_SLICE_PIXELS = 50_000_000
 """Default limit on one slice's height x width (about 7,000 x 7,000): the largest radiographs (about 4,300 x 3,500)
 fit easily, and a 10,000 x 10,000 image that would take gigabytes to decode is refused from its header."""
+
+
+def missing_file_reason(path: str | os.PathLike) -> str:
+    """Why ``path`` is not a readable file, in words: a folder, a symbolic link loop, a link to nothing, or not
+    found."""
+    if os.path.isdir(path):
+        return "is a folder, not an image file"
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "is a symbolic link loop (it leads back to itself)"
+            return f"is a symbolic link to nothing ({os.readlink(path)} does not exist)"
+    if os.path.exists(path):
+        return "is not a regular file (a device, a pipe or a socket)"
+    return "file not found"
 
 
 def check_pixel_count(path: str | os.PathLike, height: int, width: int, max_pixels: int | None) -> None:
@@ -147,8 +166,8 @@ def reader_for(path: str | os.PathLike) -> ImageReader:
     if suffix in DICOM_SUFFIXES or is_dicom_file(path):
         # prune_metadata keeps only geometry tags (no patient attributes) in the meta dict.
         return PydicomReader(swap_ij=False, prune_metadata=True, affine_lps_to_ras=True)
-    if not os.path.exists(path):
-        raise SliceFileNotFoundError(f"{path}: file not found")
+    if not os.path.isfile(path):
+        raise SliceFileNotFoundError(f"{path}: {missing_file_reason(path)}")
     shown = f"suffix {suffix!r}" if suffix else "no suffix"
     raise SliceReadError(
         f"{path}: unsupported file type ({shown}, and not a DICOM file); supported suffixes: "

@@ -12,6 +12,7 @@ import copy
 import glob
 import os
 import pickle
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -71,7 +72,14 @@ def load_state_dict_file(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path} is not a plain weights file (refusing to unpickle arbitrary objects): {e}") from e
+        # torch's message ends in advice to load with weights_only=False, which would run the code a pickle carries
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        found = f"found {found.group(1)}" if found else ""
+        raise ValueError(
+            f"{path} holds Python objects, not only tensors{f' ({found})' if found else ''}: it is refused, because "
+            "loading it would run code it carries. Use a state dict (torch.save(model.state_dict(), path)) from a "
+            "source you trust."
+        ) from None
     except OSError:
         raise  # permissions, I/O errors: the OS message already names the file
     except Exception as e:

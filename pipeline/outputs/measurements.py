@@ -14,7 +14,10 @@ __all__ = ["mask_measurements"]
 
 
 def mask_measurements(
-    mask: np.ndarray, spacing: Sequence[float], structures: Sequence[Structure | Mapping[str, Any]] | None = None
+    mask: np.ndarray,
+    spacing: Sequence[float],
+    structures: Sequence[Structure | Mapping[str, Any]] | None = None,
+    slice_thickness: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Count, volume and per-slice area of a mask or label map.
 
@@ -23,11 +26,15 @@ def mask_measurements(
         spacing: (slice, row, column) spacing in mm, matching the mask axes.
         structures: what the label values stand for; with several, each structure's ``voxels`` and ``volume_ml``
             are added under ``"structures"``, in their order.
+        slice_thickness: each slice's own thickness in mm (N values) for a series of non-uniform spacing
+            (:attr:`~pipeline.io.SeriesVolume.slice_thickness`); volumes then sum each slice's area times its
+            thickness instead of using ``spacing[0]``.
 
     Returns:
         ``{"voxels": int, "volume_ml": float, "spacing_mm": [s, r, c], "per_slice": [{"index": k, "area_px": int,
         "area_mm2": float}, ...]}`` with one ``per_slice`` entry for each of the N slices, in array order.
-        ``volume_ml = voxels * s * r * c / 1000`` and ``area_mm2 = area_px * r * c``.
+        ``volume_ml = voxels * s * r * c / 1000`` (each slice's own thickness instead of ``s`` when given) and
+        ``area_mm2 = area_px * r * c``.
 
     Raises:
         ValueError: ``mask`` is not 3D, or ``spacing`` is not three positive finite numbers.
@@ -41,9 +48,19 @@ def mask_measurements(
     areas = np.count_nonzero(mask, axis=(1, 2))
     pixel_mm2 = spacing[1] * spacing[2]
     voxels = int(areas.sum())
+    if slice_thickness is None:
+        thickness = np.full(mask.shape[0], spacing[0])
+    else:
+        thickness = np.asarray(slice_thickness, dtype=np.float64)
+        if thickness.shape != (mask.shape[0],) or not np.all(np.isfinite(thickness) & (thickness > 0)):
+            raise ValueError(f"slice_thickness must be {mask.shape[0]} positive mm values, got {thickness.shape}")
+
+    def volume_ml(per_slice: np.ndarray) -> float:
+        return float(per_slice @ thickness) * pixel_mm2 / 1000.0
+
     out: dict[str, Any] = {
         "voxels": voxels,
-        "volume_ml": voxels * spacing[0] * pixel_mm2 / 1000.0,
+        "volume_ml": volume_ml(areas),
         "spacing_mm": spacing,
         "per_slice": [
             {"index": k, "area_px": int(area), "area_mm2": float(area) * pixel_mm2} for k, area in enumerate(areas)
@@ -52,13 +69,13 @@ def mask_measurements(
     if structures is not None and len(structures) > 1:
         out["structures"] = []
         for structure in structures_from_config(structures):
-            count = int(np.count_nonzero(mask == structure.value))
+            per_slice = np.count_nonzero(mask == structure.value, axis=(1, 2))
             out["structures"].append(
                 {
                     "value": structure.value,
                     "label": structure.label,
-                    "voxels": count,
-                    "volume_ml": count * spacing[0] * pixel_mm2 / 1000.0,
+                    "voxels": int(per_slice.sum()),
+                    "volume_ml": volume_ml(per_slice),
                 }
             )
     return out

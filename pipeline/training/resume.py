@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,18 @@ class TrainingState:
         if self.resume:
             if not self.path.is_file():
                 raise FileNotFoundError(f"cannot resume: {self.path} does not exist")
-            CheckpointLoader(str(self.path), {**self.objects, "trainer": engine}, map_location="cpu")(engine)
+            requested = engine.state.max_epochs
+            try:
+                CheckpointLoader(str(self.path), {**self.objects, "trainer": engine}, map_location="cpu")(engine)
+            except ValueError as e:  # MONAI's "Epoch count (3) in checkpoint is larger than ... max_epochs"
+                done = re.search(r"Epoch count \((\d+)\)", str(e))
+                if done is None:
+                    raise
+                raise ValueError(
+                    f"--resume: the run in {self.path.parent} has trained {done.group(1)} epochs, more than --epochs "
+                    f"{requested}: resume with --epochs above {done.group(1)} to train on, or use its weights as they "
+                    "are"
+                ) from None
             logger.info(
                 "resuming %s after epoch %d of %d", self.path.parent, engine.state.epoch, engine.state.max_epochs
             )

@@ -14,6 +14,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, verify_net_in_out
 
 from pipeline.demo import write_demo_dataset
+from pipeline.errors import root_cause
 from pipeline.intake import DatasetCheckError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -306,6 +307,23 @@ def test_a_failed_resume_leaves_the_run_summary_as_it_was(tiny_dataset, tmp_path
     events = after.pop("events")
     assert after == before
     assert len(events) == 1 and events[0]["status"] == "failed" and events[0]["error"]
+
+
+def test_resume_with_fewer_epochs_than_done_says_what_to_pass(tiny_dataset, tmp_path):
+    from ignite.engine import Events
+
+    crashed = _workflow("unet", tiny_dataset, tmp_path, epochs=3)
+    crashed.initialize()
+    crashed.parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_STARTED, _crash_at_epoch(3))
+    with pytest.raises(RuntimeError):
+        crashed.run()
+    resumed = _workflow("unet", tiny_dataset, tmp_path, epochs=1, resume=True)
+    with pytest.raises(RuntimeError) as raised:
+        resumed.initialize()
+        resumed.run()
+    cause = root_cause(raised.value)  # what the command prints
+    assert isinstance(cause, ValueError)
+    assert "has trained 2 epochs, more than --epochs 1: resume with --epochs above 2" in str(cause)
 
 
 def test_resume_without_an_unfinished_run_is_refused(tiny_dataset, tmp_path):

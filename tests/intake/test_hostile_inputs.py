@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +20,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 from pydicom import dcmread
 
+from pipeline import Segmenter
 from pipeline.demo import write_demo_dataset
 from pipeline.demo.study import write_ct_series
 from pipeline.intake import check_dataset, load_datalist
@@ -307,3 +311,80 @@ def test_malformed_override(dataset, tmp_path, override, expected, bundle_workfl
 
 def test_the_table_is_large_enough():
     assert len(FILE_CASES) + len(DATALIST_CASES) + len(OVERRIDE_CASES) >= 30
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Inference inputs and model files: each row ends in a message that names the file and says what is wrong.
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "binary_model_964005e"
+SMALL_UNET = {"network_def#channels": [4, 8, 16, 32, 64]}  # how the fixture model was trained
+
+
+class _Pickled:
+    """An object a pickle would rebuild, running code of the sender's choosing."""
+
+
+def _model_folder(tmp: Path, weights: Callable[[Path], None] | None = None, card: str | None = None) -> Path:
+    folder = tmp / "model"
+    folder.mkdir()
+    (weights or (lambda p: p.write_bytes((FIXTURE / "model.pt").read_bytes())))(folder / "model.pt")
+    (folder / "model.json").write_text(card if card is not None else (FIXTURE / "model.json").read_text())
+    return folder / "model.pt"
+
+
+def _predict(tmp: Path, name: str, make: Callable[[Path], None], weights: Path = FIXTURE / "model.pt") -> None:
+    make(tmp / name)
+    Segmenter(weights, device="cpu", **SMALL_UNET).predict(tmp / name)
+
+
+def _symlink_loop(p: Path) -> None:
+    p.symlink_to(p.name)
+
+
+def _folder(p: Path) -> None:
+    p.mkdir()
+
+
+def _dangling(p: Path) -> None:
+    p.symlink_to("nowhere.png")
+
+
+def _pickled_weights(tmp: Path) -> None:
+    weights = _model_folder(tmp, weights=lambda p: torch.save({"model": _Pickled()}, p))
+    _predict(tmp, "case.tif", _tif(_picture()), weights)
+
+
+def _corrupt_card(tmp: Path) -> None:
+    _predict(tmp, "case.tif", _tif(_picture()), _model_folder(tmp, card="{not json"))
+
+
+def _output_is_input(tmp: Path) -> None:
+    (tmp / "in").mkdir()
+    tifffile.imwrite(tmp / "in" / "case.tif", _picture())
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+         str(Path(__file__).resolve().parents[2] / "bundles" / "unet" / "inference.json"),
+         "--checkpoint", str(FIXTURE / "model.pt"), "--network_def#channels", "[4,8,16,32,64]",
+         "--input", str(tmp / "in"), "--output_dir", str(tmp / "in"), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    raise RuntimeError(result.stderr.strip().splitlines()[-2] if result.returncode else "exit 0")
+
+
+INFERENCE_CASES = [
+    ("symbolic link loop", lambda t: _predict(t, "case.png", _symlink_loop), ["case.png", "symbolic link loop"]),
+    ("a folder named like an image", lambda t: _predict(t, "case.png", _folder), ["case.png", "is a folder"]),
+    ("link to nothing", lambda t: _predict(t, "case.png", _dangling), ["case.png", "link to nothing"]),
+    ("pickled checkpoint", _pickled_weights, ["model.pt holds Python objects", "_Pickled", "refused"]),
+    ("corrupt model card", _corrupt_card, ["model.json (the model card of model.pt) is unreadable"]),
+    ("output folder is the input", _output_is_input, ["is the input folder", "Pass another --output_dir"]),
+]
+
+
+@pytest.mark.parametrize("run, expected", [c[1:] for c in INFERENCE_CASES], ids=[c[0] for c in INFERENCE_CASES])
+def test_hostile_inference_input(tmp_path, run, expected):
+    with pytest.raises(Exception) as raised:  # the row says which message, whatever the type
+        run(tmp_path)
+    message = str(raised.value)
+    assert all(e in message for e in expected), message
+    assert "weights_only=False" not in message  # never torch's advice to unpickle anyway

@@ -14,6 +14,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from pipeline.io import DicomSeriesError, SeriesRules, load_series_volume, scan_dicom_folder, select_series
+from pipeline.outputs.measurements import mask_measurements
 
 PIXEL_SPACING = (0.5, 0.8)  # (row, column) spacing: unequal, so a swap shows
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -102,6 +103,12 @@ def test_gap_is_reported_and_median_step_used(write_series, ct_volume, phi_dir, 
     assert volume.spacing[0] == pytest.approx(5.0)
     np.testing.assert_allclose(volume.affine[:3, 2], [0.0, 0.0, 5.0])
     assert_no_phi(caplog.text)
+    # volumes are measured with each slice's own extent: the slices beside the gap are 7.5 mm thick, not 5
+    np.testing.assert_allclose(volume.slice_thickness, [5.0, 5.0, 7.5, 7.5, 5.0])
+    mask = np.ones((5, 2, 2), np.uint8)
+    measured = mask_measurements(mask, (5.0, 1.0, 1.0), slice_thickness=volume.slice_thickness)
+    assert measured["volume_ml"] == pytest.approx(4 * 30.0 / 1000.0)  # the 25 mm span plus half a step at each end
+    assert mask_measurements(mask, (5.0, 1.0, 1.0))["volume_ml"] == pytest.approx(4 * 25.0 / 1000.0)
 
 
 def test_small_jitter_is_within_tolerance(write_series, ct_volume, phi_dir):
