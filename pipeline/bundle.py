@@ -71,13 +71,16 @@ def bundle_root(name: str) -> str:
 
 
 def repository_bundles() -> list[str]:
-    """The names of the repository's bundles: the folders of ``bundles/`` that hold an ``inference.json``.
+    """The names of the repository's bundles: the folders of ``bundles/`` that hold a bundle's source
+    (``model.json``) and its generated ``inference.json`` (not ``common/``, the shared wiring).
 
     A model card names the bundle that trained it by one of these names; nothing else it says becomes a path.
     """
     if not BUNDLES_DIR.is_dir():
         return []
-    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "inference.json").is_file())
+    return sorted(
+        p.name for p in BUNDLES_DIR.iterdir() if (p / "model.json").is_file() and (p / "inference.json").is_file()
+    )
 
 
 def flag(value: object, name: str) -> bool:

@@ -143,7 +143,7 @@ class InferenceWriter:
                 algorithm_name=self.algorithm_name,
                 algorithm_version=self.algorithm_version,
             )
-        except MemoryError:
+        except (MemoryError, OSError):  # a full disk is not a source that cannot be referenced: the series fails
             raise
         except Exception as e:  # sources highdicom refuses: the other outputs do not need what they lack
             seg_missing = (

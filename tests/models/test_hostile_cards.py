@@ -51,6 +51,10 @@ def _existing_folder(tmp: Path, marker: Path) -> dict[str, Any]:
     return {"model_name": "evil"}
 
 
+def _shared_wiring(tmp: Path, marker: Path) -> dict[str, Any]:
+    return {"model_name": "common"}  # bundles/common holds an inference.json, but it is the shared wiring
+
+
 def _not_a_string(tmp: Path, marker: Path) -> dict[str, Any]:
     return {"model_name": ["unet"]}
 
@@ -76,6 +80,7 @@ CARDS: list[tuple[str, Callable[[Path, Path], dict[str, Any]], str]] = [
     ("absolute path", _absolute, "field 'model_name' is '/"),
     ("an existing folder's name", _existing_folder, "field 'model_name' is 'evil', which is not one of"),
     ("not a name", _not_a_string, "field 'model_name' is ['unet']"),
+    ("the shared wiring", _shared_wiring, "field 'model_name' is 'common', which is not one of"),
     ("expression in a setting", _expression_setting, "field 'settings#threshold' holds config syntax"),
     ("reference in a setting", _reference_setting, "field 'settings#window#0' holds config syntax"),
     ("component in the data", _component_in_data, "field 'data#pairs#_target_' is a config keyword"),
