@@ -13,6 +13,7 @@ or is still going. Inference and evaluation read their default weights through i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -47,6 +48,8 @@ __all__ = [
     "resume_run_dir",
     "run_name",
 ]
+
+logger = logging.getLogger(__name__)
 
 RUNNING, FINISHED, STOPPED_EARLY, FAILED, INTERRUPTED = "running", "finished", "stopped_early", "failed", "interrupted"
 """A run's ``summary.json`` ``status``: ``running`` from the start and after every epoch, then one of the others."""
@@ -202,13 +205,17 @@ def lock_run_dir(run_dir: str | os.PathLike) -> str:
     fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that recorded nothing"
         os.close(fd)
         raise RunInUseError(
             f"{run_dir} is being trained by another process ({holder}); two processes would write one run folder. "
             "Wait for it to end (or stop it) before --resume, or train a new run without --resume."
         ) from None
+    except OSError as e:  # a file system without locks (some network mounts): train, unguarded, and say so
+        os.close(fd)
+        logger.warning("could not lock %s (%s): nothing stops a second process from training into it", run_dir, e)
+        return str(run_dir)
     os.ftruncate(fd, 0)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
     os.write(fd, f"process {os.getpid()}, started {started}".encode())
