@@ -92,8 +92,9 @@ def atomic_output(path: str | os.PathLike, durable: bool = False) -> Iterator[Pa
             tmp.unlink(missing_ok=True)
 
 
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
-"""The errors of a failed write that a message must name the file for (a full disk first)."""
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+"""The errors that only a write makes (a full disk first), which a message must name the file for; others (a source
+that cannot be read inside the block, say) are raised as they are."""
 
 
 @contextmanager
@@ -119,7 +120,12 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
         if path.exists():
             os.replace(path, old)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old.exists():
+                os.replace(old, path)  # the earlier outputs back where they were
+            raise
         shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
@@ -159,16 +165,23 @@ def interrupts_deferred() -> Iterator[None]:
     finished first, so a run stopped at any moment after its first epoch has a complete checkpoint to resume from,
     and an output is recorded together with its files.
 
-    The signals' Python handlers are swapped for ones that only note the signal (a signal mask would not do: the
-    kernel hands a process signal to any thread that does not block it). Only the main thread can swap them;
-    elsewhere the block runs as it is (signals reach the main thread only).
+    The signals' Python handlers are swapped for ones that only note the first signal (a signal mask would not do:
+    the kernel hands a process signal to any thread that does not block it); a second one acts at once. Only the main
+    thread can swap them; elsewhere the block runs as it is (signals reach the main thread only).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     noted: list[int] = []
     held = [sig for sig in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(sig))]
-    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum)) for sig in held}
+    previous: dict[int, Any] = {}
+
+    def note(signum: int, frame: Any) -> None:
+        if noted:  # a second signal: the user (or the scheduler) insists, stop now
+            previous[signum](signum, frame)
+        noted.append(signum)
+
+    previous.update({sig: signal.signal(sig, note) for sig in held})
     try:
         yield
     finally:

@@ -63,7 +63,8 @@ def readable_errors(output_dir: str | os.PathLike) -> str:
 
     def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
-            sys.stderr.write(f"interrupted: {str(error) or 'Ctrl-C'}; what was finished is written and reported\n")
+            reason = str(error) or "Ctrl-C"
+            sys.stderr.write(f"interrupted: {reason}; finished work is kept, and summary.json says what\n")
             return
         if os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
             previous(kind, error, tb)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ from pipeline.bundle import check_device
 
 __all__ = [
     "IDS_FILE",
+    "RUN_ARGUMENTS",
     "UnknownOverrideError",
     "check_overrides",
     "command_line_overrides",
@@ -42,7 +44,7 @@ __all__ = [
 IDS_FILE = Path(__file__).resolve().parents[1] / "bundles" / "bundle_ids.yaml"
 """The meanings of the bundles' ids: the one file the documentation and ``--help`` read."""
 
-_RUN_ARGUMENTS = frozenset(
+RUN_ARGUMENTS = frozenset(
     {
         # monai.bundle.scripts.run, create_workflow and ConfigWorkflow: MONAI's own, not config ids
         "run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file",
@@ -51,7 +53,6 @@ _RUN_ARGUMENTS = frozenset(
 )  # fmt: skip
 _MLFLOW_IDS = frozenset({"output_dir", "tracking_uri", "experiment_name", "run_name", "save_execute_config"})
 """What ``--tracking mlflow`` adds to a config (MONAI's ``DEFAULT_EXP_MGMT_SETTINGS``)."""
-_HELP = ("--help", "-h", "-help")
 
 
 class UnknownOverrideError(ValueError):
@@ -68,11 +69,20 @@ def is_bundle_command(argv: Sequence[str] | None = None) -> bool:
     return bool(argv) and Path(argv[0]).parts[-3:] == ("monai", "bundle", "__main__.py")
 
 
+_NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _is_flag(token: str) -> bool:
+    """Whether ``token`` names an option, as Python Fire reads it: one or two dashes, not a negative number."""
+    return token.startswith("-") and len(token) > 1 and not _NUMBER.match(token)
+
+
 def command_line_overrides(argv: Sequence[str]) -> dict[str, Any]:
     """The ``--name value`` pairs of a ``monai.bundle`` command line, as Python Fire reads them.
 
     ``--name=value`` and ``--name value`` give the value as typed, and a ``--name`` followed by another option (or by
-    nothing) is a switch, ``True``. Positional words (``run``, ``training``) are left out.
+    nothing) is a switch, ``True``. As in Fire, one dash works like two (``-epochs 3``) and dashes inside a name are
+    underscores (``--spatial-size`` is ``spatial_size``). Positional words (``run``, ``training``) are left out.
 
     Args:
         argv: the arguments after the program, e.g. ``["run", "training", "--config_file", "x.json", "--epochs", "3"]``.
@@ -85,11 +95,12 @@ def command_line_overrides(argv: Sequence[str]) -> dict[str, Any]:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token.startswith("--") and len(token) > 2:
-            name, has_value, value = token[2:].partition("=")
+        if _is_flag(token):
+            name, has_value, value = token.lstrip("-").partition("=")
+            name = name.replace("-", "_")
             if has_value:
                 pairs[name] = value
-            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+            elif i + 1 < len(tokens) and not _is_flag(tokens[i + 1]):
                 pairs[name] = tokens[i + 1]
                 i += 1
             else:
@@ -209,12 +220,12 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
     if not files or not all(os.path.isfile(f) for f in files):
         return  # MONAI has already refused a missing config
     config = _load(files)
-    if any(word in _HELP for word in argv[1:]) or "help" in given or "h" in given:
+    if "help" in given or "h" in given:
         sys.stdout.write(help_text(config, files))
         raise SystemExit(0)
-    names = [n for n in given if n not in _RUN_ARGUMENTS]
+    names = [n for n in given if n not in RUN_ARGUMENTS]
     if "args_file" in given:
-        names += [n for n in _load([str(given["args_file"])]) if n not in _RUN_ARGUMENTS]
+        names += [n for n in _load([str(given["args_file"])]) if n not in RUN_ARGUMENTS]
     allowed = {*config, "_meta_", *(_MLFLOW_IDS if "tracking" in given else ())}
     problems = unknown_ids(names, allowed)
     if problems:

@@ -27,6 +27,12 @@ FIXTURE = REPO / "tests" / "data" / "binary_model_964005e"
         (["run", "training", "--learning_rate", "-1"], {"learning_rate": "-1"}),
         (["run", "training", "--window", "[-1000,400]", "--help"], {"window": "[-1000,400]", "help": True}),
         (["run", "training", "--network_def#channels", "[4,8]"], {"network_def#channels": "[4,8]"}),
+        (["run", "training", "-epoch", "3", "--spatial-size", "[64,64]"], {"epoch": "3", "spatial_size": "[64,64]"}),
+        (["run", "training", "-h"], {"h": True}),
+        (
+            ["run", "training", "--window", "-1000", "--learning_rate", "-1e-3"],
+            {"window": "-1000", "learning_rate": "-1e-3"},
+        ),
     ],
 )
 def test_the_command_line_is_read_as_fire_reads_it(argv, expected):

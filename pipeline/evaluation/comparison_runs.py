@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.inference.input_fit import EXIT_FLAGGED
+from pipeline.overrides import RUN_ARGUMENTS
 from pipeline.training.run_folders import latest_checkpoint, latest_link
 
 __all__ = ["PLAIN", "RESERVED_ARGS", "RunResult", "default_variants", "run_bundle"]
@@ -160,7 +161,7 @@ def _execute(
 def _args_for(config_file: Path, args: Sequence[str]) -> list[str]:
     """The ``--key value`` pairs (or ``--key=value``, or a bare ``--switch``) of ``args`` whose id (before ``#``) is
     one of ``config_file``'s top-level ids, in order."""
-    ids = set(json.loads(config_file.read_text()))
+    ids = set(json.loads(config_file.read_text())) | RUN_ARGUMENTS  # MONAI's own (--tracking) go to every command
     kept: list[str] = []
     tokens = list(args)
     i = 0

@@ -8,8 +8,9 @@ value range, whether the values are whole numbers, intensity mean and spread, im
   are refused with :class:`InputFitError`, whose message names the input, what the model expects, what was found and
   the override that segments it anyway (``--force_input true``, which turns the refusal into a flag): a constant
   image, an image that never goes below 0 for a model of Hounsfield units (an 8-bit export of a CT slice), colour for
-  a model trained on grey images. Milder departures (values or sizes well outside the training range) come back as
-  flags.
+  a model trained on grey images. Milder departures come back as flags: for a model of Hounsfield units, values or a
+  mean well outside the training data's (other modalities are scaled per image, so their raw values are not
+  compared); for any model, a size far beyond the training images' or a grey image for a colour model.
 - :meth:`InputFit.check_result` (after it): does the result look like the training masks? No foreground where every
   training mask had some, or a foreground share far above any training mask's, is flagged.
 
@@ -124,15 +125,18 @@ class InputFit:
         return [f"refused without --force_input: {r}" for r in refusals] + flags
 
     def _range_flags(self, values: np.ndarray, low: float, high: float) -> list[str]:
+        """Departures in value range and mean (for a model of Hounsfield units only: other modalities are scaled per
+        image by percentiles, so their raw values mean nothing to the model) and in size (well beyond a resize's
+        reach: a quarter of the smallest or 8 times the largest training image)."""
         flags = []
-        if self.train_min is not None and self.train_max is not None:
+        if self.hounsfield and self.train_min is not None and self.train_max is not None:
             span = max(self.train_max - self.train_min, 1e-6)
             if low < self.train_min - 0.5 * span or high > self.train_max + 0.5 * span:
                 flags.append(
                     f"values {_range(low, high)} reach far beyond the training values "
                     f"{_range(self.train_min, self.train_max)}"
                 )
-        if self.train_mean is not None and self.train_std:
+        if self.hounsfield and self.train_mean is not None and self.train_std:
             mean = float(values.mean(dtype=np.float64))
             if abs(mean - self.train_mean) > 3 * self.train_std:
                 flags.append(
@@ -144,7 +148,7 @@ class InputFit:
         if all("min" in s and "max" in s for s in sizes):
             smallest = min(s["min"] for s in sizes)
             largest = max(s["max"] for s in sizes)
-            if min(height, width) < smallest / 2 or max(height, width) > 4 * largest:
+            if min(height, width) < smallest / 4 or max(height, width) > 8 * largest:
                 flags.append(f"{height} x {width} pixels, while the training images were {smallest} to {largest}")
         return flags
 
@@ -172,8 +176,11 @@ class InputFit:
 
 
 def _grey(values: np.ndarray) -> bool:
-    """Whether a 3-channel image holds the same values in every channel (grey stored as RGB)."""
-    return bool(np.array_equal(values[0], values[1]) and np.array_equal(values[1], values[2]))
+    """Whether a 3-channel image is grey stored as RGB: at most 1 % of its pixels differ between channels by more
+    than 2 % of the value range (a coloured ruler or marker burnt into a grey X-ray does not make it colour)."""
+    spread = values.max(axis=0) - values.min(axis=0)
+    tolerance = 0.02 * max(float(values.max() - values.min()), 1e-6)
+    return bool(np.mean(spread > tolerance) <= 0.01)
 
 
 def quality(flags: Sequence[str]) -> dict[str, Any]:

@@ -102,15 +102,16 @@ class InOrder:
         """Wait for every job and collect its records.
 
         Args:
-            interrupted: the run is being stopped (Ctrl-C, SIGTERM): collect what every job emitted, and do not raise
-                a job's error over the interrupt.
+            interrupted: the run is being stopped (Ctrl-C, SIGTERM): jobs not started are cancelled, the running
+                one is waited for, what every job emitted is collected, and no job's error is raised over the
+                interrupt.
         """
         if not interrupted:
             self._collect(keep=0)
             return
         while self._queue:
             entry = self._queue.popleft()
-            if entry.future is not None:
+            if entry.future is not None and not entry.future.cancel():  # a job not started yet never starts
                 with contextlib.suppress(Exception):  # the interrupt is what the caller reports
                     entry.future.result()
             self.records.extend(entry.records)
@@ -122,9 +123,9 @@ class InOrder:
             running = head.future is not None and not head.future.done()
             if running and sum(e.future is not None for e in self._queue) <= keep:
                 return
-            self._queue.popleft()
             if head.future is not None:
-                head.future.result()
+                head.future.result()  # while it stays queued: an interrupt here still finds its records
+            self._queue.popleft()
             self.records.extend(head.records)
 
 

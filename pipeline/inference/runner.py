@@ -474,7 +474,11 @@ class InferenceRunner:
                 interrupted = True
                 raise
             finally:  # what was written is in the summary, also when something stops the run
-                outputs.finish(interrupted)
+                try:
+                    outputs.finish(interrupted)
+                except KeyboardInterrupt:  # while waiting for the last outputs: collect what they wrote
+                    outputs.finish(interrupted=True)
+                    raise
 
     def _gather(self, inputs: InferenceInputs, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every process's records, in input order, when the inputs are sharded; ``records`` otherwise."""
@@ -506,8 +510,8 @@ class InferenceRunner:
             "wall_time_s": round(time.perf_counter() - start, 3),
             "processes": 1 if self.shard is None else self.shard[1],
         }
-        if self.shard is not None and self.shard[0] != 0 and not interrupted:
-            return summary  # process 0 writes it
+        if self.shard is not None and self.shard[0] != 0:
+            return summary  # process 0 writes it (interrupted: its own records only, num_not_run unknown)
         self.writer.write_summary(summary)
         if interrupted:
             logger.warning(
@@ -570,6 +574,7 @@ def exit_status(summary: Mapping[str, Any]) -> Mapping[str, Any]:
         ``summary``, when nothing is flagged or the process is not the bundle command.
     """
     if summary.get("num_flagged") and is_bundle_command():
+        distributed.finish()  # the config's finalize step does not run after an exit
         logger.warning(
             "%d of %d inputs are flagged (written, but unlike the training data or results; see summary.json): "
             "exit status %d",

@@ -177,6 +177,8 @@ class Segmenter:
         Raises:
             ValueError: NaN or infinite values, an image the network cannot take (the message says why), or
                 ``probabilities`` for a volume.
+            InputFitError: an image that cannot be what the model was trained on (``force_input=True`` segments it).
+            NonFiniteOutputError: the network's output holds NaN or infinite values.
         """
         volume = isinstance(image, (str, os.PathLike)) and file_suffix(os.fspath(image)) in NIFTI_SUFFIXES
         if volume and nifti_depth(image) > 1:

@@ -316,7 +316,8 @@ def load_series_volume(series: DicomSeries, *, spacing_tolerance: float = 0.05) 
 
     Returns:
         the :class:`SeriesVolume`; ``warnings`` lists duplicate positions (the file kept has the lowest
-        InstanceNumber), non-uniform spacing (spacing and affine then use the median step) and shear.
+        InstanceNumber), non-uniform spacing (the spacing and affine then use the median step, and
+        ``slice_thickness`` each slice's own extent for volumes) and shear.
 
     Raises:
         ValueError: ``spacing_tolerance`` is not positive.
@@ -364,8 +365,9 @@ def load_series_volume(series: DicomSeries, *, spacing_tolerance: float = 0.05) 
 
 
 def _midpoint_thickness(along: np.ndarray) -> np.ndarray:
-    """Each slice's extent along the normal: half the step to each neighbour (the first and last take their one
-    step in full on their open side), so that the extents add up to the span plus one step at each end."""
+    """Each slice's extent along the normal: half the step to each neighbour, the first and last slice counting
+    their one step on both sides (as a uniform series counts every slice one step thick), so that the extents add up
+    to the span plus half a step at each end."""
     steps = np.diff(along)
     before = np.concatenate([steps[:1], steps])
     after = np.concatenate([steps, steps[-1:]])

@@ -81,7 +81,9 @@ def missing_file_reason(path: str | os.PathLike) -> str:
         except OSError as e:
             if e.errno == errno.ELOOP:
                 return "is a symbolic link loop (it leads back to itself)"
-            return f"is a symbolic link to nothing ({os.readlink(path)} does not exist)"
+            if e.errno == errno.ENOENT:  # the target's name only: its folders may name a patient
+                return f"is a symbolic link to nothing ({os.path.basename(os.readlink(path))} does not exist)"
+            return f"is a symbolic link whose target cannot be reached ({e.strerror})"
     if os.path.exists(path):
         return "is not a regular file (a device, a pipe or a socket)"
     return "file not found"

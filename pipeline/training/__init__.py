@@ -24,6 +24,7 @@ from pipeline.training.run_folders import (
     point_latest,
     resume_run_dir,
     run_name,
+    unlock_run_dir,
 )
 from pipeline.training.tracking import TrackingExtras, tracking_uri
 from pipeline.training.training_report import TrainingReport, trivial_baselines
@@ -56,6 +57,7 @@ __all__ = [
     "snapshot_interval",
     "tracking_uri",
     "trivial_baselines",
+    "unlock_run_dir",
     "validation_rounds",
     "write_curves",
 ]

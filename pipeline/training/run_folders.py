@@ -47,6 +47,7 @@ __all__ = [
     "point_latest",
     "resume_run_dir",
     "run_name",
+    "unlock_run_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,16 @@ def lock_run_dir(run_dir: str | os.PathLike) -> str:
     os.write(fd, f"process {os.getpid()}, started {started}".encode())
     _HELD[key] = fd
     return str(run_dir)
+
+
+def unlock_run_dir(run_dir: str | os.PathLike) -> None:
+    """Release this process's lock on ``run_dir`` (:func:`lock_run_dir`) when its training has ended; a process that
+    goes on (a notebook) then no longer keeps the folder from a later ``--resume``. Nothing happens when it holds
+    none."""
+    fd = _HELD.pop(os.path.realpath(run_dir), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def run_name(run_dir: str | os.PathLike) -> str:

@@ -22,6 +22,7 @@ from pipeline.training.run_folders import (
     point_latest,
     resume_run_dir,
     run_name,
+    unlock_run_dir,
 )
 
 NOON = 1_800_000_000.0  # a fixed time stamp
@@ -154,3 +155,15 @@ def test_a_run_being_trained_is_refused_to_a_second_process(tmp_path):
         holder.kill()
         holder.wait()
     assert lock_run_dir(run) == str(run)
+
+
+def test_a_finished_training_releases_its_run_folder(tmp_path):
+    """A process that goes on after its training (a notebook) unlocks the folder, so a later --resume elsewhere can
+    take it; until then another process is refused."""
+    run = lock_run_dir(new_run_dir(tmp_path))
+    take = "import sys; from pipeline.training.run_folders import lock_run_dir; lock_run_dir(sys.argv[1])"
+    other = subprocess.run([sys.executable, "-c", take, run], capture_output=True, text=True, timeout=120)
+    assert other.returncode != 0 and "is being trained by another process" in other.stderr
+    unlock_run_dir(run)
+    other = subprocess.run([sys.executable, "-c", take, run], capture_output=True, text=True, timeout=120)
+    assert other.returncode == 0, other.stderr[-2000:]
