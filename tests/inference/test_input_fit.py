@@ -40,6 +40,13 @@ def _eight_bit(image: np.ndarray) -> np.ndarray:
     return np.clip((image + 1000) / 1400 * 255, 0, 255).round().astype(np.float32)
 
 
+def _marked() -> np.ndarray:
+    """A grey picture stored as RGB with a small red marker burnt in (0.4 % of the pixels), as X-ray exports have."""
+    grey = np.repeat(_eight_bit(_ct_slice()), 3, axis=0)
+    grey[0, 2:6, 2:6], grey[1:, 2:6, 2:6] = 255, 0
+    return grey
+
+
 def _colour(size: int = 400) -> np.ndarray:
     rng = np.random.default_rng(1)
     return rng.integers(0, 256, (3, size, size)).astype(np.float32)
@@ -57,12 +64,15 @@ CASES = [
     ("grey stored as RGB into a grey model", {**CT, "intensity": {"min": 0, "max": 255}}, "OT", 1,
      np.repeat(_eight_bit(_ct_slice()), 3, axis=0), "pass", []),
     ("far beyond the training values", CT, "CT", 1, _ct_slice() * 6, "flagged", ["reach far beyond the training"]),
-    ("much larger than the training images", CT, "CT", 1, _ct_slice(size=512), "flagged", ["512 x 512 pixels"]),
+    ("much larger than the training images", CT, "CT", 1, _ct_slice(size=640), "flagged", ["640 x 640 pixels"]),
+    ("larger, within a resize's reach", CT, "CT", 1, _ct_slice(size=512), "pass", []),
     ("colour into a colour model", COLOUR, "ES", 3, _colour(), "pass", []),
     ("grey into a colour model", COLOUR, "ES", 3, np.repeat(_colour()[:1], 3, axis=0), "flagged",
      ["a grey image for a model trained on colour"]),
-    ("an image far darker than training", COLOUR, "ES", 3, _colour() * 0.05, "flagged",
-     ["mean intensity"]),
+    ("a darker image, scaled per image anyway", COLOUR, "ES", 3, _colour() * 0.05, "pass", []),
+    ("16-bit values for a model of 8-bit ones", COLOUR, "ES", 3, _colour() * 256, "pass", []),
+    ("a grey image with a coloured marker", {**CT, "intensity": {"min": 0, "max": 255}}, "OT", 1, _marked(), "pass",
+     []),
 ]  # fmt: skip
 
 
