@@ -124,7 +124,12 @@ class InOrder:
             if running and sum(e.future is not None for e in self._queue) <= keep:
                 return
             if head.future is not None:
-                head.future.result()  # while it stays queued: an interrupt here still finds its records
+                try:
+                    head.future.result()  # while it stays queued: an interrupt here still finds its records
+                except Exception:  # the job's own error: it is done with, and raised to the caller
+                    self._queue.popleft()
+                    self.records.extend(head.records)
+                    raise
             self._queue.popleft()
             self.records.extend(head.records)
 

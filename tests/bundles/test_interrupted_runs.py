@@ -20,6 +20,12 @@ FIXTURE = REPO / "tests" / "data" / "binary_model_964005e"
 COUNT = 2000
 
 
+def _as_from_a_shell() -> None:
+    """Start the command with Ctrl-C's default handling, as a terminal does: a test runner's worker may ignore
+    SIGINT, and a child inherits that (Python then never turns Ctrl-C into KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
 def test_an_interrupted_run_reports_exactly_what_it_wrote(tmp_path, stop):
@@ -35,7 +41,9 @@ def test_an_interrupted_run_reports_exactly_what_it_wrote(tmp_path, stop):
         "--checkpoint", str(FIXTURE / "model.pt"), "--network_def#channels", "[4,8,16,32,64]",
         "--input", str(images), "--output_dir", str(out), "--device", "cpu", "--batch_size", "8",
     ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_shell
+    )
     deadline = time.monotonic() + 240
     while not list((out / "images").glob("*_mask.png")) if (out / "images").is_dir() else True:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
