@@ -11,6 +11,7 @@ blocks and end with one line. Library use (``import pipeline`` in a script) is u
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -20,8 +21,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-__all__ = ["ERROR_LOG", "TRACEBACK_ENV", "readable_errors", "root_cause"]
+__all__ = ["ERROR_LOG", "TRACEBACK_ENV", "readable_errors", "require_extra", "root_cause"]
 
 ERROR_LOG = "error.log"
 TRACEBACK_ENV = "PIPELINE_TRACEBACK"
@@ -37,10 +39,33 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
+def require_extra(module: str, extra: str, needed_for: str) -> Any:
+    """Import ``module``, an optional dependency, or end in one line that names the extra that installs it.
+
+    Args:
+        module: the module, e.g. ``"onnxruntime"``.
+        extra: the package's extra that installs it, e.g. ``"export"``.
+        needed_for: what needs it, e.g. ``"running model.onnx"``.
+
+    Returns:
+        The module.
+
+    Raises:
+        ImportError: ``"<needed_for> needs <module>, which is not installed: pip install -e \".[<extra>]\""``; its
+            cause is dropped, so the command prints this line and not ``No module named ...``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f'{needed_for} needs {module}, which is not installed: pip install -e ".[{extra}]" in the checkout'
+        ) from None
+
+
 def _message(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     if type(error).__name__ == "OptionalImportError" and "mlflow" in text.lower():
-        text = 'MLflow is not installed, and --tracking mlflow needs it: pip install -e ".[tracking]"'
+        text = '--tracking mlflow needs mlflow, which is not installed: pip install -e ".[tracking]" in the checkout'
     if isinstance(error, (KeyError, AttributeError, TypeError, NameError, IndexError)):
         text = f"{type(error).__name__}: {text}"  # programming errors: the type is part of the message
     lines = text.splitlines()

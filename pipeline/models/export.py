@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from pipeline.atomic import atomic_output, write_json
+from pipeline.errors import require_extra
 from pipeline.models.card import ModelCard, card_structures
 from pipeline.models.package import channel_def
 from pipeline.models.weights import FORMATS, ExportedNetwork, load_state_dict_file
@@ -91,9 +92,10 @@ def export_onnx(
             metadata under ``channel_def`` (``onnxruntime``: ``session.get_modelmeta().custom_metadata_map``).
 
     Raises:
-        RuntimeError: torch cannot export the network (its message); ``onnx`` and ``onnxscript`` must be installed
-            (``pip install -e ".[export]"``).
+        RuntimeError: torch cannot export the network (its message).
+        ImportError: ``onnx`` is not installed; the message names the extra (``pip install -e ".[export]"``).
     """
+    onnx = require_extra("onnx", "export", "ONNX export")
     axes = {0: "batch", 2: "height", 3: "width"}
     with atomic_output(path) as tmp, torch.no_grad():
         torch.onnx.export(
@@ -107,8 +109,6 @@ def export_onnx(
             dynamo=False,
         )
         if channels:
-            import onnx
-
             model = onnx.load(str(tmp))
             onnx.helper.set_model_props(model, {CHANNEL_DEF: json.dumps(dict(channels))})
             onnx.save(model, str(tmp))

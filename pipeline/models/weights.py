@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.errors import require_extra
+
 __all__ = ["FORMATS", "ExportedNetwork", "expand_checkpoints", "load_ensemble", "load_state_dict_file", "weights_names"]
 
 FORMATS = {"torchscript": ".ts", "onnx": ".onnx"}
@@ -224,10 +226,7 @@ class ExportedNetwork(nn.Module):
             except RuntimeError as e:
                 raise ValueError(f"{self.path} is not a TorchScript file ({str(e).splitlines()[0]})") from e
         elif self.kind == "onnx":
-            try:
-                import onnxruntime
-            except ImportError as e:
-                raise ImportError(f'running {self.path.name} needs onnxruntime: pip install -e ".[export]"') from e
+            onnxruntime = require_extra("onnxruntime", "export", f"running {self.path.name}")
             providers = [
                 p
                 for p in ("CUDAExecutionProvider", "CPUExecutionProvider")

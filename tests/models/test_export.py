@@ -146,3 +146,36 @@ def test_several_structures_export_with_parity_and_named_channels(structures_run
         assert labels[name].keys() == reference.keys()
         for key, label_map in labels[name].items():
             assert np.array_equal(label_map, reference[key]), (name, key)
+
+
+_WITHOUT = """
+import sys
+sys.modules[sys.argv[1]] = None  # as if the package were not installed
+import torch
+from torch import nn
+from pipeline.errors import root_cause
+from pipeline.models.export import export_onnx
+from pipeline.models.weights import ExportedNetwork
+try:
+    if sys.argv[1] == "onnx":
+        export_onnx(nn.Conv2d(1, 1, 3, padding=1), sys.argv[2], torch.zeros(1, 1, 32, 32))
+    else:
+        ExportedNetwork(sys.argv[2])
+except ImportError as e:
+    print(str(root_cause(e)))  # what the command prints
+"""
+
+
+@pytest.mark.parametrize(
+    "module, needed_for",
+    [("onnx", "ONNX export"), ("onnxruntime", "running model.onnx")],
+)
+def test_a_missing_extra_names_what_to_install(tmp_path, module, needed_for):
+    """Without ``onnx`` or ``onnxruntime`` (the ``export`` extra), export and inference on a ``.onnx`` model end in
+    one line that names the extra, not in ``ModuleNotFoundError``."""
+    target = tmp_path / "model.onnx"
+    if module == "onnxruntime":
+        export_onnx(torch.nn.Conv2d(1, 1, 3, padding=1), target, torch.zeros(1, 1, 32, 32))
+    result = subprocess.run([sys.executable, "-c", _WITHOUT, module, str(target)], capture_output=True, text=True)
+    expected = f'{needed_for} needs {module}, which is not installed: pip install -e ".[export]" in the checkout'
+    assert result.stdout.strip() == expected, (result.stdout, result.stderr[-2000:])
