@@ -117,10 +117,15 @@ class LrSchedule:
     Any other scheduler is stepped once per epoch. Attach it to the trainer after MONAI's ``ValidationHandler``, so
     that the metric is the current epoch's.
 
+    After each epoch (after its own step) it sets ``engine.state.learning_rate`` to the optimizer's learning rate, the
+    value ``metrics.csv`` reports, for the handlers that log state attributes (TensorBoard's ``state_attributes``, the
+    MLflow extras).
+
     Args:
-        lr_scheduler: the scheduler, or ``None`` to do nothing.
+        lr_scheduler: the scheduler, or ``None`` for a constant learning rate.
         evaluator: the validation engine (needed for ``ReduceLROnPlateau``).
         metric_name: the evaluator metric that drives ``ReduceLROnPlateau``.
+        optimizer: the optimizer whose learning rate is recorded; default the scheduler's.
     """
 
     def __init__(
@@ -128,12 +133,14 @@ class LrSchedule:
         lr_scheduler: LRScheduler | ReduceLROnPlateau | None,
         evaluator: Engine | None = None,
         metric_name: str | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         if isinstance(lr_scheduler, ReduceLROnPlateau) and (evaluator is None or metric_name is None):
             raise ValueError("ReduceLROnPlateau needs the evaluator and the metric_name that drives it.")
         self.lr_scheduler = lr_scheduler
         self.evaluator = evaluator
         self.metric_name = metric_name
+        self.optimizer = optimizer if optimizer is not None else getattr(lr_scheduler, "optimizer", None)
         self._validated = False
 
     def attach(self, engine: Engine) -> None:
@@ -143,6 +150,11 @@ class LrSchedule:
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._step)
         else:
             engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._record)
+
+    def _record(self, engine: Engine) -> None:
+        if self.optimizer is not None:
+            engine.state.learning_rate = float(self.optimizer.param_groups[0]["lr"])
 
     def _mark_validated(self, _: Engine) -> None:
         self._validated = True

@@ -1,8 +1,9 @@
 """What MONAI's ``--tracking mlflow`` leaves out of the MLflow run: the run's settings, and its best model with card.
 
-MONAI's ``MLFlowHandler`` (added to ``train#handlers`` by ``--tracking mlflow``) records the loss, the validation
-metrics and the learning rate per epoch, and the resolved config. :class:`TrackingExtras` adds, in the same MLflow run
-and when the training completes, the settings as parameters (the recipe's hyperparameters and the model card's
+MONAI's ``MLFlowHandler`` (added to ``train#handlers`` by ``--tracking mlflow``) records the training loss at every
+iteration, the validation metrics at every epoch, and the resolved config. :class:`TrackingExtras` adds the learning
+rate at every epoch (``learning_rate``, the value ``metrics.csv`` reports) and, in the same MLflow run when the
+training completes, the settings as parameters (the recipe's hyperparameters and the model card's
 settings, flattened; no path), the best model (``models/model.pt`` with its card ``model.json``), ``curves.png``,
 ``metrics.csv`` and the resolved config. MONAI writes that config to ``<output_dir>/config_<time>.json`` but, when
 ``--output_dir`` is given as a plain path, cannot name it to its handler; it is found here by its time, copied into the
@@ -96,7 +97,15 @@ class TrackingExtras:
         return copy
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._learning_rate)
         engine.add_event_handler(Events.COMPLETED, self._record)
+
+    def _learning_rate(self, engine: Engine) -> None:
+        """Log ``engine.state.learning_rate`` (set by :class:`~pipeline.training.LrSchedule`) for this epoch."""
+        tracker = _mlflow_handler(engine)
+        value = getattr(engine.state, "learning_rate", None)
+        if tracker is not None and tracker.cur_run is not None and value is not None:
+            tracker.client.log_metric(tracker.cur_run.info.run_id, "learning_rate", value, step=engine.state.epoch)
 
     def _record(self, engine: Engine) -> None:
         tracker = _mlflow_handler(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 import subprocess
@@ -51,6 +52,10 @@ def test_log_file_gets_progress_lines_and_no_engine_chatter(dataset, tmp_path):
     assert steps == [1, 2]  # one picture per epoch
     picture = events.Images("validation/0")[0]
     assert picture.width == 3 * picture.height  # image | ground truth | prediction
+    with (run / "metrics.csv").open() as f:  # the learning rate curve: each epoch's, as metrics.csv reports it
+        rates = [float(row["lr"]) for row in csv.DictReader(f)]
+    curve = events.Scalars("learning_rate")
+    assert [e.step for e in curve] == [1, 2] and [e.value for e in curve] == pytest.approx(rates, rel=1e-6)
 
 
 def test_engine_log_switch_brings_ignite_lines_back(dataset, tmp_path, caplog, bundle_workflow):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 import textwrap
@@ -37,6 +38,10 @@ def test_mlflow_run_is_read_back(dataset, tmp_path, monkeypatch, run_bundle):
     assert "Doe" not in " ".join(params.values())  # no path in the parameters
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_iou")] == [1]
     assert client.get_metric_history(run.info.run_id, "train_loss")
+    with (run_dir / "metrics.csv").open() as f:
+        rates = [float(row["lr"]) for row in csv.DictReader(f)]
+    learning_rate = client.get_metric_history(run.info.run_id, "learning_rate")
+    assert [m.step for m in learning_rate] == [1] and [m.value for m in learning_rate] == pytest.approx(rates)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"curves.png", "metrics.csv", "config.json"} <= artifacts
