@@ -23,6 +23,7 @@ and runs with MONAI's own command from any folder::
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import re
@@ -35,13 +36,14 @@ from typing import Any
 from pipeline.bundle import BUNDLES_DIR
 from pipeline.models.card import ModelCard, card_path, card_structures
 from pipeline.segments import Structure, is_binary, structures_from_config
+from pipeline.version import __version__
 
 __all__ = ["channel_def", "package_run"]
 
 logger = logging.getLogger(__name__)
 
 _REF = re.compile(r"@(\w+)")  # the top-level id of a MONAI reference ("@validate#inferer" -> "validate")
-_ROOTS = ("imports", "initialize", "inference", "bundle_root", "device", "network_def", "model_name", "input")
+_ROOTS = ("imports", "initialize", "inference", "run", "bundle_root", "device", "network_def", "model_name", "input")
 """Entries a packaged inference config keeps although nothing refers to them (MONAI runs or reads them)."""
 
 
@@ -78,7 +80,24 @@ def _metadata(bundle: str, card: ModelCard) -> dict[str, Any]:
             f"largest softmax channel is the pixel's structure, written as its label value ({values})"
         )
     metadata["pipeline_model_card"] = {k: v for k, v in card.to_dict().items() if k not in ("sha256",)}
+    # these weights' own validation figures, not the repository bundle's reference run
+    metadata["eval_metrics"] = {name.removeprefix("val_"): value for name, value in card.metrics.items()}
+    metadata["eval_metrics_note"] = (
+        f"validation metrics of these weights (epoch {card.epoch}) on their run's validation split, from their model "
+        "card (models/model.json)"
+    )
+    packages = dict(metadata.get("required_packages_version", {}))
+    packages |= {"pipeline": __version__, "highdicom": _installed("highdicom")}
+    metadata["required_packages_version"] = {name: version for name, version in packages.items() if version}
     return metadata
+
+
+def _installed(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _referenced(value: Any) -> set[str]:
@@ -113,6 +132,7 @@ def _inference_config(bundle: str, card: ModelCard) -> dict[str, Any]:
     config["bundle_root"] = "."
     config["checkpoint"] = "$@bundle_root + '/models/model.pt'"
     config["train_output_dir"] = "$'outputs/' + @model_name"
+    config["run"] = "@inference"  # MONAI's default run id: `monai.bundle run` with no id runs the inference
     for name in config.get("trained_settings", {}):
         if name in card.settings:
             config[name] = card.settings[name]  # a literal: nothing left to look up in the repository

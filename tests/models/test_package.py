@@ -44,7 +44,7 @@ def _run_away(archive: Path, images: Path, tmp_path: Path) -> Path:
         z.extractall(away)
     bundle = away / archive.stem
     command = [
-        sys.executable, "-m", "monai.bundle", "run", "inference", "--bundle_root", str(bundle),
+        sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(bundle),  # MONAI's default run id, "run"
         "--config_file", str(bundle / "configs" / "inference.json"), "--input", str(images), "--device", "cpu",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=away, capture_output=True, text=True, timeout=300)
@@ -70,6 +70,9 @@ def test_packaged_bundle_runs_outside_the_repository(trained, tmp_path, run_bund
     metadata = json.loads((tmp_path / "unet_lung" / "configs" / "metadata.json").read_text())
     pred = metadata["network_data_format"]["outputs"]["pred"]
     assert pred["num_channels"] == 1 and pred["channel_def"] == {"0": "Lung"}  # a binary model: its one structure
+    card = json.loads((run_dir / "models" / "model.json").read_text())
+    assert metadata["eval_metrics"] == {k.removeprefix("val_"): v for k, v in card["metrics"].items()}  # its own
+    assert {"pipeline", "highdicom", "pytorch-ignite"} <= set(metadata["required_packages_version"])
 
     bundle = _run_away(archive, images, tmp_path)
     packaged = _masks(bundle.parent / "outputs" / "unet" / "inference")
