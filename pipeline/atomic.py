@@ -98,18 +98,27 @@ that cannot be read inside the block, say) are raised as they are."""
 
 
 @contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike,
+    before_replace: Callable[[Path], None] | None = None,
+    keep: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it becomes ``path`` in one rename.
 
     An existing ``path`` (an earlier run's outputs) is moved aside, the new folder moved in, and only then the old one
-    deleted. On an exception (a full disk, an interrupt) the temporary folder is deleted and ``path`` is left as it
-    was: a result that failed half-way never looks complete.
+    deleted, so ``path`` is missing only between two renames. On an exception (a full disk, an interrupt) the
+    temporary folder is deleted and ``path`` is left as it was: a result that failed half-way never looks complete.
 
     Args:
         path: the folder to write.
+        before_replace: called with ``path`` once the block has filled the folder, before anything is renamed; it
+            may raise to leave ``path`` as it was.
+        keep: when it holds for ``path`` by then, ``path`` is kept and the new folder discarded (another process
+            finished the same folder meanwhile).
 
     Yields:
-        the temporary folder (``.<name>.partial-<random>`` beside ``path``).
+        the temporary folder (``.<name>.partial-<random>`` beside ``path``; made with ``mkdir``, so the finished folder
+        gets the usual umask permissions).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +126,10 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        if before_replace is not None:
+            before_replace(path)
+        if keep is not None and keep(path):
+            return
         old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
         if path.exists():
             os.replace(path, old)
@@ -323,27 +336,18 @@ class GeneratedFolder:
         so ``root`` is missing only between two renames.
         """
         self.check_replaceable(root)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        # mkdir (not mkdtemp, which is private to the user) so the finished folder gets the usual umask permissions.
-        tmp = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:12]}"
-        tmp.mkdir()
-        try:
+
+        def finished_meanwhile(path: Path) -> bool:
+            if is_complete(path):
+                logger.info("Keeping the %s in %s that another process finished meanwhile", self.what, path)
+                return True
+            return False
+
+        with atomic_folder(root, before_replace=self.check_replaceable, keep=finished_meanwhile) as tmp:
             marker: dict[str, Any] = dict(params)
             yield tmp, marker
             marker.update(generator=self.generator, version=self.version)
             (tmp / self.marker_name).write_text(json.dumps(marker, indent=2) + "\n")
-            self.check_replaceable(root)
-            if is_complete(root):
-                logger.info("Keeping the %s in %s that another process finished meanwhile", self.what, root)
-                return
-            old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:12]}"
-            if root.exists():
-                os.replace(root, old)  # out of the way in one step, deleted once the new folder is in place
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def ensure(
         self,

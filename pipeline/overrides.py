@@ -18,6 +18,7 @@ check through :func:`unknown_ids`.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 import os
@@ -35,9 +36,11 @@ __all__ = [
     "RUN_ARGUMENTS",
     "UnknownOverrideError",
     "check_overrides",
+    "command_line_options",
     "command_line_overrides",
     "help_text",
     "is_bundle_command",
+    "root_id",
     "unknown_ids",
 ]
 
@@ -77,47 +80,68 @@ def _is_flag(token: str) -> bool:
     return token.startswith("-") and len(token) > 1 and not _NUMBER.match(token)
 
 
-def command_line_overrides(argv: Sequence[str]) -> dict[str, Any]:
-    """The ``--name value`` pairs of a ``monai.bundle`` command line, as Python Fire reads them.
+def command_line_options(argv: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The options of a ``monai.bundle`` command line, as Python Fire reads them, each with the tokens it takes.
 
-    ``--name=value`` and ``--name value`` give the value as typed, and a ``--name`` followed by another option (or by
-    nothing) is a switch, ``True``. As in Fire, one dash works like two (``-epochs 3``) and dashes inside a name are
-    underscores (``--spatial-size`` is ``spatial_size``). Positional words (``run``, ``training``) are left out.
+    ``--name=value`` is one token, ``--name value`` two, and a ``--name`` followed by another option (or by nothing) a
+    switch of one token. As in Fire, one dash works like two (``-epochs 3``), a negative number is a value, and dashes
+    inside a name are underscores (``--spatial-size`` is ``spatial_size``). Positional words (``run``, ``training``)
+    are left out.
 
     Args:
-        argv: the arguments after the program, e.g. ``["run", "training", "--config_file", "x.json", "--epochs", "3"]``.
+        argv: command-line words, e.g. ``["run", "training", "--config_file", "x.json", "--epochs", "3"]``.
 
     Returns:
-        name -> value, in the order given.
+        ``(name, tokens)`` per option, in the order given, e.g. ``[("config_file", ["--config_file", "x.json"]), ...]``.
     """
-    pairs: dict[str, Any] = {}
+    options: list[tuple[str, list[str]]] = []
     tokens = list(argv)
     i = 0
     while i < len(tokens):
         token = tokens[i]
         if _is_flag(token):
-            name, has_value, value = token.lstrip("-").partition("=")
-            name = name.replace("-", "_")
-            if has_value:
-                pairs[name] = value
-            elif i + 1 < len(tokens) and not _is_flag(tokens[i + 1]):
-                pairs[name] = tokens[i + 1]
-                i += 1
-            else:
-                pairs[name] = True
-        i += 1
+            group = [token]
+            if "=" not in token and i + 1 < len(tokens) and not _is_flag(tokens[i + 1]):
+                group.append(tokens[i + 1])
+            options.append((token.lstrip("-").split("=", 1)[0].replace("-", "_"), group))
+            i += len(group)
+        else:
+            i += 1
+    return options
+
+
+def command_line_overrides(argv: Sequence[str]) -> dict[str, Any]:
+    """The ``--name value`` pairs of a ``monai.bundle`` command line (:func:`command_line_options`): the value as
+    typed, or ``True`` for a switch.
+
+    Args:
+        argv: command-line words, e.g. ``["run", "training", "--config_file", "x.json", "--epochs", "3"]``.
+
+    Returns:
+        name -> value, in the order given.
+    """
+    pairs: dict[str, Any] = {}
+    for name, group in command_line_options(argv):
+        option = group[0]
+        pairs[name] = option.split("=", 1)[1] if "=" in option else group[1] if len(group) > 1 else True
     return pairs
 
 
+def root_id(name: str) -> str:
+    """The top-level config id an override reaches: ``network_def#channels`` (or MONAI's ``network_def::channels``)
+    is ``network_def``."""
+    return name.replace("::", "#").split("#", 1)[0]
+
+
 def _config_files(value: Any) -> list[str]:
-    """``--config_file`` as MONAI takes it: one path, a comma-free list literal or a Python list."""
+    """``--config_file`` as Fire hands it to MONAI: one path, or a Python list literal of paths."""
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     text = str(value).strip()
     if text.startswith("["):
         try:
-            return [str(v) for v in json.loads(text.replace("'", '"'))]
-        except ValueError:
+            return [str(v) for v in ast.literal_eval(text)]
+        except (ValueError, SyntaxError):
             pass
     return [text]
 
@@ -142,7 +166,7 @@ def unknown_ids(names: Iterable[str], config_ids: Iterable[str]) -> list[str]:
     known = sorted(set(config_ids))
     problems = []
     for name in names:
-        root = name.replace("::", "#").split("#", 1)[0]
+        root = root_id(name)
         if root in known:
             continue
         close = difflib.get_close_matches(root, known, n=3, cutoff=0.6)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.inference.input_fit import EXIT_FLAGGED
-from pipeline.overrides import RUN_ARGUMENTS
+from pipeline.overrides import RUN_ARGUMENTS, command_line_options, root_id
 from pipeline.training.run_folders import latest_checkpoint, latest_link
 
 __all__ = ["PLAIN", "RESERVED_ARGS", "RunResult", "default_variants", "run_bundle"]
@@ -159,21 +159,10 @@ def _execute(
 
 
 def _args_for(config_file: Path, args: Sequence[str]) -> list[str]:
-    """The ``--key value`` pairs (or ``--key=value``, or a bare ``--switch``) of ``args`` whose id (before ``#``) is
-    one of ``config_file``'s top-level ids, in order."""
+    """The options of ``args`` (with their values) whose id is one of ``config_file``'s top-level ids or an argument
+    of MONAI's ``run``, in order."""
     ids = set(json.loads(config_file.read_text())) | RUN_ARGUMENTS  # MONAI's own (--tracking) go to every command
-    kept: list[str] = []
-    tokens = list(args)
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        group = [token]
-        if "=" not in token and i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
-            group.append(tokens[i + 1])
-        if token.startswith("--") and token[2:].split("=", 1)[0].replace("::", "#").split("#", 1)[0] in ids:
-            kept += group
-        i += len(group)
-    return kept
+    return [token for name, group in command_line_options(args) if root_id(name) in ids for token in group]
 
 
 def run_bundle(

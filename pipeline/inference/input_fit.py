@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.bundle import flag
+from pipeline.transforms.array import AIR_HU
 
 __all__ = ["EXIT_FLAGGED", "InputFit", "InputFitError"]
 
@@ -36,7 +37,6 @@ EXIT_FLAGGED = 3
 """The inference command's exit status when every input was written but at least one is flagged (0: all ok; 1: at
 least one failed or the run could not start)."""
 
-_AIR_HU = -500.0  # a CT slice in Hounsfield units has air (about -1000) outside the body or in the lungs
 _CONSTANT = 1e-6
 
 
@@ -72,7 +72,7 @@ class InputFit:
         self.train_mean = intensity.get("mean")
         self.train_std = intensity.get("std")
         self.train_channels = tuple(self.data.get("channels") or ())
-        self.hounsfield = self.modality == "CT" and self.train_min is not None and self.train_min < _AIR_HU
+        self.hounsfield = self.modality == "CT" and self.train_min is not None and self.train_min < AIR_HU
 
     def _expected(self) -> str:
         parts = [f"{self.modality} images"]

@@ -23,7 +23,7 @@ from scipy import ndimage
 from pipeline.intake.datalist import _stem
 from pipeline.io import LoadSlice
 from pipeline.outputs import write_label_png
-from pipeline.transforms import BinarizeMask
+from pipeline.transforms import AIR_HU, BinarizeMask
 
 __all__ = [
     "LABEL_DIR",
@@ -130,7 +130,6 @@ def overlap_plan(names: Sequence[str]) -> LabelPlan:
     return LabelPlan(tuple(names), partial(_stack_masks, names=tuple(names)), "label_overlap", rule, "pixels")
 
 
-_HU_AIR_BELOW = -500.0  # air and aerated lung lie below, fat, soft tissue and bone above
 _MIN_PIECE = 0.02  # a piece under this share of the largest one is a speck (an airway, a stray pixel)
 _MIN_SIDE = 0.2  # a piece across the midline is two touching lungs when the cut leaves this share on each side
 _CUT_BAND = 1 / 8  # the cut between touching lungs is sought within this share of the width either side of centre
@@ -139,7 +138,7 @@ _CUT_BAND = 1 / 8  # the cut between touching lungs is sought within this share 
 def _body(image: np.ndarray) -> np.ndarray | None:
     """The patient's body on an axial CT slice in Hounsfield units: the largest connected region above -500 HU with
     its holes (lungs, airways) filled; ``None`` when nothing lies below -500 (not a CT slice in HU)."""
-    tissue = image > _HU_AIR_BELOW
+    tissue = image > AIR_HU
     if tissue.all() or not tissue.any():
         return None
     regions, _ = ndimage.label(tissue)

@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.io import LoadSlice
 from pipeline.io.readers import MAX_SLICE_PIXELS
 from pipeline.segments import label_values
-from pipeline.transforms import BinarizeMask, auto_mask_threshold, mask_value_report
+from pipeline.transforms import AIR_HU, BinarizeMask, auto_mask_threshold, mask_value_report
 
 __all__ = [
     "DatasetCheckError",
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 EMPTY_MASK_POLICIES = ("ignore", "warn", "error")
 _BINARIZE = BinarizeMask()
 _LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
-_AIR_HU = -500.0  # every CT slice in Hounsfield units has air (about -1000) outside the body or in the lungs
 
 
 @dataclass(frozen=True)
@@ -383,7 +382,7 @@ def check_modality(images: ImageStats | None, modality: str, in_channels: int | 
             )
         if 3 in images.channels:
             messages.append(f"--modality CT on colour images ({seen}): pass the images' modality (--modality ES, OT).")
-    elif images.minimum < _AIR_HU and images.whole_numbers:
+    elif images.minimum < AIR_HU and images.whole_numbers:
         messages.append(
             f"the images look like CT in Hounsfield units ({seen}) but --modality is {modality}: percentile scaling "
             "replaces the CT window. Pass --modality CT if they are CT."

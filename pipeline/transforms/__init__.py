@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pipeline.transforms.after_cache import AfterCache
 from pipeline.transforms.array import (
+    AIR_HU,
     BONE_WINDOW,
     BRAIN_WINDOW,
     CT_MODALITIES,
@@ -40,6 +41,7 @@ from pipeline.transforms.dictionary import (
 from pipeline.transforms.mask_values import auto_mask_threshold, mask_value_report
 
 __all__ = [
+    "AIR_HU",
     "BONE_WINDOW",
     "BRAIN_WINDOW",
     "CT_MODALITIES",

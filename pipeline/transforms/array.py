@@ -34,6 +34,7 @@ from pipeline.segments import label_values
 from pipeline.transforms.mask_values import auto_mask_threshold
 
 __all__ = [
+    "AIR_HU",
     "BONE_WINDOW",
     "BRAIN_WINDOW",
     "CT_MODALITIES",
@@ -50,6 +51,9 @@ __all__ = [
     "ScaleIntensityNonCT",
 ]
 
+#: The HU below which lies air (about -1000) and aerated lung, above which fat, soft tissue and bone: every CT slice in
+#: Hounsfield units has values below it (outside the body or in the lungs), an image that never goes below 0 has none.
+AIR_HU: float = -500.0
 #: Lung window in HU, ``(lower, upper)``: level -300, width 1400; the lung recipes' default.
 LUNG_WINDOW: tuple[float, float] = (-1000.0, 400.0)
 #: Mediastinum window in HU: level 40, width 400.
