@@ -34,7 +34,7 @@ from pipeline.atomic import interrupts_deferred
 from pipeline.inference.input_fit import EXIT_FLAGGED, InputFit, quality
 from pipeline.inference.inputs import ImageInput, InferenceInputs, find_inputs
 from pipeline.inference.overlap import InOrder, read_ahead, stage_executor
-from pipeline.inference.predictor import SlicePredictor
+from pipeline.inference.predictor import NonFiniteOutputError, SlicePredictor
 from pipeline.io.array import LoadSlice
 from pipeline.io.dicom_series import DicomSeries, DicomSeriesError, SeriesRules, safe_error_text
 from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
@@ -426,7 +426,12 @@ class InferenceRunner:
         inputs = find_inputs(self.input, self.series_rules, exclude=[self.output_dir])
         if not len(inputs):
             raise ValueError(_nothing_found(inputs))
-        self.predictor.check_input([{"image": MetaTensor(torch.zeros(1, 64, 64))}])
+        try:
+            self.predictor.check_input([{"image": MetaTensor(torch.zeros(1, 64, 64))}])
+        except NonFiniteOutputError as e:  # broken weights: name them (file names only, as the reports do)
+            names = self.writer.weights
+            weights = names if isinstance(names, str) else ", ".join(names or []) or "the weights"
+            raise NonFiniteOutputError(f"{weights}: {e}") from None
 
         records: list[dict[str, Any]] = []
         interrupted = False

@@ -474,8 +474,9 @@ def test_weights_that_give_nan_fail_before_any_output(tmp_path):
     norm.running_var.fill_(-1.0)
     predictor.network = nn.Sequential(BrightRegion(), norm).eval()
     _series(tmp_path / "study", _phantom(3), 1, generate_uid())
-    with pytest.raises(NonFiniteOutputError, match=r"NaN or infinite values .* the weights are broken"):
-        InferenceRunner(predictor, tmp_path / "study", tmp_path / "out").run()
+    checkpoint = tmp_path / "Doe^Jane" / "broken.pt"  # named by file name only
+    with pytest.raises(NonFiniteOutputError, match=r"^broken\.pt: .*NaN or infinite values .* the weights are broken"):
+        InferenceRunner(predictor, tmp_path / "study", tmp_path / "out", checkpoint=checkpoint).run()
     assert [p.name for p in (tmp_path / "out").iterdir()] == []
 
 
