@@ -73,7 +73,8 @@ class InferenceRunner:
 
     Args:
         predictor: runs the network on in-memory (C, H, W) slices and returns masks at native size.
-        input: an image file, a single DICOM file, a folder of images, a DICOM study folder or a folder of studies.
+        input: an image file, a single DICOM file, a folder of images, a DICOM study folder or a folder of studies;
+            empty or ``None`` until :meth:`run`, which refuses it.
         output_dir: where outputs go (created).
         series_rules: DICOM series selection rules.
         segment: what a binary model segments (label and SNOMED codes), for DICOM SEG and the reports; a bundle
@@ -107,7 +108,7 @@ class InferenceRunner:
     def __init__(
         self,
         predictor: SlicePredictor,
-        input: str | os.PathLike,
+        input: str | os.PathLike | None,
         output_dir: str | os.PathLike,
         series_rules: SeriesRules | None = None,
         segment: SegmentDescription | Mapping[str, Any] | None = None,
@@ -125,10 +126,8 @@ class InferenceRunner:
         shard: tuple[int, int] | None = None,
         input_fit: InputFit | None = None,
     ) -> None:
-        if input is None or str(input) == "":
-            raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
         self.predictor = predictor
-        self.input = Path(input)
+        self.input = None if input is None or str(input) == "" else Path(input)  # refused by run(), not here
         self.output_dir = Path(output_dir)
         self.series_rules = series_rules or SeriesRules()
         self.segment = SegmentDescription.from_config(segment)
@@ -403,6 +402,14 @@ class InferenceRunner:
             outputs.submit(self._image_outputs, outcomes, seconds)
 
     # ------------------------------------------------------------------------------------------------------- run
+    def inputs(self) -> InferenceInputs:
+        """What :meth:`run` segments: the images, selected DICOM series and NIfTI volumes under ``input`` (none when
+        no input is set yet), the run's own output folder left out. The inference configs' ``dataset``, MONAI's
+        inference property."""
+        if self.input is None:
+            return InferenceInputs()
+        return find_inputs(self.input, self.series_rules, exclude=[self.output_dir])
+
     def run(self) -> dict[str, Any]:
         """Segment everything, write the outputs and ``summary.json``.
 
@@ -417,13 +424,15 @@ class InferenceRunner:
             InferenceError: after all inputs ran, when at least one of them failed.
         """
         start = time.perf_counter()
+        if self.input is None:
+            raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
         if self.input.is_dir() and self.output_dir.resolve() == self.input.resolve():
             raise ValueError(
                 f"--output_dir {self.output_dir} is the input folder: the outputs would mix with the inputs, and a "
                 "rerun would segment its own masks. Pass another --output_dir (the default is beside the model)."
             )
         _check_writable(self.output_dir)
-        inputs = find_inputs(self.input, self.series_rules, exclude=[self.output_dir])
+        inputs = self.inputs()
         if not len(inputs):
             raise ValueError(_nothing_found(inputs))
         try:

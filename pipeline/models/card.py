@@ -48,6 +48,7 @@ __all__ = [
     "card_setting",
     "card_structures",
     "check_card",
+    "file_sha256",
     "network_name",
     "read_model_card",
 ]
@@ -78,7 +79,8 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, in hex, read in 1 MiB blocks: the card's ``sha256`` of its weights."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -216,7 +218,7 @@ class ModelCard:
         weights = Path(weights)
         numbers = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
         card = ModelCard(**{**asdict(self), "source": None, **extra})
-        card.epoch, card.metrics, card.weights, card.sha256 = epoch, numbers, weights.name, _sha256(weights)
+        card.epoch, card.metrics, card.weights, card.sha256 = epoch, numbers, weights.name, file_sha256(weights)
         card.versions = {"pipeline": __version__, "monai": monai.__version__, "torch": torch.__version__}
         card.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return write_json(card.to_dict(), card_path(weights))
@@ -245,7 +247,8 @@ class ModelCard:
         fields = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__ and k != "source"}
         card = cls(**fields, source=path)
         describes = card.weights in (None, Path(weights).name)  # an export (model.onnx) shares its weights' card
-        if describes and card.sha256 is not None and Path(weights).is_file() and _sha256(Path(weights)) != card.sha256:
+        replaced = card.sha256 is not None and Path(weights).is_file() and file_sha256(Path(weights)) != card.sha256
+        if describes and replaced:
             logger.warning(
                 "%s describes another version of %s (the weights were replaced after the card was written); its "
                 "settings are used, its metrics may be stale",

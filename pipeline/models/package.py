@@ -10,14 +10,21 @@ The folder follows the MONAI bundle specification::
       models/model.pt           the weights (a plain state dict), with models/model.json, their model card
       models/model.ts           TorchScript (what ``monai.bundle ckpt_export`` writes)
       docs/README.md            what the model is, what it was trained on, how well it did, how to run it
+      large_files.yml           the weights files with their SHA-256, in the model zoo's format; the url is left
+                                empty for the publisher to fill in
       LICENSE
-    <out>.zip                   the same folder, zipped
+    <out>.zip                   the same folder, zipped, weights included: it runs offline
 
 and runs with MONAI's own command from any folder::
 
-    python -m monai.bundle run inference --bundle_root <out> --config_file <out>/configs/inference.json --input <path>
+    python -m monai.bundle run --bundle_root <out> --config_file <out>/configs/inference.json --input <path>
 
     pipeline-package outputs/unet/latest --out shared/unet_lung   # python -m pipeline.models.package is the same
+
+It passes the model zoo's checks: MONAI's ``check_properties`` for an inference workflow finds every required
+property (``dataset_dir`` is the input, ``dataset`` what it holds to segment, ``evaluator`` the runner), and
+``verify_net_in_out`` runs the network on the input ``network_data_format`` describes (this model's input channels
+and the size multiple its network takes) and finds this model's output channels; packaging runs it before writing.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bundle import BUNDLES_DIR
-from pipeline.models.card import ModelCard, card_path, card_structures
+from pipeline.models.card import ModelCard, card_path, card_structures, file_sha256
 from pipeline.segments import Structure, is_binary, structures_from_config
 from pipeline.version import __version__
 
@@ -43,8 +50,16 @@ __all__ = ["channel_def", "package_run"]
 logger = logging.getLogger(__name__)
 
 _REF = re.compile(r"@(\w+)")  # the top-level id of a MONAI reference ("@validate#inferer" -> "validate")
-_ROOTS = ("imports", "initialize", "inference", "run", "bundle_root", "device", "network_def", "model_name", "input")
+_ROOTS = (
+    *("imports", "initialize", "inference", "run", "finalize", "model_name", "input"),
+    # the required properties of MONAI's inference workflow (monai.bundle.properties.InferProperties)
+    *("bundle_root", "device", "dataset_dir", "dataset", "evaluator", "network_def", "inferer"),
+)
 """Entries a packaged inference config keeps although nothing refers to them (MONAI runs or reads them)."""
+DISTRIBUTION = "medical-slice-segmentation"
+"""The distribution that installs ``pipeline`` (``pip install medical-slice-segmentation``)."""
+LARGE_FILES = "large_files.yml"
+"""The model zoo's list of files too large for its repository, each with a download url and a hash."""
 
 
 def channel_def(structures: Sequence[Structure | Mapping[str, Any]]) -> dict[str, str]:
@@ -64,7 +79,11 @@ def _metadata(bundle: str, card: ModelCard) -> dict[str, Any]:
     metadata = json.loads((BUNDLES_DIR / bundle / "metadata.json").read_text())
     structures = card_structures(card)
     channels = channel_def(structures)
-    pred = metadata.setdefault("network_data_format", {}).setdefault("outputs", {}).setdefault("pred", {})
+    io = metadata.setdefault("network_data_format", {})
+    image = io.setdefault("inputs", {}).setdefault("image", {})
+    image.update(_input_format(card))
+    metadata["image_classes"] = _image_classes(card)
+    pred = io.setdefault("outputs", {}).setdefault("pred", {})
     pred.update({"num_channels": len(channels), "channel_def": channels})
     if is_binary(structures):
         name = structures[0].label
@@ -84,12 +103,50 @@ def _metadata(bundle: str, card: ModelCard) -> dict[str, Any]:
     metadata["eval_metrics"] = {name.removeprefix("val_"): value for name, value in card.metrics.items()}
     metadata["eval_metrics_note"] = (
         f"validation metrics of these weights (epoch {card.epoch}) on their run's validation split, from their model "
-        "card (models/model.json)"
+        "card (models/model.json); null for a structure absent from that split"
     )
     packages = dict(metadata.get("required_packages_version", {}))
-    packages |= {"pipeline": __version__, "highdicom": _installed("highdicom")}
+    # distribution names, as pip installs them: the import package `pipeline` comes from medical-slice-segmentation
+    packages |= {DISTRIBUTION: __version__, "highdicom": _installed("highdicom")}
     metadata["required_packages_version"] = {name: version for name, version in packages.items() if version}
     return metadata
+
+
+def _input_format(card: ModelCard) -> dict[str, Any]:
+    """What ``network_data_format.inputs.image`` says that depends on the weights: their input channels and
+    modality (the spatial shape, the size multiple of the network, stays the repository bundle's)."""
+    in_channels = int(card.settings.get("in_channels", 1))
+    names = ["red", "green", "blue"] if in_channels == 3 else [f"channel {c}" for c in range(in_channels)]
+    return {
+        "num_channels": in_channels,
+        "modality": card.settings.get("modality", "CT"),
+        "channel_def": {"0": "image"} if in_channels == 1 else {str(c): name for c, name in enumerate(names)},
+    }
+
+
+def _image_classes(card: ModelCard) -> str:
+    """The metadata's ``image_classes``: what the network's input holds, with these weights' modality and window."""
+    in_channels = int(card.settings.get("in_channels", 1))
+    channels = "one channel" if in_channels == 1 else f"{in_channels} channels (colour; a grey image is repeated)"
+    modality = str(card.settings.get("modality", "CT"))
+    if modality.upper() == "CT":
+        low, high = card.settings.get("window", [-1000, 400])
+        return f"{channels}: CT in Hounsfield units, windowed to [{low}, {high}] and scaled to [0, 1]"
+    return f"{channels}: {modality} images scaled to [0, 1] between their 0.5th and 99.5th intensity percentiles"
+
+
+def _large_files(folder: Path, paths: Sequence[str]) -> str:
+    """``large_files.yml`` for the files at ``paths`` (relative to ``folder``): the model zoo's format, each file with
+    its SHA-256 and an empty url for the publisher to fill in."""
+    import yaml
+
+    entries = [{"path": p, "url": "", "hash_val": file_sha256(folder / p), "hash_type": "sha256"} for p in paths]
+    header = (
+        "# The files of this bundle that are too large for the model zoo's repository, in its format. The zip carries\n"
+        "# them, so the bundle runs offline; to publish it, upload each file, write its address as its url, and leave\n"
+        "# the files themselves out of the pull request. MONAI's download checks each file against its hash.\n"
+    )
+    return header + yaml.safe_dump({"large_files": entries}, sort_keys=False)
 
 
 def _installed(distribution: str) -> str | None:
@@ -133,10 +190,20 @@ def _inference_config(bundle: str, card: ModelCard) -> dict[str, Any]:
     config["checkpoint"] = "$@bundle_root + '/models/model.pt'"
     config["train_output_dir"] = "$'outputs/' + @model_name"
     config["run"] = "@inference"  # MONAI's default run id: `monai.bundle run` with no id runs the inference
+    # No training data travels with the weights, so MONAI's `dataset_dir` property names what to segment: an
+    # application that sets it (or --dataset_dir) sets the input, and --input still works on its own.
+    config["dataset_dir"] = ""
+    config["input"] = "@dataset_dir"
     for name in config.get("trained_settings", {}):
         if name in card.settings:
             config[name] = card.settings[name]  # a literal: nothing left to look up in the repository
     return _prune(config)
+
+
+def _figure(value: float | None) -> str:
+    """A metric for the README: four decimals, or why there is none (a structure absent from the validation split
+    has no Dice or IoU; its card records ``null``)."""
+    return "n/a (not in the validation split)" if value is None else f"{value:.4f}"
 
 
 def _readme(card: ModelCard, name: str) -> str:
@@ -145,7 +212,7 @@ def _readme(card: ModelCard, name: str) -> str:
         f"| {c} | {label} | {structures.get(label, 0)} |" for c, label in channel_def(card_structures(card)).items()
     )
     settings = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in card.settings.items())
-    metrics = "\n".join(f"| {k.removeprefix('val_')} | {v:.4f} |" for k, v in card.metrics.items())
+    metrics = "\n".join(f"| {k.removeprefix('val_')} | {_figure(v)} |" for k, v in card.metrics.items())
     data = json.dumps(card.data, indent=2)
     return f"""# {name}
 
@@ -154,14 +221,22 @@ education only; not for clinical use.
 
 ## Run it
 
-With `pipeline` installed (`pip install pipeline`, or `pip install -e .` in its repository), from any folder:
+With `pipeline` installed (the `medical-slice-segmentation` wheel, or `pip install -e .` in its repository), from any
+folder:
 
 ```bash
-python -m monai.bundle run inference --bundle_root {name} --config_file {name}/configs/inference.json --input <path>
+python -m monai.bundle run --bundle_root {name} --config_file {name}/configs/inference.json --input <path>
 ```
 
 `<path>` is a 2D image (PNG, TIFF, JPEG, NIfTI, DICOM), a folder of them, or a DICOM study; masks, overlays, NIfTI
-labels, DICOM SEG and reports go to `outputs/{card.model_name}/inference/` (`--output_dir` elsewhere).
+labels, DICOM SEG and reports go to `outputs/{card.model_name}/inference/` (`--output_dir` elsewhere). `--dataset_dir`,
+MONAI's name for the data a workflow reads, is the same as `--input` here.
+
+## Weights
+
+`models/model.pt` (and `models/model.ts`) travel inside this bundle, so that it runs offline. `large_files.yml` lists
+them with their SHA-256 in the model zoo's format; its `url` entries are empty until the files are uploaded somewhere
+for a model-zoo submission, which must leave files over 25 MB out of its pull request.
 
 ## What it segments
 
@@ -241,10 +316,13 @@ def package_run(run_dir: str | Path, out: str | Path, torchscript: bool = True) 
 
             network = load_state_dict_file(_network(bundle, staging), weights)
             export_torchscript(network, staging / "models" / "model.ts", channels=channel_def(card_structures(card)))
+        weights_files = ["models/model.pt", *(["models/model.ts"] if torchscript else [])]
+        (staging / LARGE_FILES).write_text(_large_files(staging, weights_files))
+        _verify_net_in_out(staging)
         (staging / "docs" / "README.md").write_text(_readme(card, out.name))
-        license_file = BUNDLES_DIR.parent / "LICENSE"
-        if license_file.is_file():
-            shutil.copyfile(license_file, staging / "LICENSE")
+        license_text = _license()
+        if license_text is not None:
+            (staging / "LICENSE").write_text(license_text)
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -252,6 +330,41 @@ def package_run(run_dir: str | Path, out: str | Path, torchscript: bool = True) 
     archive = shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name)
     logger.info("packaged %s (%s) as %s and %s", weights.name, bundle, out, archive)
     return Path(archive)
+
+
+def _license() -> str | None:
+    """The package's licence text: the clone's ``LICENSE`` beside ``bundles/``, or the installed distribution's copy
+    (a wheel keeps it in its metadata, ``licenses/LICENSE``)."""
+    beside = BUNDLES_DIR.parent / "LICENSE"
+    if beside.is_file():
+        return beside.read_text()
+    try:
+        files = importlib.metadata.distribution(DISTRIBUTION).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = next((f for f in files if f.name == "LICENSE"), None)
+    return found.read_text() if found is not None else None
+
+
+def _verify_net_in_out(folder: Path) -> None:
+    """MONAI's ``verify_net_in_out`` on the bundle in ``folder``, as the model zoo runs it: the network of
+    ``configs/inference.json`` takes the input ``network_data_format`` describes and returns its output channels.
+
+    Raises:
+        ValueError: it does not (the message is MONAI's).
+    """
+    from monai.bundle import verify_net_in_out
+
+    try:
+        verify_net_in_out(
+            net_id="network_def",
+            meta_file=str(folder / "configs" / "metadata.json"),
+            config_file=str(folder / "configs" / "inference.json"),
+            device="cpu",
+            bundle_root=str(folder),
+        )
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"the packaged bundle fails MONAI's verify_net_in_out: {e}") from e
 
 
 def _network(bundle: str, folder: Path) -> Any:
