@@ -1,9 +1,10 @@
 """Helpers for the bundle configs: where the bundles are, and on/off settings given on the command line.
 
 A bundle config's ``bundle_root`` is the folder that holds it. MONAI cannot tell a config where its own file is, so the
-generated configs ask :func:`bundle_root`, which finds the bundle beside the package: the ``bundles/`` folder of the
-clone that ``pip install -e .`` installed from (or that the working directory is). A bundle copied elsewhere sets
-``--bundle_root`` on the command line instead, as any MONAI bundle does.
+generated configs ask :func:`bundle_root`, which finds the bundle in :data:`BUNDLES_DIR`: the package data
+``pipeline/bundles/`` of an installed wheel, or else the ``bundles/`` folder of the clone that ``pip install -e .``
+installed from. ``pipeline-bundles`` prints where they are. A bundle copied elsewhere sets ``--bundle_root`` on the
+command line instead, as any MONAI bundle does.
 
 ``python -m monai.bundle`` reads ``--flip_tta false`` as the string ``"false"``, which Python takes as true. The configs
 read every on/off setting through :func:`flag`, which accepts what people type and refuses anything else.
@@ -24,8 +25,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUNDLES_DIR",
+    "IDS_FILE",
+    "PACKAGED_BUNDLES_DIR",
     "autocast_kwargs",
     "bundle_root",
+    "bundles_are_packaged",
     "check_device",
     "check_settings",
     "default_device",
@@ -44,8 +48,21 @@ __all__ = [
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
-BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
-"""The repository's ``bundles/`` folder: a sibling of the package folder."""
+PACKAGED_BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
+"""Where a wheel installs the bundles: package data ``pipeline/bundles/`` (``setup.py`` maps the repository's
+``bundles/`` there)."""
+
+BUNDLES_DIR = PACKAGED_BUNDLES_DIR if PACKAGED_BUNDLES_DIR.is_dir() else Path(__file__).resolve().parents[1] / "bundles"
+"""The bundles' folder: the installed package data, or in a clone (an editable install) the repository's ``bundles/``,
+a sibling of the package folder."""
+
+IDS_FILE = BUNDLES_DIR / "bundle_ids.yaml"
+"""What every config id of the bundles means (``--help`` prints it)."""
+
+
+def bundles_are_packaged() -> bool:
+    """Whether the bundles are an installed wheel's package data rather than a clone's ``bundles/`` folder."""
+    return BUNDLES_DIR == PACKAGED_BUNDLES_DIR
 
 
 def bundle_root(name: str) -> str:
@@ -63,9 +80,10 @@ def bundle_root(name: str) -> str:
     """
     root = BUNDLES_DIR / name
     if not root.is_dir():
+        known = ", ".join(repository_bundles()) or "none"
         raise FileNotFoundError(
-            f"bundle folder {root} does not exist: the pipeline package was not installed from the repository that "
-            f"holds the '{name}' bundle. Pass --bundle_root <folder of the bundle's configs>."
+            f"bundle folder {root} does not exist: the installed pipeline has no '{name}' bundle (it has: {known}). "
+            "Pass --bundle_root <folder of the bundle's configs>."
         )
     return str(root)
 

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.bundle import check_device
+from pipeline.bundle import IDS_FILE, check_device
 
 __all__ = [
     "IDS_FILE",
@@ -43,9 +43,6 @@ __all__ = [
     "root_id",
     "unknown_ids",
 ]
-
-IDS_FILE = Path(__file__).resolve().parents[1] / "bundles" / "bundle_ids.yaml"
-"""The meanings of the bundles' ids: the one file the documentation and ``--help`` read."""
 
 RUN_ARGUMENTS = frozenset(
     {

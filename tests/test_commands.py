@@ -58,3 +58,14 @@ def test_failing_command_says_why(name, args, message, tmp_path):
     path = shutil.which(name, path=str(Path(sys.executable).parent)) or name
     result = _run([path, *args], tmp_path)
     assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_bundles_command_names_the_bundle_folders(tmp_path):
+    from pipeline.bundle import BUNDLES_DIR, repository_bundles
+
+    path = shutil.which("pipeline-bundles", path=str(Path(sys.executable).parent)) or "pipeline-bundles"
+    listed = [line.split() for line in _run([path], tmp_path).stdout.splitlines()]
+    assert listed == [[name, str(BUNDLES_DIR / name)] for name in repository_bundles()] and len(listed) == 4
+    assert _run([path, "cenet"], tmp_path).stdout.strip() == str(BUNDLES_DIR / "cenet")
+    unknown = _run([path, "cenett"], tmp_path)
+    assert unknown.returncode == 1 and "no bundle 'cenett': the installed bundles are aspp, cenet," in unknown.stderr

@@ -258,8 +258,13 @@ def ensure_demo_dataset(root: str | Path, **kwargs: object) -> Path:
 
 
 def demo_dataset_dir(bundle_root: str | os.PathLike) -> str:
-    """Where a repository bundle keeps the demo slices: ``datasets/demo_ct`` beside ``bundles/``, whatever the
-    working directory (the bundles' default ``dataset_dir``)."""
+    """Where a bundle keeps the demo slices (the bundles' default ``dataset_dir``): in a clone, ``datasets/demo_ct``
+    beside ``bundles/``, whatever the working directory; for the bundles of an installed wheel, ``datasets/demo_ct``
+    in the working directory, as its outputs are (the installed package is no place for data)."""
+    from pipeline.bundle import PACKAGED_BUNDLES_DIR
+
+    if Path(bundle_root).resolve().parent == PACKAGED_BUNDLES_DIR:
+        return os.path.abspath(os.path.join("datasets", "demo_ct"))
     return os.path.normpath(os.path.join(bundle_root, "..", "..", "datasets", "demo_ct"))
 
 

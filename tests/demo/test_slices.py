@@ -376,6 +376,15 @@ def test_the_demo_folder_is_beside_the_bundles():
     assert Path(demo.demo_dataset_dir(REPO / "bundles" / "unet")) == REPO / "datasets" / "demo_ct"
 
 
+def test_the_demo_folder_of_installed_bundles_is_in_the_working_directory(tmp_path, monkeypatch):
+    import pipeline.bundle
+
+    monkeypatch.setattr(pipeline.bundle, "PACKAGED_BUNDLES_DIR", tmp_path / "site-packages" / "pipeline" / "bundles")
+    monkeypatch.chdir(tmp_path)
+    installed = tmp_path / "site-packages" / "pipeline" / "bundles" / "unet"
+    assert Path(demo.demo_dataset_dir(installed)) == tmp_path / "datasets" / "demo_ct"  # for real: tests/test_wheel.py
+
+
 def test_ensure_if_demo_writes_only_the_demo_folder(tmp_path, monkeypatch):
     written = []
     monkeypatch.setattr(demo, "ensure_demo_dataset", lambda root, **kw: written.append(root))
