@@ -1,4 +1,5 @@
-"""What an inference run hands back: DICOM SEG and NIfTI label files, overlay pictures, measurements and reports.
+"""What an inference run hands back: DICOM SEG and NIfTI label files, overlay pictures, measurements and reports,
+and ``report.html``, the page that shows them all.
 
 Every file is written atomically (:mod:`pipeline.atomic`). Nothing here logs patient attributes or folder names;
 files are named by file name only.
@@ -7,6 +8,7 @@ files are named by file name only.
 from __future__ import annotations
 
 from pipeline.outputs.dicom_seg import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
+from pipeline.outputs.html_report import overlay_frames, write_html_report, write_overlay_frames
 from pipeline.outputs.label_nifti import LPS_TO_RAS, write_label_nifti
 from pipeline.outputs.measurements import mask_measurements
 from pipeline.outputs.overlay import (
@@ -30,15 +32,18 @@ __all__ = [
     "display_window",
     "mask_measurements",
     "montage",
+    "overlay_frames",
     "overlay_outline",
     "read_dicom_seg",
     "run_dciodvfy",
     "to_uint8",
     "write_dicom_seg",
+    "write_html_report",
     "write_image_png",
     "write_label_nifti",
     "write_label_png",
     "write_mask_png",
+    "write_overlay_frames",
     "write_overlay_montage",
     "write_overlay_png",
     "write_side_by_side",

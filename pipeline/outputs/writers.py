@@ -7,7 +7,9 @@ its colour, and a legend) and ``report.json`` (series UID, slice count, spacing,
 each structure's volume when there are several, warnings, timings). Per 2D image (in ``<output_dir>/images/``): for
 a binary model ``<name>_mask.png`` (0/255) and ``<name>_overlay.png``; for a model of several structures
 ``<name>_labels.png`` (the label map in the dataset's values) and ``<name>_overlay.png`` (outlines in the
-structures' colours, and a legend). ``<output_dir>/summary.json`` lists every input with its status.
+structures' colours, and a legend). ``<output_dir>/summary.json`` lists every input with its status, and
+``<output_dir>/report.html`` shows them all on one self-contained page (:mod:`pipeline.outputs.html_report`), from
+small outlined slices drawn while each input's pixels are at hand.
 
 Labels and file names are de-identified: series and studies are named by modality, series number and a hash of their
 UID (:class:`pipeline.io.DicomSeries`), never by the folders they came from, and files by file name only.
@@ -31,6 +33,7 @@ from pipeline.io.dicom_series import DicomSeries, safe_error_text
 from pipeline.io.dicom_volume import SeriesVolume
 from pipeline.io.nifti_slice import NiftiVolume
 from pipeline.outputs.dicom_seg import write_dicom_seg
+from pipeline.outputs.html_report import frames_path, write_html_report, write_overlay_frames
 from pipeline.outputs.label_nifti import write_label_nifti
 from pipeline.outputs.overlay import write_label_png, write_mask_png, write_overlay_montage, write_overlay_png
 from pipeline.segments import SegmentDescription, Structure, structures_from_config
@@ -165,6 +168,9 @@ class InferenceWriter:
             structures=self.structures if self.several else None,
         )
         timings["write_overlay_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        self._write_frames(volume.array, mask, f"{series.study_label}/{series.label}")
+        timings["write_frames_s"] = time.perf_counter() - tick
         timings["total_s"] = sum(v for k, v in timings.items() if k != "model_forward_s")  # its stages, summed
 
         report = {
@@ -235,6 +241,9 @@ class InferenceWriter:
             structures=self.structures if self.several else None,
         )
         timings["write_overlay_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        self._write_frames(volume.array, mask, f"volumes/{name}")
+        timings["write_frames_s"] = time.perf_counter() - tick
         timings["total_s"] = sum(v for k, v in timings.items() if k != "model_forward_s")
         report = {
             "volume": name,
@@ -301,6 +310,7 @@ class InferenceWriter:
             mask = pred[0].numpy().astype(np.uint8)
             mask_path = write_mask_png(mask, folder / f"{name}_mask.png")
             overlay_path = write_overlay_png(display, mask, folder / f"{name}_overlay.png")
+        self._write_frames(display[None], mask[None], f"images/{name}", window=None)  # its own window, as its overlay
         area = int(np.count_nonzero(mask))
         return {
             "area_px": area,
@@ -309,6 +319,24 @@ class InferenceWriter:
             "outputs": [p.relative_to(self.output_dir).as_posix() for p in (mask_path, overlay_path)],
         }
 
+    def _write_frames(self, volume: np.ndarray, mask: np.ndarray, folder: str, **kwargs: Any) -> Path:
+        """The small outlined slices of one input for ``report.html``, drawn now, while its pixels are at hand
+        (:func:`~pipeline.outputs.html_report.write_overlay_frames`), in the overlays' window and colours."""
+        settings = {"window": self.overlay_window, "structures": self.structures if self.several else None}
+        return write_overlay_frames(volume, mask, frames_path(self.output_dir, folder), **{**settings, **kwargs})
+
     def write_summary(self, summary: dict[str, Any]) -> Path:
-        """Write the run's ``summary.json`` (every input's outcome), with the ``model`` record first."""
-        return write_json({"model": self.model, **summary}, self.output_dir / "summary.json")
+        """Write the run's ``summary.json`` (every input's outcome), with the ``model`` record first, and the page
+        that shows it, ``report.html`` (:func:`~pipeline.outputs.html_report.write_html_report`).
+
+        A page that cannot be written is logged as an error; ``summary.json``, the run's record, stands.
+        """
+        summary = {"model": self.model, **summary}
+        path = write_json(summary, self.output_dir / "summary.json")
+        try:
+            write_html_report(summary, self.output_dir)
+        except MemoryError:
+            raise
+        except Exception as e:
+            logger.error("report.html not written: %s: %s", type(e).__name__, e)
+        return path
