@@ -95,6 +95,7 @@ def test_train_infer_and_package_from_an_empty_folder(environment, tmp_path):
     _run(inference, work, environment, status=(0, 3))  # 3: written, but flagged (a 1-epoch model may be)
     summary = json.loads((work / "outputs" / "unet" / "inference" / "summary.json").read_text())
     assert [record["status"] for record in summary["inputs"]] in (["ok"], ["flagged"])
+    assert (work / "outputs" / "unet" / "inference" / "report.html").is_file()
 
     api = f"from pipeline import Segmenter; print(Segmenter.from_run('outputs/unet/latest').predict({image!r}).shape)"
     assert _run(["python", "-c", api], work, environment).strip() == "(64, 64)"
