@@ -24,9 +24,24 @@ config's ``"$import pipeline"`` reaches every one of them, and a command imports
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from pipeline.version import __version__
+
+
+def _no_telemetry() -> None:
+    """No network at run time: MLflow, which ``monai.bundle`` imports when the tracking extra is installed, sends
+    usage telemetry unless told not to. Tell it (a user's own ``MLFLOW_DISABLE_TELEMETRY`` wins), and when MLflow was
+    imported first, as under ``python -m monai.bundle``, have it read the setting again, which drops its client."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    telemetry = sys.modules.get("mlflow.telemetry")
+    if telemetry is not None:
+        telemetry.set_telemetry_client()
+
+
+_no_telemetry()
 
 if TYPE_CHECKING:
     from pipeline.inference.segmenter import Segmenter

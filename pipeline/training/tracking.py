@@ -8,7 +8,8 @@ flattened; no path), the best model twice: as an MLflow model named ``model`` (:
 plain weights ``weights/model.pt`` with their card ``weights/model.json``; then ``curves.png``, ``metrics.csv`` and the
 resolved config. MONAI writes that config to ``<output_dir>/config_<time>.json`` but, when ``--output_dir`` is given
 as a plain path, cannot name it to its handler; it is found here by its time, copied into the run folder as
-``config.json`` and logged. Without an MLflow handler on the trainer this handler does nothing.
+``config.json`` with its paths blanked (:func:`without_paths`) and logged. Without an MLflow handler on the trainer
+this handler does nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import copy
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,7 +27,9 @@ from typing import Any
 from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["EXAMPLE_BATCH", "TrackingExtras", "flatten_params", "log_mlflow_model", "tracking_uri"]
+from pipeline.atomic import write_json
+
+__all__ = ["EXAMPLE_BATCH", "TrackingExtras", "flatten_params", "log_mlflow_model", "tracking_uri", "without_paths"]
 
 logger = logging.getLogger("pipeline.training")
 
@@ -47,6 +49,20 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
         else:
             flat[name] = value if isinstance(value, str) else json.dumps(value)
     return flat
+
+
+def without_paths(value: Any) -> Any:
+    """``value`` (a config, nested dicts and lists) with every plain string that names a file or folder, absolute or
+    existing, replaced by ``"<path>"``: a dataset folder's name may be a patient's, and the config goes to MLflow.
+    Expressions and references (``$...``, ``@...``, ``%...``) are kept: they are the bundle's own wiring."""
+    if isinstance(value, dict):
+        return {key: without_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_paths(item) for item in value]
+    plain = isinstance(value, str) and not value.startswith(("$", "@", "%"))
+    if plain and (os.path.isabs(value) or (("/" in value or os.sep in value) and os.path.exists(value))):
+        return "<path>"
+    return value
 
 
 def _mlflow_handler(engine: Engine) -> Any:
@@ -200,7 +216,11 @@ class TrackingExtras:
         if newest is None or newest.stat().st_mtime < self._created - 3600:
             return None
         copied = self.run_dir / "config.json"
-        shutil.copyfile(newest, copied)
+        try:
+            config = json.loads(newest.read_text())
+        except (OSError, ValueError):
+            return None
+        write_json(without_paths(config), copied)
         return copied
 
     def attach(self, engine: Engine) -> None:

@@ -85,6 +85,16 @@ def test_mlflow_run_is_read_back(tracked):
     assert {"curves.png", "metrics.csv", "config.json"} <= artifacts
     assert weights == {"weights/model.pt", "weights/model.json"}
     assert sorted(p.name for p in tracked.work.iterdir()) == ["out"]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset_dir"] == "<path>" and config["network_def"]["_target_"]  # the wiring is kept
+
+
+def test_no_path_reaches_mlflow(tracked):
+    """The dataset's folder is named like a patient: no artifact, model file or parameter of the run holds it."""
+    texts = [p for p in (tracked.run_dir / "mlruns").rglob("*") if p.is_file() and p.suffix != ".pt"]
+    assert any(p.name == "config.json" for p in texts) and any(p.name == "MLmodel" for p in texts)
+    for path in texts:
+        assert b"Doe" not in path.read_bytes(), path.relative_to(tracked.run_dir)
 
 
 def test_best_model_loads_from_mlflow_with_the_same_logits(tracked, store):
@@ -174,3 +184,18 @@ def test_tracking_without_mlflow_says_how_to_install(dataset, tmp_path):
     assert result.returncode != 0
     expected = 'error: --tracking mlflow needs mlflow, which is not installed: pip install -e ".[tracking]"'
     assert expected in result.stdout + result.stderr
+
+
+def test_mlflow_sends_no_telemetry(tmp_path):
+    """MLflow's usage telemetry is on by default (off under pytest and CI, which this child process is not): importing
+    the package turns it off, also when ``monai.bundle`` has imported MLflow first, as ``python -m monai.bundle`` does.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "CI", "MLFLOW_DISABLE_TELEMETRY")}
+    env |= {"HOME": str(tmp_path), "DO_NOT_TRACK": "false"}
+    check = (
+        "import monai.bundle, mlflow.telemetry as t; before = t.get_telemetry_client() is not None; import pipeline; "
+        "from mlflow.telemetry.utils import is_telemetry_disabled; "
+        "print(before, t.get_telemetry_client() is None, is_telemetry_disabled())"
+    )
+    result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["True", "True", "True"], result.stdout + result.stderr[-2000:]
