@@ -141,6 +141,8 @@ class InferenceRunner:
             weights=weights_names(checkpoint),
             flip_tta=bool(flip_tta),
             overlay_window=tuple(overlay_window) if overlay_window is not None else None,
+            # the processes of a sharded run draw into one folder, which process 0's page reads
+            report_run=f"shards-{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}" if shard is not None else "",
         )
         self.min_image_size = min_image_size
         self.batch_size = batch_size

@@ -20,11 +20,13 @@ time, and that folder is then deleted. An input whose frames are missing shows i
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -54,16 +56,19 @@ logger = logging.getLogger("pipeline.inference")
 
 REPORT_NAME = "report.html"
 FRAMES_DIR = ".report-frames"
-"""Where the writer keeps each input's frames until the page is written (then deleted)."""
+"""Where the writers keep each input's frames until the page is written: one folder per run inside it (two runs
+sharing an output folder keep apart), deleted with the page."""
 MAX_SIDE = 256
 """The long side of the page's pictures (a slice of a series or volume, a 2D image), in pixels; smaller ones keep
 their size, and are shown enlarged to this size."""
 MAX_FRAMES = 300
-MAX_PICTURES = 1000
-"""The most inputs whose pictures the page embeds (a 2D image's is about 10-20 kB, a series' up to a few MB); the
-inputs after them are listed with their figures and links, their overlay files linked rather than embedded, so that a
-run of many thousand images still gives a page a browser opens."""
 """The most frames a scroller holds; a longer series shows this many slices spread evenly over it."""
+MAX_PICTURES = 1000
+"""The most inputs whose pictures are drawn and embedded (a 2D image's are about 10-20 kB, a series' up to a few MB);
+the inputs after them are listed with their figures and links, their overlay files linked rather than embedded."""
+MAX_PAGE_BYTES = 200 * 2**20
+"""The most bytes of pictures one page embeds, whatever the number of inputs: past it, inputs link their overlays, so
+that a run of many long series still gives a page a browser opens."""
 JPEG_QUALITY = 80
 # 4:4:4 chroma: with the default 4:2:0 a 1-pixel red outline is smeared into a faint pink band two pixels wide.
 _JPEG_OPTIONS = {"format": "JPEG", "quality": JPEG_QUALITY, "subsampling": 0}
@@ -140,11 +145,11 @@ def overlay_frames(
     return {"num_slices": num_slices, "size": list(size), "start": int(np.argmax(areas)), "frames": frames}
 
 
-def frames_path(output_dir: str | os.PathLike, folder: str) -> Path:
-    """Where an input's frames wait for the page: ``<output_dir>/.report-frames/<folder>.json``, with ``folder``
-    the input's outputs folder relative to ``output_dir`` (``study_<hash>/<series label>``, ``volumes/<name>``) or
-    ``images/<name>`` for a 2D image."""
-    return Path(output_dir) / FRAMES_DIR / f"{folder}.json"
+def frames_path(output_dir: str | os.PathLike, folder: str, run: str = "") -> Path:
+    """Where an input's frames wait for the page: ``<output_dir>/.report-frames/<run>/<folder>.json``, with ``run``
+    the writing run's own folder name and ``folder`` the input's outputs folder relative to ``output_dir``
+    (``study_<hash>/<series label>``, ``volumes/<name>``) or ``images/<name>`` for a 2D image."""
+    return Path(output_dir) / FRAMES_DIR / run / f"{folder}.json"
 
 
 def write_overlay_frames(volume: np.ndarray, mask: np.ndarray, path: str | os.PathLike, **kwargs: Any) -> Path:
@@ -161,7 +166,11 @@ def _read_frames(path: Path) -> dict[str, Any] | None:
         frames = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return frames if isinstance(frames, dict) and frames.get("frames") and len(frames.get("size", ())) == 2 else None
+    if not (isinstance(frames, dict) and frames.get("frames") and len(frames.get("size", ())) == 2):
+        return None
+    pictures = [frame[1] if isinstance(frame, list) and len(frame) == 2 else None for frame in frames["frames"]]
+    # only the JPEG data the writer wrote reaches the page's src attributes
+    return frames if all(isinstance(p, str) and _JPEG_URI.fullmatch(p) for p in pictures) else None
 
 
 def _overlay_frames_from_png(path: Path, max_side: int) -> dict[str, Any] | None:
@@ -222,6 +231,7 @@ for (const scroller of document.querySelectorAll('.scroller')) {
 }
 """
 
+_JPEG_URI = re.compile(r"data:image/jpeg;base64,[A-Za-z0-9+/]*={0,2}")
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 
@@ -318,8 +328,26 @@ def _read_report(path: Path) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-def _card(record: Mapping[str, Any], output_dir: Path, folder: str | None, picture: bool = True) -> str:
-    """One input: its name and status, picture (unless ``picture`` is false), measurements, reasons and links."""
+class _Budget:
+    """What the page may still embed: the pictures of :data:`MAX_PICTURES` inputs, :data:`MAX_PAGE_BYTES` bytes of
+    them; and how many inputs' pictures were left out for it."""
+
+    def __init__(self) -> None:
+        self.inputs, self.bytes, self.left_out = MAX_PICTURES, MAX_PAGE_BYTES, 0
+
+    def take(self, view: str) -> str:
+        """``view`` when the budget has room for it (then spent), else nothing (counted as left out)."""
+        if not view:
+            return view
+        if self.inputs <= 0 or len(view) > self.bytes:
+            self.left_out += 1
+            return ""
+        self.inputs, self.bytes = self.inputs - 1, self.bytes - len(view)
+        return view
+
+
+def _card(record: Mapping[str, Any], output_dir: Path, folder: str | None, frames_dir: Path, budget: _Budget) -> str:
+    """One input: its name and status, picture (while ``budget`` lasts), measurements, reasons and links."""
     name, status = record.get("input", "?"), str(record.get("status", "failed"))
     kind = record.get("kind", "")
     report, files, frames = {}, [], None
@@ -328,17 +356,19 @@ def _card(record: Mapping[str, Any], output_dir: Path, folder: str | None, pictu
         files = [f"{folder}/{f}" for f in report.get("outputs") or _SERIES_FILES]
     elif status != "failed" and kind == "image":
         files = list(record.get("outputs") or [])
-    if status != "failed" and picture:
+    if status != "failed" and budget.inputs > 0:
         if kind == "image":
             overlay = next((f for f in files if f.endswith("_overlay.png")), None)
-            frames = _read_frames(frames_path(output_dir, f"images/{name}"))
+            frames = _read_frames(frames_dir / f"images/{name}.json")
             if frames is None and overlay is not None:
                 frames = _overlay_frames_from_png(output_dir / overlay, MAX_SIDE)
         elif folder is not None:
-            frames = _read_frames(frames_path(output_dir, folder))
+            frames = _read_frames(frames_dir / f"{folder}.json")
             if frames is None:
                 frames = _overlay_frames_from_png(output_dir / folder / "overlay.png", 2 * MAX_SIDE)
-    view = _view(frames, str(name), MAX_SIDE) if frames is not None else ""
+    elif status != "failed":
+        budget.left_out += 1
+    view = budget.take(_view(frames, str(name), MAX_SIDE) if frames is not None else "")
     return (
         f'<article class="input {_e(status)}" data-input="{_e(name)}" data-kind="{_e(kind)}" '
         f'data-status="{_e(status)}"><h4>{_e(name)}<span class="badge {_e(status)}">{_e(status)}</span></h4>'
@@ -391,7 +421,7 @@ def _left_out(summary: Mapping[str, Any]) -> str:
     )
 
 
-def _page(summary: Mapping[str, Any], output_dir: Path) -> Iterator[str]:
+def _page(summary: Mapping[str, Any], output_dir: Path, frames_dir: Path) -> Iterator[str]:
     """The page in pieces, one input at a time (a study's frames are a few MB; a run may have many studies)."""
     title = f"Inference report: {(summary.get('model') or {}).get('name', '')}"
     yield (
@@ -404,12 +434,7 @@ def _page(summary: Mapping[str, Any], output_dir: Path) -> Iterator[str]:
     yield "<main>"
     inputs = [r for r in summary.get("inputs") or [] if isinstance(r, Mapping)]
     series_folders = _series_folders(output_dir)
-    pictures = iter(range(MAX_PICTURES))  # a picture for each of the first MAX_PICTURES inputs
-    if len(inputs) > MAX_PICTURES:
-        yield (
-            f'<p class="banner">{len(inputs)} inputs: pictures for the first {MAX_PICTURES}; the others link their '
-            "overlay files.</p>"
-        )
+    budget = _Budget()
     for kind, heading in _KINDS:
         records = [r for r in inputs if r.get("kind") == kind]
         if not records:
@@ -425,35 +450,45 @@ def _page(summary: Mapping[str, Any], output_dir: Path) -> Iterator[str]:
                 yield f'<section class="study"><h3>{_e(study) if study else "series not written"}</h3>'
                 yield '<div class="cards">'
                 for record, folder in members:
-                    yield _card(record, output_dir, folder, next(pictures, None) is not None)
+                    yield _card(record, output_dir, folder, frames_dir, budget)
                 yield "</div></section>"
         else:
             yield '<div class="cards">'
             for record in records:
                 label = _folder_name(record.get("input"))
                 folder = f"volumes/{label}" if kind == "nifti volume" and label else None
-                yield _card(record, output_dir, folder, next(pictures, None) is not None)
+                yield _card(record, output_dir, folder, frames_dir, budget)
             yield "</div>"
         yield "</section>"
+    if budget.left_out:
+        yield (
+            f'<p class="banner">The pictures of {_inputs(budget.left_out)} are not embedded, so that the page stays '
+            f"small enough to open ({MAX_PICTURES} inputs, {MAX_PAGE_BYTES // 2**20} MB of pictures at most): open "
+            "their overlay files from the links.</p>"
+        )
     yield _left_out(summary)
     yield f"</main><script>{_SCRIPT}</script></body></html>\n"
 
 
-def write_html_report(summary: Mapping[str, Any], output_dir: str | os.PathLike) -> Path:
-    """Write ``<output_dir>/report.html`` for a run's summary, atomically, then delete the frames folder.
+def write_html_report(summary: Mapping[str, Any], output_dir: str | os.PathLike, run: str = "") -> Path:
+    """Write ``<output_dir>/report.html`` for a run's summary, atomically, then delete the run's frames.
 
     Args:
         summary: the run's summary, as ``summary.json`` holds it (``model``, ``inputs`` with each input's ``kind``,
             ``status`` and reasons, ``not_selected``, ``skipped_files``, the counts, ``interrupted``).
         output_dir: the run's output folder: the inputs' files, and the frames :func:`write_overlay_frames` wrote.
+        run: the run's own folder in ``.report-frames`` (:func:`frames_path`); other runs' folders are left alone.
 
     Returns:
         The page's path.
     """
     output_dir = Path(output_dir)
+    frames_dir = output_dir / FRAMES_DIR / run
     path = output_dir / REPORT_NAME
     with atomic_output(path) as tmp, tmp.open("w", encoding="utf-8") as page:
-        for piece in _page(summary, output_dir):
+        for piece in _page(summary, output_dir, frames_dir):
             page.write(piece)
-    shutil.rmtree(output_dir / FRAMES_DIR, ignore_errors=True)
+    shutil.rmtree(frames_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the last run to finish removes the folder; another's may still be in it
+        (output_dir / FRAMES_DIR).rmdir()
     return path

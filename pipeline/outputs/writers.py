@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from pipeline.atomic import atomic_folder, atomic_output, write_json
 from pipeline.io.dicom_series import DicomSeries, safe_error_text
 from pipeline.io.dicom_volume import SeriesVolume
 from pipeline.io.nifti_slice import NiftiVolume
+from pipeline.outputs import html_report
 from pipeline.outputs.dicom_seg import write_dicom_seg
 from pipeline.outputs.html_report import frames_path, write_html_report, write_overlay_frames
 from pipeline.outputs.label_nifti import write_label_nifti
@@ -59,6 +61,8 @@ class InferenceWriter:
         structures: what the label values of the masks stand for (one DICOM SEG segment each, in value order);
             default the one structure of value 1 that
             ``segment`` describes.
+        report_run: this run's folder for the pictures of ``report.html`` (:func:`~pipeline.outputs.html_report.
+            frames_path`); default a new random name. The processes of one sharded run give the same name.
     """
 
     output_dir: Path
@@ -69,9 +73,12 @@ class InferenceWriter:
     flip_tta: bool = False
     overlay_window: Sequence[float] | None = None
     structures: Sequence[Structure] | None = None
+    report_run: str = ""
 
     def __post_init__(self) -> None:
         self.structures = structures_from_config(self.structures, self.segment)
+        self.report_run = self.report_run or uuid.uuid4().hex[:12]
+        self._pictures = 0  # inputs whose pictures were drawn: at most MAX_PICTURES
 
     @property
     def several(self) -> bool:
@@ -319,11 +326,26 @@ class InferenceWriter:
             "outputs": [p.relative_to(self.output_dir).as_posix() for p in (mask_path, overlay_path)],
         }
 
-    def _write_frames(self, volume: np.ndarray, mask: np.ndarray, folder: str, **kwargs: Any) -> Path:
+    def _write_frames(self, volume: np.ndarray, mask: np.ndarray, folder: str, **kwargs: Any) -> Path | None:
         """The small outlined slices of one input for ``report.html``, drawn now, while its pixels are at hand
-        (:func:`~pipeline.outputs.html_report.write_overlay_frames`), in the overlays' window and colours."""
+        (:func:`~pipeline.outputs.html_report.write_overlay_frames`), in the overlays' window and colours.
+
+        The page is a view of the outputs, not one of them: past :data:`~pipeline.outputs.html_report.MAX_PICTURES`
+        inputs nothing is drawn, and a picture that cannot be written is logged and left out (the page links the
+        input's overlay instead); the input's own outputs and status stand either way.
+        """
+        if self._pictures >= html_report.MAX_PICTURES:
+            return None
+        self._pictures += 1
         settings = {"window": self.overlay_window, "structures": self.structures if self.several else None}
-        return write_overlay_frames(volume, mask, frames_path(self.output_dir, folder), **{**settings, **kwargs})
+        path = frames_path(self.output_dir, folder, self.report_run)
+        try:
+            return write_overlay_frames(volume, mask, path, **{**settings, **kwargs})
+        except MemoryError:
+            raise
+        except Exception as e:
+            logger.warning("%s: no picture for report.html (%s: %s)", folder, type(e).__name__, e)
+            return None
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         """Write the run's ``summary.json`` (every input's outcome), with the ``model`` record first, and the page
@@ -334,7 +356,7 @@ class InferenceWriter:
         summary = {"model": self.model, **summary}
         path = write_json(summary, self.output_dir / "summary.json")
         try:
-            write_html_report(summary, self.output_dir)
+            write_html_report(summary, self.output_dir, self.report_run)
         except MemoryError:
             raise
         except Exception as e:

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipeline.outputs import InferenceWriter, html_report, overlay_frames, write_html_report, write_overlay_frames
@@ -238,9 +239,54 @@ def test_a_run_of_many_inputs_embeds_the_first_pictures_and_links_the_rest(tmp_p
     write_html_report(_summary(images), tmp_path)
     page = _Page((tmp_path / "report.html").read_text())
     assert page.inputs() == {"case_0000": "ok", "case_0001": "ok", "case_0002": "ok"}
-    assert sum(t == "img" for t, _ in page.tags) == 2 and "3 inputs: pictures for the first 2" in page.text
+    assert sum(t == "img" for t, _ in page.tags) == 2 and "The pictures of 1 input are not embedded" in page.text
     links = {unquote(a["href"]) for t, a in page.tags if t == "a"}
     assert "images/case_0002_overlay.png" in links  # the third still links its overlay
+
+
+def test_the_page_embeds_pictures_up_to_its_byte_budget(tmp_path, monkeypatch):
+    images = [_image(tmp_path, f"case_{i:04d}") for i in range(3)]
+    one = len((tmp_path / FRAMES_DIR / "images" / "case_0000.json").read_text())
+    monkeypatch.setattr(html_report, "MAX_PAGE_BYTES", 2 * one)  # room for about two pictures, not three
+    write_html_report(_summary(images), tmp_path)
+    page = _Page((tmp_path / "report.html").read_text())
+    assert 1 <= sum(t == "img" for t, _ in page.tags) < 3 and "are not embedded" in page.text
+
+
+def test_the_writer_draws_the_pictures_of_the_first_inputs_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(html_report, "MAX_PICTURES", 1)
+    writer = InferenceWriter(tmp_path, SegmentDescription())
+    image, mask = _volume(1, 64)
+    for name in ("a", "b"):
+        writer.write_image(name, torch.from_numpy(image.astype(np.float32)), torch.from_numpy(mask.astype(np.float32)))
+    assert [p.name for p in (tmp_path / FRAMES_DIR).rglob("*.json")] == ["a.json"]
+
+
+def test_a_picture_that_cannot_be_written_leaves_the_input_as_it_was(tmp_path, caplog):
+    """The page is a view of the outputs: a failure to draw it (here a file where its folder should be) is logged,
+    and the input keeps its files and its record."""
+    (tmp_path / FRAMES_DIR).write_text("not a folder")
+    writer = InferenceWriter(tmp_path, SegmentDescription())
+    image, mask = _volume(1, 64)
+    record = writer.write_image(
+        "a", torch.from_numpy(image.astype(np.float32)), torch.from_numpy(mask.astype(np.float32))
+    )
+    assert record["outputs"] == ["images/a_mask.png", "images/a_overlay.png"] and record["area_px"] > 0
+    assert "a: no picture for report.html" in caplog.text
+    writer.write_summary(_summary([{**record, "input": "a", "kind": "image", "status": "ok"}]))
+    assert _Page((tmp_path / "report.html").read_text()).inputs() == {"a": "ok"}  # its overlay.png, scaled down
+
+
+def test_two_runs_sharing_an_output_folder_keep_their_own_pictures(tmp_path):
+    first, second = InferenceWriter(tmp_path, SegmentDescription()), InferenceWriter(tmp_path, SegmentDescription())
+    image, mask = _volume(1, 64)
+    for writer, name in ((first, "a"), (second, "b")):
+        writer.write_image(name, torch.from_numpy(image.astype(np.float32)), torch.from_numpy(mask.astype(np.float32)))
+    first.write_summary(_summary([_image(tmp_path, "a", frames=False)]))
+    assert not (tmp_path / FRAMES_DIR / first.report_run).exists()
+    assert (tmp_path / FRAMES_DIR / second.report_run / "images" / "b.json").is_file()  # the other run's, kept
+    second.write_summary(_summary([_image(tmp_path, "b", frames=False)]))
+    assert not (tmp_path / FRAMES_DIR).exists()  # the last to finish removes the folder
 
 
 def test_the_writer_writes_the_page_with_the_summary(tmp_path):
