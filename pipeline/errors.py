@@ -12,6 +12,7 @@ blocks and end with one line. Library use (``import pipeline`` in a script) is u
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import signal
 import sys
@@ -23,7 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["ERROR_LOG", "TRACEBACK_ENV", "readable_errors", "require_extra", "root_cause"]
+from pipeline.version import DISTRIBUTION
+
+__all__ = ["ERROR_LOG", "TRACEBACK_ENV", "install_hint", "readable_errors", "require_extra", "root_cause"]
 
 ERROR_LOG = "error.log"
 TRACEBACK_ENV = "PIPELINE_TRACEBACK"
@@ -51,21 +54,38 @@ def require_extra(module: str, extra: str, needed_for: str) -> Any:
         The module.
 
     Raises:
-        ImportError: ``"<needed_for> needs <module>, which is not installed: pip install -e \".[<extra>]\""``; its
-            cause is dropped, so the command prints this line and not ``No module named ...``.
+        ImportError: ``"<needed_for> needs <module>, which is not installed: <install_hint(extra)>"``; its cause is
+            dropped, so the command prints this line and not ``No module named ...``.
     """
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(
-            f'{needed_for} needs {module}, which is not installed: pip install -e ".[{extra}]" in the checkout'
-        ) from None
+        raise ImportError(f"{needed_for} needs {module}, which is not installed: {install_hint(extra)}") from None
+
+
+def install_hint(extra: str) -> str:
+    """How to install the package's ``extra``: in a clone, ``pip install -e ".[<extra>]"``; from a wheel, its
+    packages as the installed distribution's metadata names them (``pip install 'onnx<2,>=1.16' ...``), since the
+    distribution itself is not on the package index."""
+    from pipeline.bundle import bundles_are_packaged
+
+    if not bundles_are_packaged():
+        return f'pip install -e ".[{extra}]" in the clone'
+    try:
+        requires = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    marker = f'extra == "{extra}"'
+    packages = [r.split(";")[0].strip() for r in requires if marker in r.replace("'", '"')]
+    if not packages:
+        return f'pip install "{DISTRIBUTION}[{extra}]"'
+    return "pip install " + " ".join(f"'{p}'" for p in packages)
 
 
 def _message(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     if type(error).__name__ == "OptionalImportError" and "mlflow" in text.lower():
-        text = '--tracking mlflow needs mlflow, which is not installed: pip install -e ".[tracking]" in the checkout'
+        text = f"--tracking mlflow needs mlflow, which is not installed: {install_hint('tracking')}"
     if isinstance(error, (KeyError, AttributeError, TypeError, NameError, IndexError)):
         text = f"{type(error).__name__}: {text}"  # programming errors: the type is part of the message
     lines = text.splitlines()

@@ -3,6 +3,10 @@ environment, and used from an empty folder with the documented commands and the 
 
 Nothing here imports the clone's package: every step runs in the new environment's own Python, in a folder outside the
 clone, and the package it runs is checked to be the installed one (its bundles are package data).
+
+The one test of the suite that needs the package index: pip installs torch (this environment's version, from the
+index or the local wheels pip is configured to find, as the README's command does) and the wheel's dependencies into
+the new environment. Offline it fails at that step, with pip's message.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from typing import Any
 from pipeline.bundle import BUNDLES_DIR
 from pipeline.models.card import ModelCard, card_path, card_structures, file_sha256
 from pipeline.segments import Structure, is_binary, structures_from_config
-from pipeline.version import __version__
+from pipeline.version import DISTRIBUTION, __version__
 
 __all__ = ["channel_def", "package_run"]
 
@@ -56,8 +56,6 @@ _ROOTS = (
     *("bundle_root", "device", "dataset_dir", "dataset", "evaluator", "network_def", "inferer"),
 )
 """Entries a packaged inference config keeps although nothing refers to them (MONAI runs or reads them)."""
-DISTRIBUTION = "medical-slice-segmentation"
-"""The distribution that installs ``pipeline`` (``pip install medical-slice-segmentation``)."""
 LARGE_FILES = "large_files.yml"
 """The model zoo's list of files too large for its repository, each with a download url and a hash."""
 
@@ -363,7 +361,7 @@ def _verify_net_in_out(folder: Path) -> None:
             device="cpu",
             bundle_root=str(folder),
         )
-    except (RuntimeError, ValueError) as e:
+    except (KeyError, RuntimeError, ValueError) as e:
         raise ValueError(f"the packaged bundle fails MONAI's verify_net_in_out: {e}") from e
 
 

@@ -177,5 +177,17 @@ def test_a_missing_extra_names_what_to_install(tmp_path, module, needed_for):
     if module == "onnxruntime":
         export_onnx(torch.nn.Conv2d(1, 1, 3, padding=1), target, torch.zeros(1, 1, 32, 32))
     result = subprocess.run([sys.executable, "-c", _WITHOUT, module, str(target)], capture_output=True, text=True)
-    expected = f'{needed_for} needs {module}, which is not installed: pip install -e ".[export]" in the checkout'
+    expected = f'{needed_for} needs {module}, which is not installed: pip install -e ".[export]" in the clone'
     assert result.stdout.strip() == expected, (result.stdout, result.stderr[-2000:])
+
+
+def test_installed_from_a_wheel_the_hint_names_the_extras_packages(monkeypatch):
+    """A wheel user has no clone to `pip install -e` and the distribution is not on the index: the hint names the
+    extra's packages, as the installed distribution's metadata lists them (pyproject.toml's one source)."""
+    import pipeline.bundle
+    from pipeline.errors import install_hint
+
+    assert install_hint("export") == 'pip install -e ".[export]" in the clone'
+    monkeypatch.setattr(pipeline.bundle, "PACKAGED_BUNDLES_DIR", pipeline.bundle.BUNDLES_DIR)  # as in a wheel
+    assert install_hint("export") == "pip install 'onnx<2,>=1.16' 'onnxruntime<2,>=1.17'"
+    assert install_hint("tracking") == "pip install 'mlflow<4,>=3.13'"
