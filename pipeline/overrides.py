@@ -172,10 +172,22 @@ def unknown_ids(names: Iterable[str], config_ids: Iterable[str]) -> list[str]:
     return problems
 
 
+# what bundles/generate.py writes for a trained setting in evaluation and inference: the card's value, else a default
+_CARD_SETTING = "pipeline.models.card_setting"
+_CARD_EXPRESSION = re.compile(r"\$@model_card\.setting\('[\w#]+', \(?(.*?)\)?\)")
+
+
 def _shown(value: Any, width: int = 60) -> str:
+    """A default as ``--help`` shows it: literally, ``made by <function>`` for an object the config builds (``made by
+    dataset_modality``: the data decides), ``the model card's, else ...`` for a trained setting."""
     text = value if isinstance(value, str) else json.dumps(value)
-    if isinstance(value, Mapping) and "_target_" in value:
+    card = _CARD_EXPRESSION.fullmatch(value) if isinstance(value, str) else None
+    if isinstance(value, Mapping) and value.get("_target_") == _CARD_SETTING and "default" in value:
+        text = "the model card's, else " + _shown(value["default"], width=len(text))
+    elif isinstance(value, Mapping) and "_target_" in value:
         text = f"made by {str(value['_target_']).rsplit('.', 1)[-1]}"
+    elif card:
+        text = "the model card's, else " + _shown(card.group(1), width=len(text))
     elif isinstance(value, str) and value.startswith("$"):
         text = "computed: " + value[1:]
     return text if len(text) <= width else text[: width - 3] + "..."

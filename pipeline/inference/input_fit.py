@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.bundle import flag
+from pipeline.intake.image_kind import is_colour
 from pipeline.transforms.array import AIR_HU
 
 __all__ = ["EXIT_FLAGGED", "InputFit", "InputFitError"]
@@ -110,7 +111,7 @@ class InputFit:
                 "CT in Hounsfield units has air near -1000"
             )
         image = not volume and values.ndim == 3
-        colour = image and values.shape[0] == 3 and not _grey(values)
+        colour = image and is_colour(values)  # grey stored as RGB, with a burnt-in marker, is not
         if colour and self.train_channels == (1,):
             refusals.append(f"a colour image, but the model was trained on grey ones ({self._expected()})")
         if image and not colour and self.in_channels == 3 and 3 in self.train_channels:
@@ -173,14 +174,6 @@ class InputFit:
             if top > min(1.0, 1.5 * share_range[1] + 0.05):
                 flags.append(f"foreground covers {top:.0%} of a slice, training masks at most {share_range[1]:.0%}")
         return flags
-
-
-def _grey(values: np.ndarray) -> bool:
-    """Whether a 3-channel image is grey stored as RGB: at most 1 % of its pixels differ between channels by more
-    than 2 % of the value range (a coloured ruler or marker burnt into a grey X-ray does not make it colour)."""
-    spread = values.max(axis=0) - values.min(axis=0)
-    tolerance = 0.02 * max(float(values.max() - values.min()), 1e-6)
-    return bool(np.mean(spread > tolerance) <= 0.01)
 
 
 def quality(flags: Sequence[str]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What enters training: datalists, splits and folds, dataset recipes, the pre-flight check and the training cache."""
+"""What enters training: datalists, splits and folds, the kind of images (modality, channels), dataset recipes, the
+pre-flight check and the training cache."""
 
 from pipeline.intake.cache import CACHE_MODES, cached_dataset, choose_cache, estimated_cache_bytes, training_transforms
 from pipeline.intake.datalist import (
@@ -14,6 +15,7 @@ from pipeline.intake.datalist import (
     split_datalist,
 )
 from pipeline.intake.dataset_recipes import RECIPES, Recipe, prepare_dataset
+from pipeline.intake.image_kind import SAMPLE_SIZE, dataset_in_channels, dataset_modality, is_colour
 from pipeline.intake.loader import ThreadDataLoader
 from pipeline.intake.preflight import (
     DatasetCheckError,
@@ -33,6 +35,7 @@ __all__ = [
     "DATALIST_NAMES",
     "IMAGE_SUFFIXES",
     "RECIPES",
+    "SAMPLE_SIZE",
     "DatasetCheckError",
     "DatasetReport",
     "Finding",
@@ -46,12 +49,15 @@ __all__ = [
     "check_dataset",
     "check_modality",
     "choose_cache",
+    "dataset_in_channels",
+    "dataset_modality",
     "dataset_segment",
     "dataset_structures",
     "estimated_cache_bytes",
     "expand_volumes",
     "find_folder_pairs",
     "inspect_dataset",
+    "is_colour",
     "load_datalist",
     "preflight",
     "prepare_dataset",

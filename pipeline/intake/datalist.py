@@ -348,8 +348,10 @@ def dataset_structures(
 def check_bundle_overrides(dataset_dir: str | Path, **settings: object) -> list[str]:
     """Warn where a recipe's datalist asks for bundle settings (``bundle_overrides``) that the run does not use.
 
-    A Kvasir datalist asks for ``--modality ES --in_channels 3``; training on it with the CT defaults would run, on
-    windowed grey images, without any error. This makes the mismatch visible.
+    A Kvasir datalist asks for ``--modality ES --in_channels 3``. The bundles take those by default
+    (:func:`pipeline.intake.dataset_modality`, :func:`pipeline.intake.dataset_in_channels`); a command line that
+    overrides them otherwise (``--modality CT``) would train on windowed grey images without any error. This makes
+    the mismatch visible.
 
     Args:
         dataset_dir: the run's ``dataset_dir`` (only a datalist JSON, given or found in the folder, is looked at).
