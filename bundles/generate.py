@@ -155,8 +155,9 @@ def _from_card(name: str, value: Any) -> Any:
     """``value`` (a setting's training default) as an expression that prefers the loaded weights' model card."""
     if isinstance(value, dict) and "_target_" not in value:
         return {k: _from_card(f"{name}#{k}", v) for k, v in value.items()}
-    if isinstance(value, dict):  # an object the config builds: the card's value, else that object
-        return {"_target_": "pipeline.models.card_setting", "card": "@model_card", "name": name, "default": value}
+    if isinstance(value, dict):  # an object the config builds: the card's value, else that object, built only then
+        default = {**value, "_mode_": "callable"}
+        return {"_target_": "pipeline.models.card_setting", "card": "@model_card", "name": name, "default": default}
     if isinstance(value, str) and value.startswith("$"):
         default = f"({value[1:]})"
     elif isinstance(value, str) and value.startswith("@"):

@@ -368,10 +368,19 @@ def card_setting(card: ModelCard, name: str, default: Any) -> Any:
 
     A card written before structures were recorded has no ``structures``: its weights segment the one structure its
     ``segment`` describes (binary), whatever the data the config points at holds.
+
+    ``default`` may be a callable that builds the value (the configs pass it with MONAI's ``"_mode_": "callable"``):
+    it is called only when the card lacks the setting, so weights with a card never read the data for it.
     """
     if name == "structures" and card.found:
         return [s.to_config() for s in card_structures(card)]
-    return card.setting(name, default)
+    value = card.setting(name, _MISSING)
+    if value is _MISSING:
+        return default() if callable(default) else default
+    return value
+
+
+_MISSING = object()
 
 
 def card_structures(card: ModelCard) -> list[Structure]:

@@ -92,3 +92,15 @@ def test_colour_training_needs_no_overrides(tmp_path, run_bundle):
     # one epoch learns little: the result may be flagged as empty, never the input as the wrong kind of image
     assert not any("colour" in flag or "grey" in flag for flag in summary["inputs"][0].get("flags", [])), summary
     assert Image.open(tmp_path / "i" / summary["inputs"][0]["outputs"][0]).size == (SIZE, SIZE)
+
+
+def test_weights_with_a_card_never_read_the_data_for_their_settings(tmp_path, run_bundle, bundle_workflow):
+    """Evaluation takes modality and channels from the card: a datalist that the data's own resolution refuses (an
+    unknown modality code) is not read for them."""
+    data, out = _polyp_frames(tmp_path / "data", count=4), tmp_path / "out"
+    run_bundle("train", dataset_dir=str(data), output_dir=str(out))
+    training = [{"image": f"images/frame{k}.jpg", "label": f"masks/frame{k}.png"} for k in range(4)]
+    (data / "dataset.json").write_text(json.dumps({"modality": "XYZ", "training": training}))
+    evaluation = bundle_workflow("evaluate", dataset_dir=str(data), train_output_dir=str(out))
+    assert evaluation.parser.get_parsed_content("modality") == "OT"
+    assert evaluation.parser.get_parsed_content("in_channels") == 3
