@@ -1,13 +1,14 @@
 """The files of one inference run: what is written for a DICOM series, for a 2D image and for the run as a whole.
 
 Per DICOM series (in ``<output_dir>/<study label>/<series label>/``): ``seg.dcm`` (DICOM SEG referencing the source
-instances, one segment per structure), ``labels.nii.gz`` (label volume in the series' patient geometry, in the
-dataset's label values), ``overlay.png`` (montage of slices with the mask outlined; with several structures each in
-its colour, and a legend) and ``report.json`` (series UID, slice count, spacing, segmented volume, per-slice area,
-each structure's volume when there are several, warnings, timings). Per 2D image (in ``<output_dir>/images/``): for
-a binary model ``<name>_mask.png`` (0/255) and ``<name>_overlay.png``; for a model of several structures
-``<name>_labels.png`` (the label map in the dataset's values) and ``<name>_overlay.png`` (outlines in the
-structures' colours, and a legend). ``<output_dir>/summary.json`` lists every input with its status, and
+instances, one segment per structure), ``sr.dcm`` (DICOM SR measurement report of each segment's volume, referencing
+the SEG and the source series; :mod:`pipeline.outputs.dicom_sr`), ``labels.nii.gz`` (label volume in the series'
+patient geometry, in the dataset's label values), ``overlay.png`` (montage of slices with the mask outlined; with
+several structures each in its colour, and a legend) and ``report.json`` (series UID, slice count, spacing, segmented
+volume, per-slice area, each structure's volume when there are several, warnings, timings). Per 2D image (in
+``<output_dir>/images/``): for a binary model ``<name>_mask.png`` (0/255) and ``<name>_overlay.png``; for a model of
+several structures ``<name>_labels.png`` (the label map in the dataset's values) and ``<name>_overlay.png`` (outlines
+in the structures' colours, and a legend). ``<output_dir>/summary.json`` lists every input with its status, and
 ``<output_dir>/report.html`` shows them all on one self-contained page (:mod:`pipeline.outputs.html_report`), from
 small outlined slices drawn while each input's pixels are at hand.
 
@@ -35,6 +36,7 @@ from pipeline.io.dicom_volume import SeriesVolume
 from pipeline.io.nifti_slice import NiftiVolume
 from pipeline.outputs import html_report
 from pipeline.outputs.dicom_seg import write_dicom_seg
+from pipeline.outputs.dicom_sr import write_measurement_report
 from pipeline.outputs.html_report import frames_path, write_html_report, write_overlay_frames
 from pipeline.outputs.label_nifti import write_label_nifti
 from pipeline.outputs.overlay import write_label_png, write_mask_png, write_overlay_montage, write_overlay_png
@@ -99,11 +101,12 @@ class InferenceWriter:
     def write_series(
         self, series: DicomSeries, volume: SeriesVolume, mask: np.ndarray, measurements: dict[str, Any]
     ) -> dict[str, Any]:
-        """Write a segmented series' ``seg.dcm``, ``labels.nii.gz``, ``overlay.png`` and ``report.json``.
+        """Write a segmented series' ``seg.dcm``, ``sr.dcm``, ``labels.nii.gz``, ``overlay.png`` and ``report.json``.
 
-        A source that highdicom cannot reference (no FrameOfReferenceUID, say) gets every output but ``seg.dcm``;
-        the report says why (``seg_missing``). The SEG has one segment per structure; with several structures the
-        overlay outlines each in its colour under a legend, and the log line gives each structure's volume.
+        A source that highdicom cannot reference (no FrameOfReferenceUID, say) gets every output but ``seg.dcm`` and
+        ``sr.dcm`` (the SR measures the SEG's segments); the report says why (``seg_missing``). The SEG has one
+        segment per structure, and the SR one volume per segment; with several structures the overlay outlines each in
+        its colour under a legend, and the log line gives each structure's volume.
 
         Args:
             series: the series (its label, UIDs and files).
@@ -142,7 +145,8 @@ class InferenceWriter:
     ) -> dict[str, Any]:
         timings = measurements.pop("timings")
         tick = time.perf_counter()
-        outputs, warnings = ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"], list(volume.warnings)
+        outputs = ["seg.dcm", "sr.dcm", "labels.nii.gz", "overlay.png", "report.json"]
+        warnings = list(volume.warnings)
         seg_missing = None
         try:
             write_dicom_seg(
@@ -160,9 +164,14 @@ class InferenceWriter:
                 f"no DICOM SEG: the source series cannot be referenced ({safe_error_text(e, series.files[0])})"
             )
             outputs.remove("seg.dcm")
+            outputs.remove("sr.dcm")  # the SR measures the SEG's segments: without a SEG it has nothing to reference
             warnings.append(seg_missing)
             logger.warning("%s: %s", series.label, seg_missing)
         timings["write_seg_s"] = time.perf_counter() - tick
+        if seg_missing is None:
+            tick = time.perf_counter()
+            self._write_report_sr(series, volume, measurements, folder, outputs, warnings)
+            timings["write_sr_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
         write_label_nifti(mask, volume.affine, folder / "labels.nii.gz")
         timings["write_nifti_s"] = time.perf_counter() - tick
@@ -198,6 +207,35 @@ class InferenceWriter:
         }
         write_json(report, folder / "report.json")
         return report
+
+    def _write_report_sr(
+        self,
+        series: DicomSeries,
+        volume: SeriesVolume,
+        measurements: dict[str, Any],
+        folder: Path,
+        outputs: list[str],
+        warnings: list[str],
+    ) -> None:
+        """Write ``sr.dcm``, the measurement report of the SEG's segments; one that cannot be written is a warning
+        (``outputs`` loses it), not a failed series: the SEG and the other outputs stand."""
+        try:
+            write_measurement_report(
+                folder / "seg.dcm",
+                volume.datasets,
+                measurements,
+                self.structures,
+                folder / "sr.dcm",
+                algorithm_name=self.algorithm_name,
+                algorithm_version=self.algorithm_version,
+            )
+        except (MemoryError, OSError):
+            raise
+        except Exception as e:
+            sr_missing = f"no DICOM SR: {safe_error_text(e, series.files[0])}"
+            outputs.remove("sr.dcm")
+            warnings.append(sr_missing)
+            logger.warning("%s: %s", series.label, sr_missing)
 
     def write_volume(self, name: str, volume: NiftiVolume, mask: np.ndarray, measurements: dict[str, Any]) -> dict:
         """Write a segmented NIfTI volume's ``labels.nii.gz`` (in the input's own voxel order, with its affine and

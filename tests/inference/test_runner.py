@@ -147,11 +147,12 @@ def test_seg_passes_dciodvfy(tmp_path):
     study_uid = generate_uid()
     _series(tmp_path / "study", _phantom(4), 5, study_uid)
     InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out").run()
-    result = run_dciodvfy(_only(tmp_path / "out", "seg.dcm"))
-    if result is None:
-        pytest.skip("dciodvfy (dicom3tools) is not installed")
-    errors, text = result
-    assert errors == 0, text
+    for name in ("seg.dcm", "sr.dcm"):
+        result = run_dciodvfy(_only(tmp_path / "out", name))
+        if result is None:
+            pytest.skip("dciodvfy (dicom3tools) is not installed")
+        errors, text = result
+        assert errors == 0, text
 
 
 @pytest.mark.parametrize(
@@ -262,7 +263,7 @@ def test_series_that_cannot_have_a_seg_gets_its_other_outputs(tmp_path, caplog):
     summary = InferenceRunner(_predictor(), tmp_path / "study", tmp_path / "out").run()
     (record,) = summary["inputs"]
     assert record["status"] == "ok" and record["seg_missing"].startswith("no DICOM SEG")
-    assert not list((tmp_path / "out").rglob("seg.dcm"))
+    assert not list((tmp_path / "out").rglob("seg.dcm")) and not list((tmp_path / "out").rglob("sr.dcm"))
     for name in ("labels.nii.gz", "overlay.png", "report.json"):
         assert _only(tmp_path / "out", name).is_file()
     report = json.loads(_only(tmp_path / "out", "report.json").read_text())

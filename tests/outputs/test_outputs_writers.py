@@ -18,7 +18,7 @@ from PIL import Image
 
 from pipeline.io.dicom_series import DicomSeries, scan_dicom_folder
 from pipeline.io.dicom_volume import SeriesVolume, load_series_volume
-from pipeline.outputs import InferenceWriter, mask_measurements, read_dicom_seg
+from pipeline.outputs import InferenceWriter, mask_measurements, read_dicom_seg, read_measurement_report
 from pipeline.segments import SEGMENTS, Structure, structures_from_labels
 
 ALGORITHM = {"algorithm_name": "cenet", "algorithm_version": "0.1.0"}
@@ -84,11 +84,18 @@ def test_write_series_with_three_structures(tmp_path, series, label_map, three_s
 
     folder = out / found.study_label / found.label
     assert sorted(p.name for p in folder.iterdir()) == sorted(report["outputs"])
-    assert sorted(report["outputs"]) == ["labels.nii.gz", "overlay.png", "report.json", "seg.dcm"]
+    assert sorted(report["outputs"]) == ["labels.nii.gz", "overlay.png", "report.json", "seg.dcm", "sr.dcm"]
+    assert report["timings"]["write_sr_s"] >= 0
     # one SEG segment per structure, read back in the dataset's values
     np.testing.assert_array_equal(read_dicom_seg(folder / "seg.dcm", volume.datasets, three_structures), label_map)
     seg = pydicom.dcmread(folder / "seg.dcm")
     assert [item.SegmentLabel for item in seg.SegmentSequence] == ["Right lung", "Left lung", "Heart"]
+    # the SR: one volume per segment of that SEG, the report's
+    volumes = read_measurement_report(folder / "sr.dcm")
+    assert [(v["label"], v["segment_number"], v["volume_ml"]) for v in volumes] == [
+        (s["label"], k, s["volume_ml"]) for k, s in enumerate(given, start=1)
+    ]
+    assert {v["seg_sop_instance_uid"] for v in volumes} == {seg.SOPInstanceUID}
     # the label volume keeps the values
     nifti = np.asarray(nib.load(folder / "labels.nii.gz").dataobj).transpose(2, 1, 0)
     np.testing.assert_array_equal(nifti, label_map)
@@ -122,11 +129,35 @@ def test_write_series_binary_keeps_its_outputs(tmp_path, series, lung_mask, capl
     seg = pydicom.dcmread(folder / "seg.dcm")
     assert [item.SegmentLabel for item in seg.SegmentSequence] == ["Lung"] and seg.ContentLabel == "LUNG"
     np.testing.assert_array_equal(read_dicom_seg(folder / "seg.dcm", volume.datasets), lung_mask)
+    assert report["outputs"] == ["seg.dcm", "sr.dcm", "labels.nii.gz", "overlay.png", "report.json"]
+    (lung,) = read_measurement_report(folder / "sr.dcm")
+    assert (lung["label"], lung["volume_ml"]) == ("Lung", measurements["segmented_volume_ml"])
     overlay = _rgb(folder / "overlay.png")
     assert overlay.shape == (256, 512, 3) and _has(overlay, RED)  # no legend
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith(found.label + ":")]
     volume_ml = measurements["segmented_volume_ml"]
     assert f"mm: lung {volume_ml:.1f} mL ({volume_ml:.1f} mL before post-processing); " in line
+    _no_patient_data(out, caplog.records)
+
+
+def test_write_series_without_an_sr_keeps_the_seg(tmp_path, series, label_map, three_structures, caplog):
+    """Measurements without each structure's volume: the SR cannot state what the report does not; the series keeps
+    its SEG and other outputs, and the report says why the SR is missing."""
+    found, volume = series
+    out = tmp_path / "out"
+    writer = InferenceWriter(out, SEGMENTS["lung"], structures=three_structures, **ALGORITHM)
+    measurements = _measurements(label_map, volume, three_structures)
+    del measurements["structures"]
+    with caplog.at_level(logging.INFO):
+        report = writer.write_series(found, volume, label_map, measurements)
+
+    folder = out / found.study_label / found.label
+    assert report["outputs"] == ["seg.dcm", "labels.nii.gz", "overlay.png", "report.json"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(report["outputs"])
+    (warning,) = report["warnings"]
+    assert warning.startswith("no DICOM SR: ValueError: ") and "Right lung" in warning
+    assert report["seg_missing"] is None
+    assert any("no DICOM SR" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     _no_patient_data(out, caplog.records)
 
 
