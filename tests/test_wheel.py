@@ -79,7 +79,7 @@ def test_the_wheel_holds_the_package_and_its_bundles(environment, tmp_path):
     assert (package.parent / "bundles" / "bundle_ids.yaml").is_file()  # --help reads it
 
 
-def test_train_infer_and_package_from_an_empty_folder(environment, tmp_path):
+def test_train_infer_evaluate_export_and_package_from_an_empty_folder(environment, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     unet = _run(["pipeline-bundles", "unet"], work, environment).strip()
@@ -103,6 +103,17 @@ def test_train_infer_and_package_from_an_empty_folder(environment, tmp_path):
 
     api = f"from pipeline import Segmenter; print(Segmenter.from_run('outputs/unet/latest').predict({image!r}).shape)"
     assert _run(["python", "-c", api], work, environment).strip() == "(64, 64)"
+
+    evaluate = [*BUNDLE, "evaluating", "--config_file", f"{unet}/evaluate.json", "--dataset_dir", "data"]
+    _run([*evaluate, "--device", "cpu"], work, environment)
+    _run(["pipeline-export", "outputs/unet/latest", "--formats", "torchscript"], work, environment)
+    assert (work / "outputs" / "unet" / "latest" / "models" / "model.ts").is_file()
+    # the export extra is not installed: one line naming its packages (no clone to `pip install -e` here)
+    onnx = subprocess.run(
+        ["pipeline-export", "outputs/unet/latest", "--formats", "onnx"], cwd=work, env=environment, capture_output=True
+    )
+    hint = "error: ONNX export needs onnx, which is not installed: pip install 'onnx<2,>=1.16' 'onnxruntime<2,>=1.17'"
+    assert onnx.returncode == 1 and onnx.stderr.decode().strip() == hint, onnx.stderr.decode()[-2000:]
 
     _run(["pipeline-package", "outputs/unet/latest", "--out", "unet_demo"], work, environment)
     assert (work / "unet_demo.zip").is_file()
