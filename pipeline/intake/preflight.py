@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -187,17 +188,44 @@ class DatasetReport:
         return [f for f in self.findings if not f.fatal]
 
     def summary(self, limit: int = 50) -> str:
-        """Human-readable report: one headline, then one line per finding (at most ``limit`` of each kind)."""
+        """Human-readable report: one headline, then one line per finding (at most ``limit`` of each kind).
+
+        Fatal problems are listed file by file. Warnings that read the same but for their numbers, on more than
+        :data:`_GROUPED` files (every JPEG mask of a colonoscopy set is 3-channel and noisy), take one line that counts
+        them and names the first few.
+        """
         lines = [
             f"pre-flight check of {self.num_pairs} pairs: {len(self.fatal)} fatal problem(s), "
             f"{len(self.warnings)} warning(s); mean foreground {self.foreground_fraction:.1%}"
             + (f"; images: {self.images.describe()}" if self.images is not None else "")
         ]
         for title, group in (("fatal", self.fatal), ("warning", self.warnings)):
-            lines += [f"  [{title}] {f.case}: {f.problem}" for f in group[:limit]]
-            if len(group) > limit:
-                lines.append(f"  ... and {len(group) - limit} more {title} finding(s)")
+            entries = [f"  [{title}] {f.case}: {f.problem}" for f in group] if title == "fatal" else _grouped(group)
+            lines += entries[:limit]
+            if len(entries) > limit:
+                lines.append(f"  ... and {len(entries) - limit} more {title} line(s)")
         return "\n".join(lines)
+
+
+_GROUPED = 3
+"""More warnings of one kind than this take one line."""
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _grouped(findings: Sequence[Finding]) -> list[str]:
+    """The warning lines: one per finding, but one per kind (the problem without its numbers) that more than
+    :data:`_GROUPED` files share, in the order each kind was first found."""
+    kinds: dict[str, list[Finding]] = {}
+    for finding in findings:
+        kinds.setdefault(_NUMBER.sub("#", finding.problem), []).append(finding)
+    lines = []
+    for same in kinds.values():
+        if len(same) <= _GROUPED:
+            lines += [f"  [warning] {f.case}: {f.problem}" for f in same]
+        else:
+            names = ", ".join(f.case for f in same[:_GROUPED])
+            lines.append(f"  [warning] {len(same)} files, e.g. {names}: {same[0].problem} (figures of the first)")
+    return lines
 
 
 def _display_root(items: Sequence[dict]) -> str:

@@ -221,3 +221,20 @@ def test_the_fingerprint_gives_each_structure_its_share(tmp_path):
     item = {"image": _write(tmp_path / "i.png", _image()), "label": _write(tmp_path / "l.png", _label_map())}
     fingerprint = check_dataset([item], structures=THREE).fingerprint()
     assert fingerprint["structure_fractions"] == {k: pytest.approx(6 * 30 / (32 * 40)) for k in ("1", "2", "3")}
+
+
+def test_many_warnings_of_one_kind_take_one_line_and_fatal_problems_stay_file_by_file():
+    from pipeline.intake.preflight import DatasetReport, Finding
+
+    noisy = [
+        Finding(f"masks/f{k}.jpg", f"3-channel mask reduced to one; binarised at {100 + k}", False) for k in range(6)
+    ]
+    other = [Finding("masks/x.png", "mask is empty (no foreground pixel)", False)]
+    fatal = [Finding(f"images/b{k}.png", f"unreadable image: truncated at byte {k}", True) for k in range(5)]
+    lines = DatasetReport(num_pairs=12, findings=[*noisy, *other, *fatal]).summary().splitlines()[1:]
+    assert [line for line in lines if "[fatal]" in line] == [f"  [fatal] {f.case}: {f.problem}" for f in fatal]
+    assert [line for line in lines if "[warning]" in line] == [
+        "  [warning] 6 files, e.g. masks/f0.jpg, masks/f1.jpg, masks/f2.jpg: 3-channel mask reduced to one; "
+        "binarised at 100 (figures of the first)",
+        "  [warning] masks/x.png: mask is empty (no foreground pixel)",
+    ]
