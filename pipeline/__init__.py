@@ -11,6 +11,7 @@
 ``pipeline.evaluation``   HD95, evaluation reports, the comparison of bundles
 ``pipeline.models``       weights formats and loading, model cards, export, packaging
 ``pipeline.demo``         the synthetic phantom and the demo data
+``pipeline.pacs``         DICOMweb: studies from a PACS into inference, and its results back
 ========================  ===============================================================================
 
 Beside them, on the ground floor: :mod:`pipeline.atomic` (writing files whole), :mod:`pipeline.bundle` (the bundle
@@ -59,6 +60,7 @@ SUBPACKAGES = (
     "models",
     "networks",
     "outputs",
+    "pacs",
     "segments",
     "training",
     "transforms",

@@ -427,7 +427,9 @@ class InferenceRunner:
         """
         start = time.perf_counter()
         if self.input is None:
-            raise ValueError("no inference input given: pass --input <image, folder or DICOM study>")
+            raise ValueError(
+                "no inference input given: pass --input <image, folder, DICOM study or DICOMweb study URL>"
+            )
         if self.input.is_dir() and self.output_dir.resolve() == self.input.resolve():
             raise ValueError(
                 f"--output_dir {self.output_dir} is the input folder: the outputs would mix with the inputs, and a "

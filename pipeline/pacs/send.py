@@ -1,0 +1,124 @@
+"""Send a run's DICOM results to a DICOMweb server (STOW-RS) and record in ``summary.json`` what went where.
+
+Each written series (status ``ok`` or ``flagged``) is sent in one request with every ``.dcm`` its ``report.json``
+lists in ``outputs`` (``seg.dcm``, and ``sr.dcm`` where the run wrote one). ``summary.json`` gets a ``dicomweb``
+record: the server (its URL, never credentials), the series sent with their files and SOPInstanceUIDs, and the series
+not sent with the reason. Sending again (:func:`send_results` with ``only_unsent``, or ``python -m pipeline.pacs send``)
+sends what that record lists as not sent, without running the model again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.atomic import write_json
+from pipeline.pacs.dicomweb import DicomWebServer
+from pipeline.pacs.errors import DicomWebError, StoreRejectedError
+
+__all__ = ["RECORD", "SendError", "read_summary", "send_results", "series_results"]
+
+logger = logging.getLogger("pipeline.pacs")
+
+RECORD = "dicomweb"
+"""The ``summary.json`` key of the DICOMweb record."""
+_WRITTEN = ("ok", "flagged")
+
+
+class SendError(DicomWebError):
+    """Some results were not sent; they stay in the output folder and ``summary.json`` lists them."""
+
+
+def read_summary(output_dir: Path) -> dict[str, Any]:
+    """``<output_dir>/summary.json``.
+
+    Raises:
+        FileNotFoundError: there is none (no run wrote to this folder).
+    """
+    path = Path(output_dir) / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: pass the --output_dir of a finished inference run")
+    return json.loads(path.read_text())
+
+
+def series_results(output_dir: Path, summary: Mapping[str, Any]) -> dict[str, list[Path]]:
+    """The DICOM files of each written series, by the series' input label, in the summary's order."""
+    results: dict[str, list[Path]] = {}
+    for record in summary.get("inputs", []):
+        if record.get("kind") != "dicom series" or record.get("status") not in _WRITTEN:
+            continue
+        for report_path in sorted(Path(output_dir).glob(f"*/{record['input']}/report.json")):
+            report = json.loads(report_path.read_text())
+            if report.get("series_instance_uid") != record.get("series_instance_uid"):
+                continue
+            names = [n for n in report.get("outputs", []) if str(n).endswith(".dcm")]
+            files = [report_path.parent / n for n in names if (report_path.parent / n).is_file()]
+            if files:
+                results[record["input"]] = files
+    return results
+
+
+def send_results(
+    output_dir: str | Path, server: DicomWebServer, only_unsent: bool = False, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Send the run's DICOM results to ``server`` and record it in ``summary.json``.
+
+    Args:
+        output_dir: the run's output folder.
+        server: where to send.
+        only_unsent: send only the series the summary's record lists as not sent (sending again); default every
+            written series.
+        extra: more entries for the record (e.g. the ``input`` URL and what was retrieved).
+
+    Returns:
+        The record written to ``summary.json`` under :data:`RECORD`.
+
+    Raises:
+        SendError: some series were not sent (after recording which and why).
+    """
+    output_dir = Path(output_dir)
+    summary = read_summary(output_dir)
+    previous = summary.get(RECORD) or {}
+    results = series_results(output_dir, summary)
+    if only_unsent and previous:
+        unsent = {entry["input"] for entry in previous.get("not_sent", [])}
+        results = {label: files for label, files in results.items() if label in unsent}
+    record = {
+        **{k: v for k, v in previous.items() if k not in ("send_to", "sent", "not_sent", "send_s")},
+        **(extra or {}),
+        "send_to": server.root,
+        "sent": list(previous.get("sent", [])) if only_unsent else [],
+        "not_sent": [],
+    }
+    tick = time.perf_counter()
+    stop: DicomWebError | None = None
+    for label, files in results.items():
+        names = [f.relative_to(output_dir).as_posix() for f in files]
+        if stop is None:
+            try:
+                uids = server.store(files, f"storing {', '.join(f.name for f in files)} of {label}")
+                record["sent"].append({"input": label, "files": names, "sop_instance_uids": uids})
+                logger.info("%s: sent %s to %s", label, ", ".join(f.name for f in files), server.root)
+                continue
+            except StoreRejectedError as e:  # this series' files: the next series may be accepted
+                record["not_sent"].append({"input": label, "files": names, "reason": str(e)})
+                logger.error("%s: not sent: %s", label, e)
+                continue
+            except DicomWebError as e:  # the server, not the files: the others would fail alike
+                stop = e
+        record["not_sent"].append({"input": label, "files": names, "reason": str(stop)})
+    record["send_s"] = round(time.perf_counter() - tick, 3)
+    summary[RECORD] = record
+    write_json(summary, output_dir / "summary.json")
+    if record["not_sent"]:
+        first = record["not_sent"][0]["reason"]
+        raise SendError(
+            f"{len(record['not_sent'])} of {len(results)} series not sent ({first}); the results stay in "
+            f"{output_dir} and summary.json lists them: send them with "
+            f"python -m pipeline.pacs send --output_dir {output_dir} --send_to {server.root}"
+        )
+    return record
