@@ -4,7 +4,8 @@ MONAI's metric handlers keep each image's score in ``engine.state.metric_details
 handler pairs those scores with the image names, adds precision, recall and accuracy per image from the confusion
 matrix counts, and writes:
 
-- ``per_image.csv``: one row per image (name relative to the dataset folder, every metric, mask areas);
+- ``per_image.csv``: one row per image (name relative to the dataset folder, every metric, the mask areas and the
+  image's pixel count, so that small structures can be scored apart);
 - ``summary.json``: mean, standard deviation, median, minimum and maximum of each metric over the images, the
   engine's own aggregate metrics, the number of images and the weights file name(s);
 - ``cases.png``: image | ground truth | prediction for a sample of images spread over the Dice ranking, from the
@@ -166,13 +167,15 @@ class EvaluationReport:
         unpacked = [self._unpack(i) for i in range(len(self._masks))]
         pred_px = [int(np.count_nonzero(pred)) for _, pred in unpacked]
         label_px = [int(np.count_nonzero(label)) for label, _ in unpacked]
+        image_px = [int(np.asarray(label).size) for label, _ in unpacked]  # the native image's pixels
 
         csv_path = self.output_dir / "per_image.csv"
         with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["image", *columns, "label_px", "pred_px"])
+            writer.writerow(["image", *columns, "label_px", "pred_px", "image_px"])
             for i, name in enumerate(names):
-                writer.writerow([name, *(f"{columns[c][i]:.6f}" for c in columns), label_px[i], pred_px[i]])
+                row = [name, *(f"{columns[c][i]:.6f}" for c in columns), label_px[i], pred_px[i], image_px[i]]
+                writer.writerow(row)
 
         summary = {
             "model": self.run_name,

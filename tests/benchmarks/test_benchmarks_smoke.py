@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from PIL import Image
 
 from pipeline.demo import write_demo_dataset
 from pipeline.demo.study import write_demo_study
@@ -110,3 +112,32 @@ def test_many_labels_benchmark(tmp_path):
     (row,) = result["results"]
     assert row["out_channels"] == 4 and row["cached_item_bytes"] == 64 * 64 * (1 + 4) * 2  # float16 image + targets
     assert row["train"]["peak_rss_mib"] > 0 and row["inference"]["peak_rss_mib"] > 0
+
+
+def _polyp_frames(root: Path, count: int = 10, size: int = 80) -> Path:
+    """RGB ``images/*.jpg`` with a brighter disk, and its ``masks/*.png``; two polyps small (under 2 % of the frame)."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows, cols = np.mgrid[:size, :size]
+    for k in range(count):
+        radius = 4 if k < 2 else 14
+        disk = (rows - 40) ** 2 + (cols - 30 - k) ** 2 <= radius**2
+        frame = rng.normal((150, 60, 50), 12, (size, size, 3))
+        frame[disk] += (60, 90, 20)
+        Image.fromarray(np.clip(frame, 0, 255).astype(np.uint8)).save(root / "images" / f"frame{k}.jpg")
+        Image.fromarray((disk * 255).astype(np.uint8)).save(root / "masks" / f"frame{k}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_polyps_benchmark(tmp_path):
+    data = _polyp_frames(tmp_path / "polyps")
+    args = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "runs"), "--run", "unet:64:1"]
+    result = _json([str(HERE / "bench_polyps.py"), *args, "--device", "cpu", "--num_workers", "0"], tmp_path)
+    (run,) = result["runs"]
+    assert (run["training_exit"], run["evaluation_exit"]) == (0, 0) and (run["modality"], run["in_channels"]) == (
+        "OT",
+        3,
+    )
+    assert run["frames"] == 2 and 0 <= run["dice"] <= 1 and run["small_frames"] <= run["frames"]

@@ -203,3 +203,4 @@ def test_evaluate(tmp_path):
         )
         assert image.shape == label.shape == pred.shape == (64, 64) and image.dtype == np.uint8
         assert int((pred > 0).sum()) == int(row["pred_px"]) and int((label > 0).sum()) == int(row["label_px"])
+        assert int(row["image_px"]) == label.size
