@@ -38,7 +38,7 @@ def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None, statu
     return result.stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def environment(tmp_path_factory) -> dict[str, str]:
     """A fresh virtual environment with the wheel built from the clone installed (as the README installs torch first);
     its ``PATH`` first, for the installed commands."""
@@ -63,7 +63,7 @@ def environment(tmp_path_factory) -> dict[str, str]:
     return env | {"PATH": f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", "VIRTUAL_ENV": str(venv)}
 
 
-def test_the_wheel_holds_the_package_and_its_bundles(environment, tmp_path):
+def _holds_the_package_and_its_bundles(environment: dict[str, str], tmp_path: Path) -> None:
     package = Path(_run(["python", "-c", "import pipeline; print(pipeline.__file__)"], tmp_path, environment).strip())
     assert Path(environment["VIRTUAL_ENV"]) in package.parents and REPO not in package.parents
     listed = [line.split() for line in _run(["pipeline-bundles"], tmp_path, environment).splitlines()]
@@ -79,7 +79,9 @@ def test_the_wheel_holds_the_package_and_its_bundles(environment, tmp_path):
     assert (package.parent / "bundles" / "bundle_ids.yaml").is_file()  # --help reads it
 
 
-def test_train_infer_evaluate_export_and_package_from_an_empty_folder(environment, tmp_path):
+def test_the_installed_wheel_trains_infers_evaluates_exports_and_packages_from_an_empty_folder(environment, tmp_path):
+    """One test, so that one worker builds the environment (each xdist worker would build its own)."""
+    _holds_the_package_and_its_bundles(environment, tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     unet = _run(["pipeline-bundles", "unet"], work, environment).strip()

@@ -125,7 +125,7 @@ def test_report_html_in_a_headless_browser(mixed_run, tmp_path):
             for i in range(pictures.count()):
                 assert pictures.nth(i).evaluate("i => i.complete && i.naturalWidth > 0")
             links = page.locator("a").evaluate_all("links => links.map(a => a.href)")
-            assert len(links) == 2 * 4 + 3 * 2  # each series' four files, each slice's mask and overlay
+            assert len(links) == 2 * 5 + 3 * 2  # each series' SEG, SR, NIfTI, overlay and report; each slice's two PNGs
             for link in links:
                 target = Path(unquote(urlparse(link).path))
                 assert target.is_file() and out in target.parents, link
