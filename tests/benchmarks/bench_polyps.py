@@ -65,7 +65,11 @@ def _run(spec: str, args: argparse.Namespace) -> dict:
     out = Path(args.output_dir) / f"{bundle}_{size}_{epochs}_{recipe}"
     out.mkdir(parents=True, exist_ok=True)
     config = REPO / "bundles" / bundle
-    settings = ["--device", args.device, "--num_workers", str(args.num_workers)]
+    # the README's command: only what is asked for is passed
+    settings = [
+        *(["--device", args.device] if args.device else []),
+        *(["--num_workers", str(args.num_workers)] if args.num_workers is not None else []),
+    ]
     train = [
         sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(config / "train.json"),
         "--dataset_dir", args.dataset_dir, "--output_dir", str(out), "--recipe", recipe,
@@ -114,12 +118,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output_dir", required=True, help="where each run's folder goes")
     parser.add_argument("--run", action="append", required=True, help="bundle:size:epochs[:recipe]")
     parser.add_argument("--small", type=float, default=0.02, help="a polyp under this share of its frame is small")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--device", default=None, help="default: the bundles' own (a GPU when there is one)")
+    parser.add_argument("--num_workers", type=int, default=None, help="default: the bundles' own")
     args = parser.parse_args(argv)
     rows = [_run(spec, args) for spec in args.run]
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "device": args.device},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         "torch": torch.__version__,
         "dataset_dir": os.path.basename(os.path.normpath(args.dataset_dir)),
         "small_share": args.small,
