@@ -35,7 +35,7 @@ from pydicom.sr.coding import Code
 from pipeline.atomic import atomic_output
 from pipeline.segments import Structure, structures_from_config
 
-__all__ = ["NOT_FOR_CLINICAL_USE", "read_dicom_seg", "run_dciodvfy", "write_dicom_seg"]
+__all__ = ["NOT_FOR_CLINICAL_USE", "read_dicom_seg", "run_dciodvfy", "series_description", "write_dicom_seg"]
 
 logger = logging.getLogger("pipeline.outputs")
 
@@ -187,23 +187,36 @@ def _repaired_sources(source_datasets: Sequence[Dataset]) -> list[Dataset]:
     return fixed
 
 
-def _series_description(description: str | None, labels: Sequence[str]) -> str:
-    """The series description, ending in "not for clinical use" and at most 64 characters (LO).
+def series_description(description: str | None, *names: str) -> str:
+    """A series description that ends in "not for clinical use" and fits DICOM's 64 characters (LO).
 
-    The default names the segments (``"Lung - research use only, not for clinical use"``, ``"Right lung, Left lung -
-    research use only, ..."``), or counts them when their names do not fit.
+    Args:
+        description: the user's, cut to fit with the notice appended when it lacks it; or ``None`` for the default:
+            the first of ``names`` that fits with ``" - research use only, not for clinical use"`` (the last always
+            does, e.g. ``"Segmentation"``).
+        names: the default's candidates, the most telling first (the segments' labels, then a count).
+
+    Raises:
+        ValueError: the result is over 64 characters.
     """
     if description is None:
         suffix = f" - research use only, {NOT_FOR_CLINICAL_USE}"
-        description = ", ".join(labels) + suffix
-        if len(description) > _LO_MAX:
-            description = ("Segmentation" if len(labels) == 1 else f"{len(labels)} segments") + suffix
+        fitting = [name + suffix for name in names if len(name + suffix) <= _LO_MAX]
+        description = fitting[0] if fitting else names[-1] + suffix
     if NOT_FOR_CLINICAL_USE not in description.lower():
         suffix = f" - {NOT_FOR_CLINICAL_USE}"
         description = description[: _LO_MAX - len(suffix)] + suffix
     if len(description) > _LO_MAX:
         raise ValueError(f"series_description must be at most {_LO_MAX} characters (LO), got {description!r}")
     return description
+
+
+def _series_description(description: str | None, labels: Sequence[str]) -> str:
+    """The SEG's series description (:func:`series_description`): the default names the segments (``"Lung - research
+    use only, not for clinical use"``, ``"Right lung, Left lung - research use only, ..."``), or counts them when their
+    names do not fit."""
+    count = "Segmentation" if len(labels) == 1 else f"{len(labels)} segments"
+    return series_description(description, ", ".join(labels), count)
 
 
 def _content_label(label: str) -> str:

@@ -36,7 +36,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from pipeline.atomic import atomic_output
-from pipeline.outputs.dicom_seg import NOT_FOR_CLINICAL_USE
+from pipeline.outputs.dicom_seg import series_description
 from pipeline.segments import Structure, structures_from_config
 
 __all__ = ["read_measurement_report", "segment_volumes", "write_measurement_report"]
@@ -45,7 +45,6 @@ logger = logging.getLogger("pipeline.outputs")
 
 # UCUM millilitre, the unit of CID 7181 for volumes.
 MILLILITER = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
-_LO_MAX = 64
 _PERSON_NAME_WARNING = ".*unlikely to represent the intended person name.*"
 # The procedure reported (TID 1500 row 4, CID 100) by the source modality; any other modality: "Imaging procedure".
 _PROCEDURES = {
@@ -85,18 +84,9 @@ def segment_volumes(
 
 
 def _series_description(description: str | None, labels: Sequence[str]) -> str:
-    """The series description, ending in "not for clinical use" and at most 64 characters (LO)."""
-    suffix = f" - research use only, {NOT_FOR_CLINICAL_USE}"
-    if description is None:
-        description = f"Volumes: {', '.join(labels)}{suffix}"
-        if len(description) > _LO_MAX:
-            description = f"Volumes{suffix}"
-    if NOT_FOR_CLINICAL_USE not in description.lower():
-        suffix = f" - {NOT_FOR_CLINICAL_USE}"
-        description = description[: _LO_MAX - len(suffix)] + suffix
-    if len(description) > _LO_MAX:
-        raise ValueError(f"series_description must be at most {_LO_MAX} characters (LO), got {description!r}")
-    return description
+    """The SR's series description (:func:`~pipeline.outputs.dicom_seg.series_description`): ``"Volumes: <labels> -
+    research use only, not for clinical use"``, or ``"Volumes - ..."`` when the labels do not fit."""
+    return series_description(description, f"Volumes: {', '.join(labels)}", "Volumes")
 
 
 def _read_seg(seg: Dataset | str | os.PathLike) -> Dataset:
