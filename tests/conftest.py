@@ -9,7 +9,7 @@ alone at the end. ``python -m pytest -m "not slow"`` is the quick tier for the e
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,23 @@ def _run(kind: str, bundle: str = "unet", **overrides: Any) -> ConfigWorkflow:
     workflow.initialize()
     workflow.run()
     return workflow
+
+
+@pytest.fixture(scope="session")
+def skip_unless_installed() -> Callable[[Sequence[str], str, str], None]:
+    """``check(missing, what, variable)``: with nothing ``missing``, nothing; else skip ``what`` naming what is missing
+    (Debian packages, Python packages), or fail it when the environment ``variable`` is ``1``, as CI sets it, so that
+    a test of a real system part never silently skips there."""
+
+    def check(missing: Sequence[str], what: str, variable: str) -> None:
+        if not missing:
+            return
+        reason = f"{what}: " + "; ".join(missing)
+        if os.environ.get(variable) == "1":
+            pytest.fail(f"{reason}, and {variable}=1 requires them")
+        pytest.skip(reason)
+
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,10 @@ masks and label maps of one or several structures over them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -131,3 +133,26 @@ def label_map(lung_mask: np.ndarray) -> np.ndarray:
     yy, xx = np.mgrid[:32, :32]
     labels[1][(yy - 25) ** 2 + (xx - 16) ** 2 < 3**2] = 3
     return labels
+
+
+REAL_STUDY = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom"
+"""The real two-series chest CT study beside the repository (not part of it); its tests skip without it."""
+
+
+@pytest.fixture
+def real_lung_series() -> tuple[list[Dataset], np.ndarray]:
+    """The first series of the real study, sorted along its normal, as headers only (as inference passes them), and a
+    rough lung mask of it (N, H, W) bool: air below -400 HU inside the filled body outline."""
+    from scipy import ndimage
+
+    series_dirs = sorted(p for p in REAL_STUDY.glob("*/*/*") if p.is_dir())
+    if not series_dirs:
+        pytest.skip(f"real study not present at {REAL_STUDY}")
+    datasets = [pydicom.dcmread(f) for f in sorted(series_dirs[0].glob("*.dcm"))]
+    normal = np.cross(*np.asarray(datasets[0].ImageOrientationPatient, float).reshape(2, 3))
+    datasets.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
+    hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in datasets])
+    body = np.stack([ndimage.binary_fill_holes(plane) for plane in hu > -400])
+    for ds in datasets:
+        del ds.PixelData
+    return datasets, body & (hu < -400)

@@ -7,7 +7,6 @@ import logging
 import shutil
 import time
 import warnings
-from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -18,7 +17,6 @@ from pydicom.sr.coding import Code
 from pipeline.outputs import NOT_FOR_CLINICAL_USE, read_dicom_seg, run_dciodvfy, write_dicom_seg
 from pipeline.segments import SEGMENTS, Structure, structures_from_config, structures_from_labels
 
-REAL_STUDY = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom"
 ALGORITHM = {"algorithm_name": "cenet", "algorithm_version": "0.1.0"}
 needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
 
@@ -236,26 +234,9 @@ def test_run_dciodvfy_counts_errors(tmp_path, ct_volume, ct_datasets):
     assert errors >= 1 and "Rows" in text
 
 
-def _first_real_series() -> list:
-    series_dirs = sorted(p for p in REAL_STUDY.glob("*/*/*") if p.is_dir())
-    if not series_dirs:
-        pytest.skip(f"real study not present at {REAL_STUDY}")
-    files = sorted(series_dirs[0].glob("*.dcm"))
-    datasets = [pydicom.dcmread(f) for f in files]
-    normal = np.cross(*np.asarray(datasets[0].ImageOrientationPatient, float).reshape(2, 3))
-    return sorted(datasets, key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
-
-
 @needs_dciodvfy
-def test_real_series(tmp_path):
-    from scipy import ndimage
-
-    datasets = _first_real_series()
-    hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in datasets])
-    body = np.stack([ndimage.binary_fill_holes(plane) for plane in hu > -400])
-    mask = body & (hu < -400)
-    for ds in datasets:
-        del ds.PixelData  # headers only, as the inference code passes them
+def test_real_series(tmp_path, real_lung_series):
+    datasets, mask = real_lung_series
     start = time.perf_counter()
     path = write_dicom_seg(mask, datasets, tmp_path / "seg.dcm", **ALGORITHM)
     assert time.perf_counter() - start < 10.0

@@ -8,7 +8,6 @@ import json
 import logging
 import shutil
 import warnings
-from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -31,7 +30,6 @@ from pipeline.outputs import (
 )
 from pipeline.segments import SEGMENTS, structures_from_config, structures_from_labels
 
-REAL_STUDY = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom"
 ALGORITHM = {"algorithm_name": "cenet", "algorithm_version": "0.1.0"}
 ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -348,25 +346,10 @@ def test_demo_study_through_the_writer(tmp_path):
     assert not _warnings(_validate(folder / "sr.dcm"))
 
 
-def _first_real_series() -> list:
-    series_dirs = sorted(p for p in REAL_STUDY.glob("*/*/*") if p.is_dir())
-    if not series_dirs:
-        pytest.skip(f"real study not present at {REAL_STUDY}")
-    datasets = [pydicom.dcmread(f) for f in sorted(series_dirs[0].glob("*.dcm"))]
-    normal = np.cross(*np.asarray(datasets[0].ImageOrientationPatient, float).reshape(2, 3))
-    return sorted(datasets, key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
-
-
 @needs_dciodvfy
-def test_real_series(tmp_path):
-    from scipy import ndimage
-
-    datasets = _first_real_series()
-    hu = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in datasets])
-    body = np.stack([ndimage.binary_fill_holes(plane) for plane in hu > -400])
-    mask = (body & (hu < -400)).astype(np.uint8)
-    for ds in datasets:
-        del ds.PixelData  # headers only, as the inference code passes them
+def test_real_series(tmp_path, real_lung_series):
+    datasets, mask = real_lung_series
+    mask = mask.astype(np.uint8)
     structures = structures_from_config(LUNG)
     seg = write_dicom_seg(mask, datasets, tmp_path / "seg.dcm", structures=structures, **ALGORITHM)
     spacing = (float(datasets[0].SliceThickness), *(float(v) for v in datasets[0].PixelSpacing))

@@ -63,18 +63,14 @@ class OrthancServer:
                 self.process.wait()
 
 
-def _orthanc_or_skip() -> None:
+def orthanc_missing() -> list[str]:
+    """What of Orthanc the PACS tests lack here (nothing when both Debian packages are installed)."""
     missing = []
     if shutil.which(ORTHANC) is None:
         missing.append(f"no Orthanc at {ORTHANC} (Debian package orthanc)")
     if not DICOMWEB_PLUGIN.is_file():
         missing.append(f"no DICOMweb plugin at {DICOMWEB_PLUGIN} (Debian package orthanc-dicomweb)")
-    if not missing:
-        return
-    reason = "PACS tests: " + "; ".join(missing)
-    if os.environ.get("PIPELINE_REQUIRE_PACS") == "1":
-        pytest.fail(f"{reason}, and PIPELINE_REQUIRE_PACS=1 requires them")
-    pytest.skip(reason)
+    return missing
 
 
 def free_port() -> int:
@@ -91,7 +87,6 @@ def start_orthanc(folder: Path, lua: str | None = None) -> OrthancServer:
         folder: its config, storage and log (created).
         lua: a Lua script for it (e.g. a ``ReceivedInstanceFilter`` that refuses some instances), or ``None``.
     """
-    _orthanc_or_skip()
     folder.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
     config = {
@@ -132,16 +127,18 @@ def start_orthanc(folder: Path, lua: str | None = None) -> OrthancServer:
 
 
 @pytest.fixture(scope="session")
-def orthanc(tmp_path_factory) -> Iterator[OrthancServer]:
+def orthanc(tmp_path_factory, skip_unless_installed) -> Iterator[OrthancServer]:
     """An Orthanc for the whole session, with authentication on and DICOMweb at ``/dicom-web/``."""
+    skip_unless_installed(orthanc_missing(), "PACS tests", "PIPELINE_REQUIRE_PACS")
     server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def orthanc_factory(tmp_path_factory) -> Iterator[Callable[..., OrthancServer]]:
+def orthanc_factory(tmp_path_factory, skip_unless_installed) -> Iterator[Callable[..., OrthancServer]]:
     """``orthanc_factory(lua=None)``: another Orthanc, e.g. one that refuses some instances; stopped at the end."""
+    skip_unless_installed(orthanc_missing(), "PACS tests", "PIPELINE_REQUIRE_PACS")
     started: list[OrthancServer] = []
 
     def start(lua: str | None = None) -> OrthancServer:

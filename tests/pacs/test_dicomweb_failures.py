@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PASSWORD, USER, assert_secret_absent, demo_study, free_port, write_netrc
+from orthanc_server import PASSWORD, USER, assert_secret_absent, demo_study, free_port, write_netrc
 
 from pipeline.pacs import (
     DicomWebError,

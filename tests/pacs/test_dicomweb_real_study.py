@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import PASSWORD, assert_secret_absent, stored_instances, upload
+from orthanc_server import PASSWORD, assert_secret_absent, stored_instances, upload
 
 REAL_STUDY = Path(os.environ.get("PIPELINE_REAL_DICOM", "/work/shared/data/dicom"))
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "binary_model_964005e"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import PASSWORD, assert_secret_absent, demo_study, stored_instances
 from dicomweb_client.api import DICOMwebClient
+from orthanc_server import PASSWORD, assert_secret_absent, demo_study, stored_instances
 
 from pipeline.pacs import SendError
 from pipeline.pacs.__main__ import main as pacs_command
