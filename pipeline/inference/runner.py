@@ -15,6 +15,8 @@ folders they came from, and files are named by file name only.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import tempfile
@@ -154,6 +156,20 @@ class InferenceRunner:
             raise ValueError(f"shard {shard[0]} of {shard[1]}: the rank must be in 0..{shard[1] - 1}")
         self.shard = tuple(shard) if shard is not None else None
         self.input_fit = input_fit if input_fit is not None else InputFit()
+
+    def retargeted(self, input: str | os.PathLike, output_dir: str | os.PathLike) -> InferenceRunner:
+        """A runner with this one's model and settings for another input and output folder: a PACS node's runner
+        for each series it receives, so that the model is loaded once (:mod:`pipeline.pacs.node`).
+
+        Args:
+            input: what the new runner segments.
+            output_dir: where it writes (its own ``summary.json`` and ``report.html``).
+        """
+        other = copy.copy(self)
+        other.input = Path(input)
+        other.output_dir = Path(output_dir)
+        other.writer = dataclasses.replace(self.writer, output_dir=other.output_dir, report_run="")
+        return other
 
     # ---------------------------------------------------------------------------------------------------- series
     # A series goes through three stages, each timed into its report: ``_read_series`` (files, then preprocessing,

@@ -424,18 +424,27 @@ class SeriesRules:
             except re.error as e:
                 raise ValueError(f"description_pattern {self.description_pattern!r} is not a valid regex: {e}") from e
 
+    def listing_rejection(self, modality: str | None, description: str | None) -> str | None:
+        """Why a series fails the rules that a PACS's series listing can answer (Modality and SeriesDescription,
+        from QIDO-RS), or None when it passes them (a value ``None``, which the listing did not give, passes);
+        :mod:`pipeline.pacs` retrieves no series these reject."""
+        wanted = {m.upper() for m in self.modalities} if self.modalities is not None else None
+        if wanted is not None and modality is not None and modality.upper() not in wanted:
+            return f"modality {modality or '(none)'} is not one of {', '.join(self.modalities or ())}"
+        pattern = self.description_pattern
+        if pattern is not None and description is not None and not re.search(pattern, description, re.IGNORECASE):
+            return f"SeriesDescription does not match {pattern!r}"
+        return None
+
     def rejection(self, series: DicomSeries) -> str | None:
         """Why ``series`` fails the per-series rules (all but ``largest_only``), or None when it passes."""
-        if self.modalities is not None and series.modality.upper() not in {m.upper() for m in self.modalities}:
-            return f"modality {series.modality or '(none)'} is not one of {', '.join(self.modalities)}"
+        listed = self.listing_rejection(series.modality, series.description)
+        if listed is not None:
+            return listed
         image_type = {value.upper() for value in series.image_type}
         excluded = [value for value in self.exclude_image_types if value.upper() in image_type]
         if excluded:
             return f"ImageType contains {excluded[0]}"
-        if self.description_pattern is not None and not re.search(
-            self.description_pattern, series.description, re.IGNORECASE
-        ):
-            return f"SeriesDescription does not match {self.description_pattern!r}"
         if series.num_slices < self.min_slices:
             return f"{series.num_slices} slices, fewer than min_slices={self.min_slices}"
         return None

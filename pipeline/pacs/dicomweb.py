@@ -32,8 +32,13 @@ DEFAULT_RETRIES = 3
 TRANSIENT_STATUSES = (408, 429, 500, 502, 503, 504)
 """HTTP statuses retried: the server is busy or failed, not the request."""
 _NUMBER_OF_INSTANCES = "00201209"  # NumberOfSeriesRelatedInstances
+_STUDY_UID = "0020000D"
 _SERIES_UID = "0020000E"
+_MODALITY = "00080060"
+_SERIES_DESCRIPTION = "0008103E"
 _SOP_UID = "00080018"
+_LISTED = (_MODALITY, _SERIES_DESCRIPTION)  # None when the answer leaves them out, "" when empty
+_SERIES_FIELDS = ["StudyInstanceUID", "Modality", "SeriesDescription", "NumberOfSeriesRelatedInstances"]
 _ORIGINAL_TRANSFER_SYNTAX = (("application/dicom", "*"),)  # the files as stored, not transcoded
 
 
@@ -44,10 +49,29 @@ class RemoteSeries:
     Args:
         uid: SeriesInstanceUID.
         num_instances: NumberOfSeriesRelatedInstances, or ``None`` when the server does not say.
+        study_uid: StudyInstanceUID.
+        modality: Modality, or ``None`` when the server does not say.
+        description: SeriesDescription, or ``None`` when the server does not say.
     """
 
     uid: str
     num_instances: int | None
+    study_uid: str = ""
+    modality: str | None = None
+    description: str | None = None
+
+    @classmethod
+    def from_qido(cls, attributes: dict, study_uid: str = "") -> RemoteSeries:
+        """The series a QIDO-RS answer's item describes (DICOM JSON)."""
+        count = _value(attributes, _NUMBER_OF_INSTANCES)
+        said = {tag: str(_value(attributes, tag) or "") if tag in attributes else None for tag in _LISTED}
+        return cls(
+            str(_value(attributes, _SERIES_UID)),
+            int(count) if count is not None else None,
+            str(_value(attributes, _STUDY_UID) or study_uid),
+            said[_MODALITY],
+            said[_SERIES_DESCRIPTION],
+        )
 
 
 def _value(attributes: dict, tag: str) -> object:
@@ -137,14 +161,33 @@ class DicomWebServer:
         not_found = f"the server has no {what}: check the UIDs in --input"
         filters = {"SeriesInstanceUID": series_uid} if series_uid else None
         try:
-            found = self.client.search_for_series(study_uid, search_filters=filters, get_remaining=True)
+            found = self.client.search_for_series(
+                study_uid, fields=_SERIES_FIELDS, search_filters=filters, get_remaining=True
+            )
         except Exception as e:
             raise self._fail(e, f"querying {what}", not_found) from None
-        series = [RemoteSeries(str(_value(s, _SERIES_UID)), _value(s, _NUMBER_OF_INSTANCES)) for s in found or []]
+        series = [RemoteSeries.from_qido(s, study_uid) for s in found or []]
         series = [s for s in series if series_uid is None or s.uid == series_uid]
         if not series:
             raise DicomWebError(f"{self.root} answered no series while querying {what}: {not_found}", 404)
         return series
+
+    def find_series(self, since: str | None = None) -> list[RemoteSeries]:
+        """Every series on the server, or of the studies dated ``since`` or later, from QIDO-RS (``GET
+        <root>/series``).
+
+        Args:
+            since: a StudyDate ``YYYYMMDD``; ``None`` for every study.
+
+        Raises:
+            DicomWebError: the server did not answer, or refused.
+        """
+        filters = {"StudyDate": f"{since}-"} if since else None
+        try:
+            found = self.client.search_for_series(fields=_SERIES_FIELDS, search_filters=filters, get_remaining=True)
+        except Exception as e:
+            raise self._fail(e, "listing the series") from None
+        return [RemoteSeries.from_qido(s) for s in found or []]
 
     def list_instances(self, study_uid: str, series_uid: str, missing_ok: bool = False) -> list[str]:
         """The SOPInstanceUIDs of a series, from QIDO-RS; with ``missing_ok``, none for a series the server does not

@@ -1,5 +1,5 @@
-"""One-line messages for what goes wrong between the pipeline and a DICOMweb server: the server's answer, then what
-to do. The messages name the server by its URL and the credentials by where they came from, never by their text."""
+"""One-line messages for what goes wrong between the pipeline and a PACS (DICOMweb or DIMSE): the server's answer, then
+what to do. The messages name the server by its URL and the credentials by where they came from, never by their text."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from http import HTTPStatus
 
 import requests
 
-__all__ = ["DicomWebError", "PartialRetrievalError", "StoreRejectedError", "explain"]
+__all__ = ["DicomWebError", "DimseError", "PacsError", "PartialRetrievalError", "StoreRejectedError", "explain"]
 
 
-class DicomWebError(RuntimeError):
-    """A DICOMweb request failed; the message is one line: what failed, the server's answer, what to do.
+class PacsError(RuntimeError):
+    """A request to a PACS failed; the message is one line: what failed, the server's answer, what to do.
 
     Args:
         message: the line.
-        status: the HTTP status the server answered, or ``None`` when it did not answer.
+        status: the status the server answered (HTTP, or a DIMSE status), or ``None`` when it did not answer.
     """
 
     def __init__(self, message: str, status: int | None = None) -> None:
@@ -24,12 +24,20 @@ class DicomWebError(RuntimeError):
         self.status = status
 
 
+class DicomWebError(PacsError):
+    """A DICOMweb request failed (``status``: the HTTP status, or ``None`` when the server did not answer)."""
+
+
+class DimseError(PacsError):
+    """A DIMSE association or request failed (``status``: the DIMSE status, or ``None`` when there was none)."""
+
+
 class PartialRetrievalError(DicomWebError):
     """Fewer instances of a series came back than the server listed."""
 
 
-class StoreRejectedError(DicomWebError):
-    """The server did not store every instance it was sent."""
+class StoreRejectedError(PacsError):
+    """The server did not store every instance it was sent (the files, not the server: others may be accepted)."""
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")

@@ -14,12 +14,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.pacs.address import DicomWebAddress
 from pipeline.pacs.dicomweb import DicomWebServer
 from pipeline.pacs.errors import DicomWebError, PartialRetrievalError
+
+if TYPE_CHECKING:
+    from pipeline.io.dicom_series import SeriesRules
 
 __all__ = ["Retrieved", "retrieve", "retrieved_study"]
 
@@ -34,10 +38,12 @@ class Retrieved:
     instances: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    not_retrieved: list[dict[str, str]] = field(default_factory=list)
 
     def record(self) -> dict:
-        """The summary's record of the retrieval."""
-        return {"series": self.series, "instances": self.instances, "bytes": self.bytes, "seconds": self.seconds}
+        """The summary's record of the retrieval (with the series the rules left out, and why)."""
+        record = {"series": self.series, "instances": self.instances, "bytes": self.bytes, "seconds": self.seconds}
+        return {**record, "not_retrieved": self.not_retrieved} if self.not_retrieved else record
 
 
 def _retrieve_series(server: DicomWebServer, study_uid: str, series_uid: str, listed: int | None, folder: Path) -> int:
@@ -69,8 +75,17 @@ def _retrieve_series(server: DicomWebServer, study_uid: str, series_uid: str, li
     return written
 
 
-def retrieve(server: DicomWebServer, address: DicomWebAddress, folder: Path) -> Retrieved:
+def retrieve(
+    server: DicomWebServer, address: DicomWebAddress, folder: Path, rules: SeriesRules | None = None
+) -> Retrieved:
     """Retrieve every instance of the study (or series) ``address`` names into ``folder``, one subfolder per series.
+
+    Args:
+        server: the server.
+        address: the study or series.
+        folder: where the files go.
+        rules: the series rules: a series whose listed Modality or SeriesDescription they reject is not retrieved
+            (:meth:`~pipeline.io.dicom_series.SeriesRules.listing_rejection`); ``None`` retrieves every series.
 
     Raises:
         DicomWebError: the study or series is unknown, the server refused or did not answer.
@@ -79,6 +94,11 @@ def retrieve(server: DicomWebServer, address: DicomWebAddress, folder: Path) -> 
     tick = time.perf_counter()
     retrieved = Retrieved()
     for k, series in enumerate(server.list_series(address.study_uid, address.series_uid)):
+        reason = rules.listing_rejection(series.modality, series.description) if rules is not None else None
+        if reason is not None:
+            retrieved.not_retrieved.append({"series_instance_uid": series.uid, "reason": reason})
+            logger.info("series %s not retrieved: %s", series.uid, reason)
+            continue
         series_folder = folder / f"series_{k + 1:03d}"
         series_folder.mkdir()
         retrieved.bytes += _retrieve_series(server, address.study_uid, series.uid, series.num_instances, series_folder)
@@ -91,11 +111,14 @@ def retrieve(server: DicomWebServer, address: DicomWebAddress, folder: Path) -> 
 
 
 @contextmanager
-def retrieved_study(server: DicomWebServer, address: DicomWebAddress) -> Iterator[tuple[Path, Retrieved]]:
-    """``with retrieved_study(server, address) as (folder, retrieved):`` the study's files in a private temporary
-    folder, removed when the block ends (also on an error or Ctrl-C)."""
+def retrieved_study(
+    server: DicomWebServer, address: DicomWebAddress, rules: SeriesRules | None = None
+) -> Iterator[tuple[Path, Retrieved]]:
+    """``with retrieved_study(server, address, rules) as (folder, retrieved):`` the study's files (of the series the
+    rules do not reject from the listing) in a private temporary folder, removed when the block ends (also on an
+    error or Ctrl-C)."""
     folder = Path(tempfile.mkdtemp(prefix="pipeline-dicomweb-"))  # mode 0700
     try:
-        yield folder, retrieve(server, address, folder)
+        yield folder, retrieve(server, address, folder, rules)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,36 +1,78 @@
-"""Send a run's DICOM results to a DICOMweb server (STOW-RS) and record in ``summary.json`` what went where.
+"""Send a run's DICOM results to a PACS and record in ``summary.json`` what went where.
 
-Each written series (status ``ok`` or ``flagged``) is sent in one request with every ``.dcm`` its ``report.json``
-lists in ``outputs`` (``seg.dcm``, and ``sr.dcm`` where the run wrote one). ``summary.json`` gets a ``dicomweb``
-record: the server (its URL, never credentials), the series sent with their files and SOPInstanceUIDs, and the series
-not sent with the reason. Sending again (:func:`send_results` with ``only_unsent``, or ``python -m pipeline.pacs send``)
-sends what that record lists as not sent, without running the model again.
+The destination is a DICOMweb root (STOW-RS, :class:`~pipeline.pacs.dicomweb.DicomWebServer`) or a DIMSE peer
+``dicom://AE@host:port`` (C-STORE, :class:`~pipeline.pacs.dimse.DimseServer`): :func:`destination` makes either from
+what ``--send_to`` says. Each written series (status ``ok`` or ``flagged``) is sent in one request (one association)
+with every ``.dcm`` its ``report.json`` lists in ``outputs`` (``seg.dcm``, and ``sr.dcm`` where the run wrote one).
+``summary.json`` gets a ``pacs`` record: the server (its URL, never credentials), the series sent with their files and
+SOPInstanceUIDs, and the series not sent with the reason. Sending again (:func:`send_results` with ``only_unsent``,
+or ``python -m pipeline.pacs send``) sends what that record lists as not sent, without running the model again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.atomic import write_json
-from pipeline.pacs.dicomweb import DicomWebServer
-from pipeline.pacs.errors import DicomWebError, StoreRejectedError
+from pipeline.pacs.address import parse_root
+from pipeline.pacs.dicomweb import DEFAULT_RETRIES, DicomWebServer
+from pipeline.pacs.dimse import DEFAULT_AE_TITLE, DimseServer, is_dimse_url
+from pipeline.pacs.errors import PacsError, StoreRejectedError
 
-__all__ = ["RECORD", "SendError", "read_summary", "send_results", "series_results"]
+__all__ = ["RECORD", "Destination", "SendError", "destination", "read_summary", "send_results", "series_results"]
 
 logger = logging.getLogger("pipeline.pacs")
 
-RECORD = "dicomweb"
-"""The ``summary.json`` key of the DICOMweb record."""
+RECORD = "pacs"
+"""The ``summary.json`` key of the record of what came from and went to a PACS."""
 _WRITTEN = ("ok", "flagged")
 
 
-class SendError(DicomWebError):
+class SendError(PacsError):
     """Some results were not sent; they stay in the output folder and ``summary.json`` lists them."""
+
+
+class Destination(Protocol):
+    """Where results are sent: :class:`~pipeline.pacs.dicomweb.DicomWebServer` or
+    :class:`~pipeline.pacs.dimse.DimseServer`."""
+
+    @property
+    def root(self) -> str:
+        """The server's address, as records and messages name it (never with credentials)."""
+
+    def check_access(self, doing: str = ...) -> None:
+        """One small request that fails when the server is down or refuses this node."""
+
+    def store(self, paths: Sequence[Path], doing: str) -> list[str]:
+        """Store the files; their SOPInstanceUIDs."""
+
+
+def destination(
+    send_to: str,
+    ca_bundle: str | os.PathLike | None = None,
+    retries: int = DEFAULT_RETRIES,
+    ae_title: str = DEFAULT_AE_TITLE,
+) -> Destination:
+    """The destination ``--send_to`` names: ``dicom://AE@host:port`` (C-STORE), else a DICOMweb root (STOW-RS).
+
+    Args:
+        send_to: the address as typed.
+        ca_bundle: a PEM file of certificate authorities for a DICOMweb server on https (a private CA).
+        retries: retries of a transient DICOMweb failure.
+        ae_title: this node's calling AE title for a DIMSE peer.
+
+    Raises:
+        ValueError: neither a DIMSE address nor an http(s) URL, or one with credentials in it.
+    """
+    if is_dimse_url(send_to):
+        return DimseServer(send_to, ae_title=ae_title)
+    return DicomWebServer(parse_root(str(send_to)), ca_bundle=ca_bundle, retries=retries)
 
 
 def read_summary(output_dir: Path) -> dict[str, Any]:
@@ -63,7 +105,7 @@ def series_results(output_dir: Path, summary: Mapping[str, Any]) -> dict[str, li
 
 
 def send_results(
-    output_dir: str | Path, server: DicomWebServer, only_unsent: bool = False, extra: Mapping[str, Any] | None = None
+    output_dir: str | Path, server: Destination, only_unsent: bool = False, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Send the run's DICOM results to ``server`` and record it in ``summary.json``.
 
@@ -95,7 +137,7 @@ def send_results(
         "not_sent": [],
     }
     tick = time.perf_counter()
-    stop: DicomWebError | None = None
+    stop: PacsError | None = None
     for label, files in results.items():
         names = [f.relative_to(output_dir).as_posix() for f in files]
         if stop is None:
@@ -108,7 +150,7 @@ def send_results(
                 record["not_sent"].append({"input": label, "files": names, "reason": str(e)})
                 logger.error("%s: not sent: %s", label, e)
                 continue
-            except DicomWebError as e:  # the server, not the files: the others would fail alike
+            except PacsError as e:  # the server, not the files: the others would fail alike
                 stop = e
         record["not_sent"].append({"input": label, "files": names, "reason": str(stop)})
     record["send_s"] = round(time.perf_counter() - tick, 3)

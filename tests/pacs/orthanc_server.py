@@ -20,6 +20,12 @@ from pathlib import Path
 import pytest
 import requests
 
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "data" / "binary_model_964005e"
+"""The fixture model the PACS tests segment with: nothing is trained."""
+SMALL_UNET = {"network_def#channels": [4, 8, 16, 32, 64]}
+"""The fixture model's network, as it was trained (its README)."""
+
 # Debian installs it as /usr/sbin/Orthanc, which is not on every user's PATH
 ORTHANC = os.environ.get("PIPELINE_ORTHANC") or shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path(os.environ.get("PIPELINE_ORTHANC_DICOMWEB", "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"))
@@ -36,6 +42,23 @@ class OrthancServer:
     folder: Path
     process: subprocess.Popen
     log: Path
+    dicom_port: int
+
+    AE_TITLE = "PIPELINE_TEST"
+    """Its DICOM AE title."""
+
+    @property
+    def dimse(self) -> str:
+        """Its DIMSE address, ``dicom://AE@host:port``."""
+        return f"dicom://{self.AE_TITLE}@127.0.0.1:{self.dicom_port}"
+
+    def post(self, path: str, body: object) -> requests.Response:
+        """POST on Orthanc's own REST API, as the registered user: a string as it is, anything else as JSON."""
+        text = body if isinstance(body, str) else None
+        json_body = None if isinstance(body, str) else body
+        response = requests.post(f"{self.url}{path}", data=text, json=json_body, auth=(USER, PASSWORD), timeout=120)
+        response.raise_for_status()
+        return response
 
     @property
     def dicomweb(self) -> str:
@@ -80,12 +103,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_orthanc(folder: Path, lua: str | None = None) -> OrthancServer:
+def start_orthanc(folder: Path, lua: str | None = None, extra: dict | None = None) -> OrthancServer:
     """Start Orthanc with a generated config in ``folder``; wait until it answers as the registered user.
 
     Args:
         folder: its config, storage and log (created).
         lua: a Lua script for it (e.g. a ``ReceivedInstanceFilter`` that refuses some instances), or ``None``.
+        extra: more of its configuration, e.g. ``DicomModalities`` (the DIMSE peers it may push to).
     """
     folder.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
@@ -95,7 +119,7 @@ def start_orthanc(folder: Path, lua: str | None = None) -> OrthancServer:
         "IndexDirectory": str(folder / "storage"),
         "HttpPort": http_port,
         "DicomPort": dicom_port,
-        "DicomAet": "PIPELINE_TEST",
+        "DicomAet": OrthancServer.AE_TITLE,
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": True,
         "RegisteredUsers": {USER: PASSWORD},
@@ -103,6 +127,7 @@ def start_orthanc(folder: Path, lua: str | None = None) -> OrthancServer:
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "StorageCompression": False,
         "HttpDescribeErrors": True,
+        **(extra or {}),
     }
     if lua is not None:
         (folder / "filter.lua").write_text(lua)
@@ -111,7 +136,7 @@ def start_orthanc(folder: Path, lua: str | None = None) -> OrthancServer:
     log = folder / "orthanc.log"
     with log.open("w") as out:
         process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=out, stderr=subprocess.STDOUT)
-    server = OrthancServer(f"http://127.0.0.1:{http_port}", folder, process, log)
+    server = OrthancServer(f"http://127.0.0.1:{http_port}", folder, process, log, dicom_port)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -137,12 +162,13 @@ def orthanc(tmp_path_factory, skip_unless_installed) -> Iterator[OrthancServer]:
 
 @pytest.fixture(scope="session")
 def orthanc_factory(tmp_path_factory, skip_unless_installed) -> Iterator[Callable[..., OrthancServer]]:
-    """``orthanc_factory(lua=None)``: another Orthanc, e.g. one that refuses some instances; stopped at the end."""
+    """``orthanc_factory(lua=None, extra=None)``: another Orthanc, e.g. one that refuses some instances or knows a
+    DIMSE peer; stopped at the end."""
     skip_unless_installed(orthanc_missing(), "PACS tests", "PIPELINE_REQUIRE_PACS")
     started: list[OrthancServer] = []
 
-    def start(lua: str | None = None) -> OrthancServer:
-        started.append(start_orthanc(tmp_path_factory.mktemp("orthanc_extra"), lua))
+    def start(lua: str | None = None, extra: dict | None = None) -> OrthancServer:
+        started.append(start_orthanc(tmp_path_factory.mktemp("orthanc_extra"), lua, extra))
         return started[-1]
 
     yield start

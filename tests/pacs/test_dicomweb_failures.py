@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from orthanc_server import PASSWORD, USER, assert_secret_absent, demo_study, free_port, write_netrc
+from orthanc_server import (
+    FIXTURE,
+    PASSWORD,
+    REPO,
+    USER,
+    assert_secret_absent,
+    demo_study,
+    free_port,
+    write_netrc,
+)
 
 from pipeline.pacs import (
     DicomWebError,
@@ -24,10 +33,6 @@ from pipeline.pacs import (
     parse_study_url,
     retrieved_study,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO / "tests" / "data" / "binary_model_964005e"
-
 
 # ------------------------------------------------------------------------------------------------- addresses, table
 STUDY_URLS = [

@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from orthanc_server import PASSWORD, assert_secret_absent, stored_instances, upload
+from orthanc_server import FIXTURE, PASSWORD, SMALL_UNET, assert_secret_absent, stored_instances, upload
 
 REAL_STUDY = Path(os.environ.get("PIPELINE_REAL_DICOM", "/work/shared/data/dicom"))
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "binary_model_964005e"
-SMALL_UNET = {"network_def#channels": [4, 8, 16, 32, 64]}
 
 
 def _infer(bundle_workflow, output_dir: Path, input: str, **overrides) -> float:
@@ -48,11 +46,11 @@ def test_real_study_round_trip(tmp_path, orthanc, bundle_workflow, netrc):
     summary = json.loads((tmp_path / "url" / "summary.json").read_text())
     assert [r["input"] for r in summary["inputs"]] == [r["input"] for r in by_path["inputs"]]
     assert [r["status"] for r in summary["inputs"]] == [r["status"] for r in by_path["inputs"]]
-    assert summary["dicomweb"]["not_sent"] == []
+    assert summary["pacs"]["not_sent"] == []
     written = [r for r in summary["inputs"] if r["status"] in ("ok", "flagged")]
-    assert len(summary["dicomweb"]["sent"]) == len(written) >= 1
+    assert len(summary["pacs"]["sent"]) == len(written) >= 1
     assert len(stored_instances(orthanc, study_uid, "SEG")) == len(before) + len(written)
-    for sent in summary["dicomweb"]["sent"]:
+    for sent in summary["pacs"]["sent"]:
         seg = next(f for f in sent["files"] if f.endswith("seg.dcm"))
         ours = pydicom.dcmread(tmp_path / "url" / seg).pixel_array
         np.testing.assert_array_equal(ours, pydicom.dcmread(tmp_path / "files" / seg).pixel_array)

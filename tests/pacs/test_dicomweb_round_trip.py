@@ -16,13 +16,11 @@ import numpy as np
 import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
-from orthanc_server import PASSWORD, assert_secret_absent, demo_study, stored_instances
+from orthanc_server import FIXTURE, PASSWORD, SMALL_UNET, assert_secret_absent, demo_study, stored_instances
 
 from pipeline.pacs import SendError
 from pipeline.pacs.__main__ import main as pacs_command
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "binary_model_964005e"
-SMALL_UNET = {"network_def#channels": [4, 8, 16, 32, 64]}  # as the fixture model was trained (its README)
 REFUSE_RESULTS = """
 function ReceivedInstanceFilter(dicom, origin, info)
   return dicom.Modality ~= 'SEG' and dicom.Modality ~= 'SR'
@@ -76,7 +74,7 @@ def test_study_url_in_seg_back(tmp_path, orthanc, uploaded_demo, file_run, bundl
     reference = json.loads((file_run / "summary.json").read_text())
     assert [r["input"] for r in summary["inputs"]] == [r["input"] for r in reference["inputs"]]
     assert summary["not_selected"] == reference["not_selected"]  # the localizer, as for the files
-    record = summary["dicomweb"]
+    record = summary["pacs"]
     assert record["input"] == url and record["send_to"] == orthanc.dicomweb
     assert record["retrieved"]["series"] == 3 and record["retrieved"]["instances"] == 17
     assert record["not_sent"] == [] and len(record["sent"]) == 2
@@ -110,8 +108,8 @@ def test_series_url(tmp_path, orthanc, uploaded_demo, bundle_workflow, netrc):
     url = f"{orthanc.dicomweb}/studies/{uploaded_demo.study_uid}/series/{series}"
     summary = _infer(bundle_workflow, tmp_path / "out", url)
     assert [r["series_instance_uid"] for r in summary["inputs"]] == [series]
-    assert summary["dicomweb"] == {"input": url, "retrieved": summary["dicomweb"]["retrieved"]}
-    assert summary["dicomweb"]["retrieved"]["instances"] == 8
+    assert summary["pacs"] == {"input": url, "retrieved": summary["pacs"]["retrieved"]}
+    assert summary["pacs"]["retrieved"]["instances"] == 8
 
 
 def test_rejected_store_then_sent_again(tmp_path, orthanc, orthanc_factory, bundle_workflow, netrc):
@@ -129,7 +127,7 @@ def test_rejected_store_then_sent_again(tmp_path, orthanc, orthanc_factory, bund
     message = str(error)
     assert "\n" not in message and "2 of 2 series not sent" in message and "python -m pipeline.pacs send" in message
     assert "lists 0 of" in message
-    record = json.loads((out / "summary.json").read_text())["dicomweb"]
+    record = json.loads((out / "summary.json").read_text())["pacs"]
     assert record["sent"] == [] and len(record["not_sent"]) == 2
     for entry in record["not_sent"]:
         assert (out / entry["files"][0]).is_file()
@@ -137,10 +135,28 @@ def test_rejected_store_then_sent_again(tmp_path, orthanc, orthanc_factory, bund
 
     before = stored_instances(orthanc, study.study_uid)
     assert pacs_command(["send", "--output_dir", str(out), "--send_to", orthanc.dicomweb]) == 0
-    record = json.loads((out / "summary.json").read_text())["dicomweb"]
+    record = json.loads((out / "summary.json").read_text())["pacs"]
     assert record["not_sent"] == [] and len(record["sent"]) == 2 and record["send_to"] == orthanc.dicomweb
     sent = sum(len(entry["sop_instance_uids"]) for entry in record["sent"])
     assert len(stored_instances(orthanc, study.study_uid)) == len(before) + sent
     assert pacs_command(["send", "--output_dir", str(out)]) == 0  # nothing left: nothing sent twice
     assert len(stored_instances(orthanc, study.study_uid)) == len(before) + sent
     assert_secret_absent(PASSWORD, out)
+
+
+def test_unselected_series_not_retrieved_results_over_dimse(tmp_path, orthanc, bundle_workflow, netrc):
+    """``--series_description B40f``: the series listing already shows that the B70f series and the localizer do not
+    match, so they are never retrieved; ``--send_to dicom://...`` stores the results with C-STORE."""
+    study = demo_study(tmp_path / "study", orthanc, seed=9)  # its own study: the others' stay free of results
+    url = f"{orthanc.dicomweb}/studies/{study.study_uid}"
+    summary = _infer(bundle_workflow, tmp_path / "out", url, series_description="B40f", send_to=orthanc.dimse)
+    retrieved = summary["pacs"]["retrieved"]
+    assert retrieved["series"] == 1 and retrieved["instances"] == 8
+    assert sorted(s["series_instance_uid"] for s in retrieved["not_retrieved"]) == sorted(
+        {*study.axial_series, study.localizer} - {summary["inputs"][0]["series_instance_uid"]}
+    )
+    assert all("does not match 'B40f'" in s["reason"] for s in retrieved["not_retrieved"])
+    (sent,) = summary["pacs"]["sent"]
+    assert summary["pacs"]["send_to"] == orthanc.dimse
+    assert sorted(stored_instances(orthanc, study.study_uid, "SEG") + stored_instances(
+        orthanc, study.study_uid, "SR")) == sent["sop_instance_uids"]  # fmt: skip

@@ -1,0 +1,123 @@
+"""The PACS node's parts that need no server: its state folder, DIMSE addresses, the listing rules, a peer that is
+down. Tables over what a user types or what a crash leaves behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from orthanc_server import free_port
+
+from pipeline.io import SeriesRules
+from pipeline.pacs.dimse import DimseServer, parse_dimse_url
+from pipeline.pacs.errors import DimseError
+from pipeline.pacs.send import destination
+from pipeline.pacs.state import NodeState, SeriesRecord, record_name
+from pipeline.pacs.watch import check_study_date
+
+UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("dicom://ORTHANC@pacs.example.org:4242", ("ORTHANC", "pacs.example.org", 4242)),
+        ("dicom://MY AE@10.0.0.5:104/", ("MY AE", "10.0.0.5", 104)),
+        ("DICOM://A@[::1]:11112", ("A", "::1", 11112)),
+    ],
+)
+def test_dimse_address(url, expected):
+    address = parse_dimse_url(url)
+    assert (address.ae_title, address.host, address.port) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("dicom://pacs:4242", "expected dicom://<AE title>@<host>:<port>"),
+        ("dicom://ORTHANC@pacs", "expected dicom://<AE title>@<host>:<port>"),
+        ("dicom://A_TITLE_LONGER_THAN_16@pacs:104", "expected dicom://"),
+        ("dicom://A@pacs:70000", "port 70000 is not in 1..65535"),
+    ],
+)
+def test_bad_dimse_address(url, message):
+    with pytest.raises(ValueError, match=message):
+        parse_dimse_url(url)
+
+
+def test_send_to_picks_the_protocol():
+    assert isinstance(destination("dicom://PACS@127.0.0.1:104"), DimseServer)
+    assert destination("http://127.0.0.1:8042/dicom-web/").root == "http://127.0.0.1:8042/dicom-web"
+
+
+def test_dimse_peer_down_is_one_line():
+    with pytest.raises(DimseError, match="did not answer while checking") as error:
+        DimseServer(f"dicom://NOBODY@127.0.0.1:{free_port()}", timeout_s=5).check_access("checking")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("rules", "modality", "description", "rejected"),
+    [
+        (SeriesRules(), "CT", "Thorax B40f", None),
+        (SeriesRules(), "SEG", "lung", "modality SEG is not one of CT"),
+        (SeriesRules(), None, None, None),  # the listing did not say: the files decide
+        (SeriesRules(description_pattern="B40f"), "CT", "Thorax B70f", "SeriesDescription does not match"),
+        (SeriesRules(description_pattern="B40f"), "CT", None, None),
+        (SeriesRules(modalities=None), "MR", "", None),
+    ],
+)
+def test_listing_rules(rules, modality, description, rejected):
+    reason = rules.listing_rejection(modality, description)
+    assert reason == rejected if rejected is None else rejected in reason
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("20261204", "20261204")])
+def test_watch_since(value, expected):
+    assert check_study_date(value) == expected
+
+
+@pytest.mark.parametrize("value", ["2026-12-04", "20261340", "yesterday"])
+def test_bad_watch_since(value):
+    with pytest.raises(ValueError, match="is not a date YYYYMMDD"):
+        check_study_date(value)
+
+
+def test_state_survives_reopening(tmp_path):
+    with NodeState(tmp_path / "state") as state:
+        record = state.put(SeriesRecord(UID, "1.2.3", source="http://pacs/dicom-web"), status="segmented")
+        assert record.updated
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    with NodeState(tmp_path / "state") as state:
+        again = state.get(UID)
+        assert again == record and not again.done
+        state.put(again, status="sent", sent_to="http://pacs/dicom-web")
+        assert state.get(UID).done and [r.series_uid for r in state.with_status("sent")] == [UID]
+        assert state.get("1.2.3.4") is None
+
+
+def test_one_node_per_state_folder(tmp_path):
+    with NodeState(tmp_path / "state"), pytest.raises(RuntimeError, match="another node uses the state folder"):
+        NodeState(tmp_path / "state").__enter__()
+
+
+def test_state_refuses_unknown_status(tmp_path):
+    with NodeState(tmp_path / "state") as state, pytest.raises(ValueError, match="unknown series status 'maybe'"):
+        state.put(SeriesRecord(UID, "1.2.3"), status="maybe")
+
+
+def test_damaged_record_names_its_file(tmp_path):
+    with NodeState(tmp_path / "state") as state:
+        path = tmp_path / "state" / "series" / record_name(UID)
+        path.write_text("{not json")
+        with pytest.raises(ValueError, match=f"{path} is not a series record"):
+            state.get(UID)
+
+
+@pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2.3/..", "x" * 200])
+def test_odd_uid_cannot_name_a_path(uid, tmp_path):
+    name = record_name(uid)
+    assert "/" not in name and ".." not in name and len(name) < 60
+    with NodeState(tmp_path / "state") as state:
+        state.put(SeriesRecord(uid, "1.2"), status="skipped")
+        assert json.loads((tmp_path / "state" / "series" / name).read_text())["series_uid"] == uid
