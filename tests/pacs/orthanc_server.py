@@ -261,3 +261,59 @@ def assert_secret_absent(secret: str, *places: Path | str) -> None:
                 assert needle not in path.read_bytes(), f"the password is in {path}"
         else:
             assert secret not in place, "the password is in the command's output"
+
+
+class FaultyFront:
+    """An HTTP front for a real Orthanc that answers the first ``times`` POSTs with ``status`` (no body of the
+    request reaches Orthanc), then passes every request through: a server failing as real servers do (a proxy's
+    503 while the PACS restarts, a 400 for what it cannot take), since Orthanc cannot be made to.
+
+    Args:
+        server: the Orthanc behind it.
+        status: the HTTP status of the failures.
+        times: how many POSTs fail; ``None`` for every one.
+    """
+
+    def __init__(self, server: OrthancServer, status: int, times: int | None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        front = self
+        self.posts = 0
+        """The POSTs it was sent (failed and passed)."""
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _pass(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if method == "POST":
+                    front.posts += 1
+                    if times is None or front.posts <= times:
+                        self.send_response(status)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = requests.request(method, server.url + self.path, headers=headers, data=body, timeout=60)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/octet-stream"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def do_GET(self) -> None:
+                self._pass("GET")
+
+            def do_POST(self) -> None:
+                self._pass("POST")
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.dicomweb = f"http://127.0.0.1:{self._http.server_address[1]}/dicom-web"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop answering."""
+        self._http.shutdown()
+        self._http.server_close()

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pydicom
 import pytest
 import requests
 from orthanc_server import (
@@ -18,9 +19,11 @@ from orthanc_server import (
     PASSWORD,
     REPO,
     USER,
+    FaultyFront,
     assert_secret_absent,
     demo_study,
     free_port,
+    stored_instances,
     write_netrc,
 )
 
@@ -28,6 +31,7 @@ from pipeline.pacs import (
     DicomWebError,
     DicomWebServer,
     PartialRetrievalError,
+    StoreRejectedError,
     find_credentials,
     parse_root,
     parse_study_url,
@@ -173,3 +177,41 @@ def test_command_fails_clearly(case, expected, tmp_path, orthanc, uploaded_demo,
     for secret in (PASSWORD, wrong):
         assert_secret_absent(secret, done.stdout, done.stderr, work)
     print(errors[0])
+
+
+# --------------------------------------------------------------------------------- STOW answered with an HTTP error
+@pytest.fixture
+def new_instances(tmp_path) -> list[Path]:
+    """Two CT instances no server has yet."""
+    from pipeline.demo.study import write_demo_study
+
+    write_demo_study(tmp_path / "new", size=64, num_slices=2, seed=11)
+    return sorted((tmp_path / "new").rglob("*.dcm"))[:2]
+
+
+@pytest.mark.parametrize(
+    ("status", "times", "posts", "error", "message"),
+    [
+        (503, 2, 3, None, None),  # a 5xx that passes: retried, stored
+        (503, None, 4, DicomWebError, "answered HTTP 503 Service Unavailable while storing: the server failed "
+                                      "(retried 3 times): try again later"),
+        (400, None, 1, StoreRejectedError, "answered HTTP 400 Bad Request while storing: the server refused the "
+                                           "request: see its log for why"),  # the files: not retried
+    ],
+)  # fmt: skip
+def test_stow_answered_with_an_error(status, times, posts, error, message, orthanc, netrc, new_instances):
+    front = FaultyFront(orthanc, status, times)
+    try:
+        server = DicomWebServer(front.dicomweb, retries=3, backoff_s=0.05)
+        if error is None:
+            stored = server.store(new_instances, "storing")
+            study = str(pydicom.dcmread(new_instances[0], stop_before_pixels=True).StudyInstanceUID)
+            assert set(stored) <= set(stored_instances(orthanc, study)) and len(stored) == 2
+        else:
+            with pytest.raises(error) as raised:
+                server.store(new_instances, "storing")
+            assert raised.value.status == status and message in str(raised.value)
+            assert "\n" not in str(raised.value)
+    finally:
+        front.close()
+    assert front.posts == posts
