@@ -98,6 +98,7 @@ class DimseListener:
         self._lock = threading.Lock()
         self._arrivals: dict[str, tuple[float, str, str]] = {}  # series: (last arrival, study UID, calling AE)
         self._node: SeriesNode | None = None
+        self._segmenting: str | None = None  # the series being segmented: its late instances are dropped
 
     # ------------------------------------------------------------------------------------------------ receiving
     def _on_store(self, event: Any) -> int:
@@ -110,10 +111,13 @@ class DimseListener:
             logger.warning("refused an instance from %s: %s", _calling(event), type(e).__name__)
             return _CANNOT_UNDERSTAND
         node = self._node
-        if node is not None and node.taken(series_uid):
+        if series_uid == self._segmenting or (node is not None and node.taken(series_uid)):
             logger.warning(
-                "series %s: an instance arrived after the series was segmented; dropped (a series is segmented once)",
+                "series %s: an instance arrived after the series was taken as complete (%.3g s without one) and "
+                "segmented; dropped, as a series is segmented once: raise --complete_after_s if the sender pauses "
+                "longer",
                 series_uid,
+                self.complete_after_s,
             )
             return _SUCCESS
         folder = self.incoming / _folder_name(series_uid)
@@ -208,7 +212,13 @@ class DimseListener:
                         folder = self.incoming / _folder_name(series_uid)
                         if node.taken(series_uid) or not folder.is_dir():
                             continue
-                        node.segment(folder, study_uid, series_uid, f"dicom://{calling or 'unknown'}")
+                        with self._lock:
+                            self._segmenting = series_uid
+                        try:
+                            node.segment(folder, study_uid, series_uid, f"dicom://{calling or 'unknown'}")
+                        finally:
+                            with self._lock:
+                                self._segmenting = None
                         shutil.rmtree(folder, ignore_errors=True)  # its record says what came of it
                         taken += 1
                     self.stop.wait(min(1.0, max(self.complete_after_s / 4, 0.1)))

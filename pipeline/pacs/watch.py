@@ -2,7 +2,8 @@
 
 ``python -m monai.bundle run watch --config_file bundles/<name>/inference.json --input <DICOMweb root>
 [--send_to <root or dicom://AE@host:port>]`` runs :class:`DicomWebWatcher`. Every ``poll_s`` seconds it lists the
-server's series (QIDO-RS ``GET <root>/series``; with ``watch_since``, only studies dated that day or later), leaves
+server's series (QIDO-RS ``GET <root>/series``) of the studies dated ``watch_since`` or later (default ``today``: the
+day the watcher first ran with its state folder, so that starting one on a PACS does not segment its archive), leaves
 out the series the rules reject from the listing (Modality, SeriesDescription) and those the state folder knows, and
 waits until a series' instance count has stayed the same for ``complete_after_s`` seconds (the PACS may still be
 receiving it). Then it retrieves the series into a private temporary folder and hands it to
@@ -34,20 +35,36 @@ __all__ = ["DicomWebWatcher"]
 logger = logging.getLogger("pipeline.pacs")
 
 
+TODAY = "today"
+"""``watch_since`` for the day the watcher first ran with its state folder."""
+
+
 def check_study_date(value: str | None) -> str | None:
-    """``watch_since`` as a DICOM date ``YYYYMMDD``, or ``None``.
+    """``watch_since`` as a DICOM date ``YYYYMMDD``, :data:`TODAY`, or ``None`` (every study).
 
     Raises:
-        ValueError: not a date of that form.
+        ValueError: none of these.
     """
     if value in (None, ""):
         return None
     text = str(value).strip()
+    if text.lower() == TODAY:
+        return TODAY
     try:
         time.strptime(text, "%Y%m%d")
     except ValueError:
-        raise ValueError(f"--watch_since {value!r} is not a date YYYYMMDD, e.g. 20261204") from None
+        raise ValueError(f"--watch_since {value!r} is not a date YYYYMMDD (e.g. 20261204), today, or null") from None
     return text
+
+
+def first_day(state: NodeState) -> str:
+    """The day the watcher first ran with this state folder (``YYYYMMDD``, local time), written there then."""
+    path = state.folder / "watch_since"
+    if path.is_file():
+        return path.read_text().strip()
+    day = time.strftime("%Y%m%d")
+    path.write_text(day + "\n")
+    return day
 
 
 class DicomWebWatcher:
@@ -61,7 +78,8 @@ class DicomWebWatcher:
         send_to: where results go: a DICOMweb root or ``dicom://AE@host:port``; ``None`` or empty to only write them.
         poll_s: seconds between two listings.
         complete_after_s: a series is taken once its instance count has not changed for this many seconds.
-        since: a StudyDate ``YYYYMMDD``: only studies of that day or later are listed; ``None`` lists every series.
+        since: a StudyDate ``YYYYMMDD``: only studies of that day or later are listed; :data:`TODAY` (the default)
+            for the day the watcher first ran with ``state_dir``; ``None`` lists every series.
         ca_bundle: a PEM file of certificate authorities for https (a private CA).
         retries: retries of a transient DICOMweb failure per request.
         ae_title: this node's calling AE title for a DIMSE ``send_to``.
@@ -79,7 +97,7 @@ class DicomWebWatcher:
         send_to: str | None = None,
         poll_s: float = 30.0,
         complete_after_s: float = 30.0,
-        since: str | None = None,
+        since: str | None = TODAY,
         ca_bundle: str | os.PathLike | None = None,
         retries: int = DEFAULT_RETRIES,
         ae_title: str = DEFAULT_AE_TITLE,
@@ -122,6 +140,8 @@ class DicomWebWatcher:
         taken = 0
         with NodeState(self.state_dir) as state:
             node = SeriesNode(self.runner, self.output_dir, state, target)
+            if self.since == TODAY:
+                self.since = first_day(state)
             logger.info(
                 "watching %s every %.3g s%s; results to %s; state in %s",
                 self.root,

@@ -4,6 +4,7 @@ down. Tables over what a user types or what a crash leaves behind."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from orthanc_server import free_port
@@ -13,7 +14,7 @@ from pipeline.pacs.dimse import DimseServer, parse_dimse_url
 from pipeline.pacs.errors import DimseError
 from pipeline.pacs.send import destination
 from pipeline.pacs.state import NodeState, SeriesRecord, record_name
-from pipeline.pacs.watch import check_study_date
+from pipeline.pacs.watch import check_study_date, first_day
 
 UID = "1.2.826.0.1.3680043.8.498.1"
 
@@ -72,9 +73,20 @@ def test_listing_rules(rules, modality, description, rejected):
     assert reason == rejected if rejected is None else rejected in reason
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("20261204", "20261204")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, None), ("", None), ("20261204", "20261204"), ("today", "today"), ("Today", "today")]
+)
 def test_watch_since(value, expected):
     assert check_study_date(value) == expected
+
+
+def test_today_is_the_first_day_of_the_state_folder(tmp_path):
+    with NodeState(tmp_path / "state") as state:
+        (tmp_path / "state" / "watch_since").write_text("20261101\n")  # a watcher first ran then
+        assert first_day(state) == "20261101"
+    with NodeState(tmp_path / "new") as state:
+        today = first_day(state)
+        assert today == time.strftime("%Y%m%d") and (tmp_path / "new" / "watch_since").read_text() == today + "\n"
 
 
 @pytest.mark.parametrize("value", ["2026-12-04", "20261340", "yesterday"])

@@ -115,7 +115,7 @@ def test_watch_segments_each_new_series_once(tmp_path, orthanc_factory, bundle_w
     caplog.set_level("INFO", logger="pipeline.pacs")
     server = orthanc_factory()
     out = tmp_path / "out"
-    settings = {"input": server.dicomweb, "send_to": server.dicomweb, "poll_s": 0.5}
+    settings = {"input": server.dicomweb, "send_to": server.dicomweb, "poll_s": 0.5, "watch_since": "20000101"}
     watcher = _node(bundle_workflow, "watcher", out, **settings)
     with _running(watcher) as result:
         time.sleep(1)  # it lists an empty server first
@@ -143,6 +143,11 @@ def test_watch_segments_each_new_series_once(tmp_path, orthanc_factory, bundle_w
     assert stored_instances(server, study.study_uid) == before  # nothing sent twice
     assert _statuses(out / "node-state") == statuses
     assert_secret_absent(PASSWORD, out, caplog.text)
+
+    first = _node(bundle_workflow, "watcher", tmp_path / "first", **{**settings, "watch_since": "today"})
+    with _running(first) as archive:
+        time.sleep(2)
+    assert archive["taken"] == 0  # a new watcher leaves the study of 2000 alone: it is the archive
 
 
 @pytest.mark.slow
@@ -198,6 +203,12 @@ def test_listener_segments_what_orthanc_pushes(tmp_path, orthanc_factory, bundle
         study_id = server.post("/tools/lookup", study.study_uid).json()[0]["ID"]
         server.post("/modalities/pipeline/store", {"Resources": [study_id], "Synchronous": True})
         _wait_for(lambda: _all_done(out / "node-state", study), "the study's three series", result)
+        before = stored_instances(server, study.study_uid)
+        series_id = server.post("/tools/lookup", study.axial_series[0]).json()[0]["ID"]
+        server.post("/modalities/pipeline/store", {"Resources": [series_id], "Synchronous": True})  # pushed again
+        time.sleep(2)
+    assert stored_instances(server, study.study_uid) == before  # not segmented, not sent again
+    assert f"series {study.axial_series[0]}: an instance arrived after the series was taken as complete" in caplog.text
     assert _statuses(out / "node-state") == {**dict.fromkeys(study.axial_series, "sent"), study.localizer: "skipped"}
     assert _referenced_series(server, study, "SEG") == _referenced_series(server, study, "SR") == study.axial_series
     assert not any((out / "node-state" / "incoming").iterdir())  # received files removed once segmented
