@@ -2,7 +2,7 @@
 
 ``python -m monai.bundle run listen --config_file bundles/<name>/inference.json --listen_port 11112
 [--send_to <root or dicom://AE@host:port>]`` runs :class:`DimseListener`. A modality or PACS pushes instances to it
-(C-STORE, any storage SOP class, any transfer syntax pynetdicom offers); each is written as it arrives to
+(C-STORE, any storage SOP class, in any transfer syntax, compressed ones included); each is written as it arrives to
 ``<state_dir>/incoming/<SeriesInstanceUID>/`` (mode 0700; nothing of a study is held in memory). A series is complete
 when no instance of it has arrived for ``complete_after_s`` seconds; then :class:`~pipeline.pacs.node.SeriesNode`
 segments it, writes and sends its results and records it, and its received files are removed. An instance that
@@ -27,7 +27,7 @@ from typing import Any
 from pipeline.inference.runner import InferenceRunner
 from pipeline.pacs.dicomweb import DEFAULT_RETRIES
 from pipeline.pacs.dimse import DEFAULT_AE_TITLE, check_ae_title
-from pipeline.pacs.node import SeriesNode
+from pipeline.pacs.node import SeriesNode, signals_ignored
 from pipeline.pacs.send import destination
 from pipeline.pacs.state import NodeState, record_name
 
@@ -101,6 +101,12 @@ class DimseListener:
         self._segmenting: str | None = None  # the series being segmented: its late instances are dropped
 
     # ------------------------------------------------------------------------------------------------ receiving
+    # An instance is written under a temporary name outside the lock, then, under the lock, either renamed into its
+    # series' folder or dropped when the series has been taken. The main loop takes a series (removes it from the
+    # arrivals and marks it as being segmented) under the same lock, so an instance lands either in the folder before
+    # the series is taken, and is segmented with it, or after, and is dropped with a warning: never in a folder that
+    # is being segmented or removed.
+
     def _on_store(self, event: Any) -> int:
         """C-STORE: write the instance into its series' folder (whole or not at all); the status to answer."""
         try:
@@ -110,49 +116,53 @@ class DimseListener:
         except Exception as e:  # no UIDs to file it under
             logger.warning("refused an instance from %s: %s", _calling(event), type(e).__name__)
             return _CANNOT_UNDERSTAND
-        node = self._node
-        if series_uid == self._segmenting or (node is not None and node.taken(series_uid)):
-            logger.warning(
-                "series %s: an instance arrived after the series was taken as complete (%.3g s without one) and "
-                "segmented; dropped, as a series is segmented once: raise --complete_after_s if the sender pauses "
-                "longer",
-                series_uid,
-                self.complete_after_s,
-            )
-            return _SUCCESS
         folder = self.incoming / _folder_name(series_uid)
+        part = self.incoming / f".{uuid.uuid4().hex}.part"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            part = folder / f".{uuid.uuid4().hex}.part"
             with part.open("wb") as f:
                 f.write(event.encoded_dataset())
-            os.replace(part, folder / f"{_folder_name(sop_uid)}.dcm")
+            with self._lock:
+                if self._is_taken(series_uid):
+                    part.unlink()
+                    logger.warning(
+                        "series %s: an instance arrived after the series was taken as complete (%.3g s without one); "
+                        "dropped, as a series is segmented once: raise --complete_after_s if the sender pauses longer",
+                        series_uid,
+                        self.complete_after_s,
+                    )
+                    return _SUCCESS
+                folder.mkdir(exist_ok=True)
+                os.replace(part, folder / f"{_folder_name(sop_uid)}.dcm")
+                self._arrivals[series_uid] = (time.monotonic(), study_uid, _calling(event))
         except OSError as e:
+            part.unlink(missing_ok=True)
             logger.error("series %s: could not write a received instance (%s)", series_uid, e.strerror or e)
             return _OUT_OF_RESOURCES
-        with self._lock:
-            self._arrivals[series_uid] = (time.monotonic(), study_uid, _calling(event))
         return _SUCCESS
 
-    def _complete(self) -> list[tuple[str, str, str]]:
-        """The series (UID, study UID, calling AE) none of whose instances arrived for ``complete_after_s``."""
+    def _is_taken(self, series_uid: str) -> bool:
+        """Whether the series is being segmented or was (call with the lock held)."""
+        return series_uid == self._segmenting or (self._node is not None and self._node.taken(series_uid))
+
+    def _take_complete(self) -> tuple[str, str, str] | None:
+        """Take one series none of whose instances arrived for ``complete_after_s``: ``(UID, study UID, calling AE)``,
+        now marked as being segmented; ``None`` when there is none."""
         now = time.monotonic()
         with self._lock:
-            done = [
-                (uid, study, aet)
-                for uid, (last, study, aet) in self._arrivals.items()
-                if now - last >= self.complete_after_s
-            ]
-            for uid, _, _ in done:
-                del self._arrivals[uid]
-        return done
+            for uid, (last, study, aet) in self._arrivals.items():
+                if now - last >= self.complete_after_s:
+                    del self._arrivals[uid]
+                    self._segmenting = uid
+                    return uid, study, aet
+        return None
 
     def _waiting_from_before(self) -> None:
-        """Series received before a stop and not segmented: complete now (nothing more of them comes)."""
-        if not self.incoming.is_dir():
-            return
+        """Series received before a stop and not segmented: complete now (nothing more of them comes). Half-written
+        instances of a stopped transfer are removed."""
         import pydicom
 
+        for part in self.incoming.glob(".*.part"):
+            part.unlink(missing_ok=True)
         for folder in sorted(p for p in self.incoming.iterdir() if p.is_dir()):
             files = sorted(folder.glob("*.dcm"))
             if not files:
@@ -161,7 +171,39 @@ class DimseListener:
             header = pydicom.dcmread(files[0], stop_before_pixels=True)
             self._arrivals[str(header.SeriesInstanceUID)] = (-float("inf"), str(header.StudyInstanceUID), "")
 
+    def _segment(self, node: SeriesNode, series_uid: str, study_uid: str, calling: str) -> None:
+        """Segment a taken series from its folder, then remove the folder (its record says what came of it)."""
+        folder = self.incoming / _folder_name(series_uid)
+        try:
+            if node.taken(series_uid):  # segmented before a crash that left its files
+                logger.info("series %s: segmented before; its %d received files removed", series_uid, _count(folder))
+            elif folder.is_dir():
+                node.segment(folder, study_uid, series_uid, f"dicom://{calling or 'unknown'}")
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            with self._lock:
+                self._segmenting = None
+
     # ------------------------------------------------------------------------------------------------ running
+    def _start_server(self):  # -> pynetdicom's ThreadedAssociationServer
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import Verification
+
+        ae = AE(ae_title=self.ae_title)
+        for context in AllStoragePresentationContexts:  # compressed pushes too: pydicom decodes them
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)
+        ae.require_calling_aet = self.calling_aets
+        try:
+            return ae.start_server(
+                (self.host, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+            )
+        except OSError as e:
+            raise OSError(
+                f"cannot listen on {self.host}:{self.port} ({e.strerror or e}): another program may use the port; "
+                "pass another --listen_port (or --listen_host)"
+            ) from None
+
     def run(self) -> int:
         """Listen until stopped.
 
@@ -173,9 +215,6 @@ class DimseListener:
             OSError: the port cannot be listened on.
             RuntimeError: another node uses the state folder.
         """
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
-
         target = None
         if self.send_to is not None:
             target = destination(self.send_to, self.ca_bundle, self.retries, self.ae_title)
@@ -186,13 +225,7 @@ class DimseListener:
             os.chmod(self.incoming, 0o700)
             self._node = node = SeriesNode(self.runner, self.output_dir, state, target)
             self._waiting_from_before()
-            ae = AE(ae_title=self.ae_title)
-            ae.supported_contexts = AllStoragePresentationContexts
-            ae.add_supported_context(Verification)
-            ae.require_calling_aet = self.calling_aets
-            server = ae.start_server(
-                (self.host, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
-            )
+            server = self._start_server()
             self.ready.set()
             logger.info(
                 "listening as %s on %s:%d%s; a series is complete after %.3g s without an instance; results to %s",
@@ -203,31 +236,33 @@ class DimseListener:
                 self.complete_after_s,
                 self.send_to or "the output folder only",
             )
+            if not self.calling_aets and self.host not in ("127.0.0.1", "::1", "localhost"):
+                logger.warning(
+                    "any DICOM node that reaches %s:%d may push series to segment: restrict --calling_aets, and the "
+                    "port with a firewall (an AE title is not a password)",
+                    self.host,
+                    self.port,
+                )
             try:
                 while not self.stop.is_set():
                     node.send_pending()
-                    for series_uid, study_uid, calling in self._complete():
-                        if self.stop.is_set():
-                            break
-                        folder = self.incoming / _folder_name(series_uid)
-                        if node.taken(series_uid) or not folder.is_dir():
-                            continue
-                        with self._lock:
-                            self._segmenting = series_uid
-                        try:
-                            node.segment(folder, study_uid, series_uid, f"dicom://{calling or 'unknown'}")
-                        finally:
-                            with self._lock:
-                                self._segmenting = None
-                        shutil.rmtree(folder, ignore_errors=True)  # its record says what came of it
+                    while not self.stop.is_set() and (complete := self._take_complete()) is not None:
+                        self._segment(node, *complete)
                         taken += 1
                     self.stop.wait(min(1.0, max(self.complete_after_s / 4, 0.1)))
             except KeyboardInterrupt:
                 logger.info("stopped (Ctrl-C or SIGTERM) after %d series; received series wait in incoming/", taken)
             finally:
-                server.shutdown()
+                with signals_ignored():  # a second Ctrl-C does not cut the shutdown short
+                    for association in server.active_associations:
+                        association.abort()
+                    server.shutdown()
                 self._node = None
         return taken
+
+
+def _count(folder: Path) -> int:
+    return sum(1 for _ in folder.glob("*.dcm")) if folder.is_dir() else 0
 
 
 def _calling(event: Any) -> str:

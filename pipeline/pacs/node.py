@@ -12,15 +12,27 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.inference.runner import InferenceError, InferenceRunner
+from pipeline.atomic import interrupts_deferred
+from pipeline.inference.runner import InferenceRunner
 from pipeline.pacs.errors import PacsError
 from pipeline.pacs.send import Destination, read_summary, send_results
 from pipeline.pacs.state import NodeState, SeriesRecord
 
-__all__ = ["SeriesNode"]
+__all__ = ["FIRST_RETRY_S", "MAX_ATTEMPTS", "MAX_RETRY_S", "SeriesNode", "signals_ignored"]
+
+MAX_ATTEMPTS = 2
+"""How many times a series is segmented when each try stops the node (the process is killed) before it is failed."""
+FIRST_RETRY_S = 30.0
+"""The wait before results that could not be sent are sent again; it doubles after each failure."""
+MAX_RETRY_S = 900.0
+"""The longest wait between two tries to send results."""
 
 logger = logging.getLogger("pipeline.pacs")
 
@@ -43,6 +55,10 @@ class SeriesNode:
         self.output_dir = Path(output_dir)
         self.state = state
         self.target = target
+        # results not sent yet (from before a restart, or a send that failed): series -> (next try, wait after it)
+        self._pending: dict[str, tuple[float, float]] = {
+            record.series_uid: (0.0, FIRST_RETRY_S) for record in state.with_status("segmented", "not_sent")
+        }
 
     def taken(self, series_uid: str) -> bool:
         """Whether the series has been taken on (it is not segmented again)."""
@@ -51,6 +67,10 @@ class SeriesNode:
 
     def segment(self, folder: Path, study_uid: str, series_uid: str, source: str) -> SeriesRecord:
         """Segment the series whose files are in ``folder``, write its outputs, send them, and log one line.
+
+        A series whose segmenting stopped the node :data:`MAX_ATTEMPTS` times (the record still said ``segmenting`` at
+        the next start: the process was killed, e.g. out of memory) is marked ``failed`` instead, so that one series
+        cannot stop a node at every start.
 
         Args:
             folder: the series' files (only this series).
@@ -62,34 +82,53 @@ class SeriesNode:
             The series' record, done or ``not_sent``.
         """
         tick = time.perf_counter()
-        instances = sum(1 for p in Path(folder).rglob("*") if p.is_file())
-        record = self.state.put(
-            SeriesRecord(series_uid, study_uid, source=source, output=series_uid, instances=instances),
-            status="segmenting",
-        )
-        runner = self.runner.retargeted(folder, self.output_dir / record.output)
-        found = runner.inputs()
-        if not len(found):
-            reasons = "; ".join(reason for _, reason in found.rejected) or "no DICOM image in it"
-            self.state.put(record, status="skipped", reason=f"not selected by the series rules: {reasons}")
+        instances = sum(1 for p in Path(folder).rglob("*.dcm"))
+        before = self.state.get(series_uid)
+        attempts = (before.attempts if before is not None else 0) + 1
+        record = SeriesRecord(series_uid, study_uid, source=source, output=series_uid, instances=instances)
+        if attempts > MAX_ATTEMPTS:
+            self.state.put(
+                record,
+                status="failed",
+                attempts=attempts - 1,
+                reason=f"segmenting it stopped the node {attempts - 1} times (killed, e.g. out of memory); not tried "
+                "again: see the log of those runs",
+            )
         else:
-            try:
-                runner.run()
-            except InferenceError as e:
-                self.state.put(record, status="failed", reason=str(e))
-            except (ValueError, OSError) as e:  # refused before the model ran (e.g. the output folder)
-                self.state.put(record, status="failed", reason=str(e))
-            else:
-                self.state.put(record, status="segmented")
+            self.state.put(record, status="segmenting", attempts=attempts)
+            self._run(record, folder)
         if record.status == "segmented":
             self._send(record)
         logger.info("%s", _line(record, self._outcome(record), time.perf_counter() - tick))
         return record
 
+    def _run(self, record: SeriesRecord, folder: Path) -> None:
+        """Run the model on the series and record the outcome: ``segmented``, ``skipped`` or ``failed``."""
+        runner = self.runner.retargeted(folder, self.output_dir / record.output)
+        try:
+            found = runner.inputs()
+            if not len(found):
+                reasons = "; ".join(reason for _, reason in found.rejected) or "no DICOM image in it"
+                self.state.put(record, status="skipped", reason=f"not selected by the series rules: {reasons}")
+                return
+            runner.run()
+        except (KeyboardInterrupt, SystemExit):
+            raise  # the record stays "segmenting": redone at the next start
+        except Exception as e:  # this series failed; the node goes on with the next
+            logger.debug("series %s failed", record.series_uid, exc_info=True)
+            self.state.put(record, status="failed", reason=f"{type(e).__name__}: {e}" if not str(e) else str(e))
+        else:
+            self.state.put(record, status="segmented")
+
     def send_pending(self) -> None:
-        """Send the results of every series segmented but not sent (after a restart, or a failed send), each with
-        one log line; the model does not run again."""
-        for record in self.state.with_status("segmented", "not_sent"):
+        """Send the results of the series segmented but not sent (after a restart, or a failed send) whose next try
+        is due, each with one log line; the model does not run again. The waits between tries grow from
+        :data:`FIRST_RETRY_S` to :data:`MAX_RETRY_S`."""
+        now = time.monotonic()
+        for series_uid, (due, _) in list(self._pending.items()):
+            record = self.state.get(series_uid) if due <= now else None
+            if record is None or record.status not in ("segmented", "not_sent"):
+                continue
             self._send(record)
             logger.info("%s", _line(record, self._outcome(record), None))
 
@@ -97,12 +136,17 @@ class SeriesNode:
         if self.target is None:
             self.state.put(record, status="written")
             return
-        try:
-            send_results(self.output_dir / record.output, self.target, only_unsent=record.status == "not_sent")
-        except (PacsError, OSError, ValueError) as e:
-            self.state.put(record, status="not_sent", reason=str(e))
-        else:
-            self.state.put(record, status="sent", reason="", sent_to=self.target.root)
+        # the server's answer and the record that says so, or neither: a stop between them would send twice
+        with interrupts_deferred():
+            try:
+                send_results(self.output_dir / record.output, self.target, only_unsent=record.status == "not_sent")
+            except (PacsError, OSError, ValueError) as e:
+                self.state.put(record, status="not_sent", reason=str(e))
+                wait = self._pending.get(record.series_uid, (0.0, FIRST_RETRY_S))[1]
+                self._pending[record.series_uid] = (time.monotonic() + wait, min(2 * wait, MAX_RETRY_S))
+            else:
+                self.state.put(record, status="sent", reason="", sent_to=self.target.root)
+                self._pending.pop(record.series_uid, None)
 
     def _outcome(self, record: SeriesRecord) -> str:
         """What came of the series, for its log line: its inputs' statuses and volumes."""
@@ -129,3 +173,18 @@ def _line(record: SeriesRecord, outcome: str, seconds: float | None) -> str:
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     outputs = "" if record.status == "skipped" else f" (outputs in {record.output})"
     return f"series {record.series_uid}: {record.instances} instances from {record.source}{took} -> {outcome}{outputs}"
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ctrl-C and SIGTERM ignored for the block (a node shutting down after the first one); on the main thread only,
+    elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -7,15 +7,17 @@ so that after a restart or a crash the node knows, for every series, what is don
 ==============  =====================================================================================================
 ``segmenting``  the model ran when the node stopped: segmented again at the next start (nothing of it was sent)
 ``segmented``   the results are written and not yet sent: sent at the next start, without running the model again
-``not_sent``    sending failed (``reason``): tried again at every poll, without running the model again
+``not_sent``    sending failed (``reason``): tried again after growing waits, without running the model again
 ``sent``        done: the results are in ``sent_to``
 ``written``     done: the results are written, and the node sends nowhere
 ``skipped``     done: nothing in the series to segment (``reason``: what the series rules said)
 ``failed``      done: the series could not be segmented (``reason``); its outputs say more
 ==============  =====================================================================================================
 
-A series with a record is never segmented again, and its results are sent only while its record says they were not,
-so a series is sent once. One node at a time may use a state folder: a lock (``node.lock``) refuses a second one.
+A series with a record is never segmented again (a ``segmenting`` one is redone, at most twice), and its results are
+sent only while its record says they were not; the server's answer and the record that says so are written with
+Ctrl-C and SIGTERM held, so that only a crash between them (a kill, a power cut) sends the same instances again, which
+a PACS stores once. One node at a time may use a state folder: a lock (``node.lock``) refuses a second one.
 The folder holds no patient data, only UIDs, statuses and folder names; it is made readable by its owner only.
 """
 
@@ -55,6 +57,7 @@ class SeriesRecord:
         instances: how many instances were received.
         reason: why it was skipped, failed or not sent.
         sent_to: where its results went.
+        attempts: how many times segmenting it was started.
         updated: when the record was last written (ISO 8601, UTC).
     """
 
@@ -66,6 +69,7 @@ class SeriesRecord:
     instances: int = 0
     reason: str = ""
     sent_to: str = ""
+    attempts: int = 0
     updated: str = field(default="")
 
     @property

@@ -3,13 +3,15 @@
 ``python -m monai.bundle run watch --config_file bundles/<name>/inference.json --input <DICOMweb root>
 [--send_to <root or dicom://AE@host:port>]`` runs :class:`DicomWebWatcher`. Every ``poll_s`` seconds it lists the
 server's series (QIDO-RS ``GET <root>/series``) of the studies dated ``watch_since`` or later (default ``today``: the
-day the watcher first ran with its state folder, so that starting one on a PACS does not segment its archive), leaves
+day the watcher first ran with its state folder, so that starting one on a PACS does not segment its archive, and at
+most a week back), leaves
 out the series the rules reject from the listing (Modality, SeriesDescription) and those the state folder knows, and
 waits until a series' instance count has stayed the same for ``complete_after_s`` seconds (the PACS may still be
 receiving it). Then it retrieves the series into a private temporary folder and hands it to
 :class:`~pipeline.pacs.node.SeriesNode`, which segments it, writes the outputs, sends the results and records it, so
-that a restart (or a crash) neither segments nor sends it again. Ctrl-C or SIGTERM stops it between two steps; the
-series it was segmenting is segmented again at the next start.
+that a restart (or a crash) neither segments nor sends it again (:mod:`pipeline.pacs.state`). Ctrl-C or SIGTERM stops
+it at once, except while results are being sent and recorded; the series it was segmenting is segmented again at the
+next start.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from pipeline.atomic import atomic_output
 from pipeline.inference.runner import InferenceRunner
 from pipeline.pacs.address import DicomWebAddress, parse_root
 from pipeline.pacs.dicomweb import DEFAULT_RETRIES, DicomWebServer, RemoteSeries
@@ -36,7 +39,10 @@ logger = logging.getLogger("pipeline.pacs")
 
 
 TODAY = "today"
-"""``watch_since`` for the day the watcher first ran with its state folder."""
+"""``watch_since`` for the day the watcher first ran with its state folder (then at most :data:`WINDOW_DAYS` back)."""
+WINDOW_DAYS = 7
+"""How many days back a ``today`` watcher keeps listing, so that each listing stays small on a PACS that runs for
+years; a study that reaches the PACS later than that after its StudyDate is not seen."""
 
 
 def check_study_date(value: str | None) -> str | None:
@@ -58,13 +64,27 @@ def check_study_date(value: str | None) -> str | None:
 
 
 def first_day(state: NodeState) -> str:
-    """The day the watcher first ran with this state folder (``YYYYMMDD``, local time), written there then."""
+    """The day the watcher first ran with this state folder (``YYYYMMDD``, local time), written there then.
+
+    Raises:
+        ValueError: the folder's ``watch_since`` file is not such a date (the message says what to do).
+    """
     path = state.folder / "watch_since"
-    if path.is_file():
-        return path.read_text().strip()
-    day = time.strftime("%Y%m%d")
-    path.write_text(day + "\n")
+    if not path.is_file():
+        with atomic_output(path) as part:
+            part.write_text(time.strftime("%Y%m%d") + "\n")
+    day = path.read_text().strip()
+    try:
+        time.strptime(day, "%Y%m%d")
+    except ValueError:
+        raise ValueError(f"{path} holds {day!r}, not a date YYYYMMDD: write the first day to watch there") from None
     return day
+
+
+def window_start(first: str, days: int = WINDOW_DAYS) -> str:
+    """The StudyDate a ``today`` watcher lists from: its first day, or ``days`` days back once that is later."""
+    back = time.strftime("%Y%m%d", time.localtime(time.time() - days * 86400))
+    return max(first, back)
 
 
 class DicomWebWatcher:
@@ -140,20 +160,19 @@ class DicomWebWatcher:
         taken = 0
         with NodeState(self.state_dir) as state:
             node = SeriesNode(self.runner, self.output_dir, state, target)
-            if self.since == TODAY:
-                self.since = first_day(state)
+            first = first_day(state) if self.since == TODAY else None
             logger.info(
                 "watching %s every %.3g s%s; results to %s; state in %s",
                 self.root,
                 self.poll_s,
-                f" (studies since {self.since})" if self.since else "",
+                f" (studies dated since {window_start(first) if first else self.since})" if self.since else "",
                 self.send_to or "the output folder only",
                 self.state_dir,
             )
             try:
                 while not self.stop.is_set():
                     node.send_pending()
-                    taken += self.poll(source, node)
+                    taken += self.poll(source, node, window_start(first) if first else self.since)
                     self.stop.wait(self.poll_s)
             except KeyboardInterrupt:
                 logger.info("stopped (Ctrl-C or SIGTERM) after %d series; a series being segmented is redone", taken)
@@ -161,10 +180,11 @@ class DicomWebWatcher:
         logger.info("stopped after %d series", taken)
         return taken
 
-    def poll(self, source: DicomWebServer, node: SeriesNode) -> int:
-        """List the server's series once and take on each new one that is complete; how many were taken."""
+    def poll(self, source: DicomWebServer, node: SeriesNode, since: str | None) -> int:
+        """List the server's series (of studies dated ``since`` or later) once and take on each new one that is
+        complete; how many were taken."""
         try:
-            listed = source.find_series(self.since)
+            listed = source.find_series(since)
         except PacsError as e:  # the server may be restarting: keep watching
             logger.warning("listing the series failed, trying again in %.3g s: %s", self.poll_s, e)
             return 0

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -181,6 +182,16 @@ def write_netrc(path: Path, host: str = "127.0.0.1", password: str = PASSWORD) -
     path.write_text(f"machine {host}\nlogin {USER}\npassword {password}\n")
     path.chmod(0o600)
     return path
+
+
+@pytest.fixture(autouse=True)
+def private_temp(tmp_path, monkeypatch) -> Path:
+    """Each PACS test's temporary folders (the retrieved studies) in a folder of its own, so that a test can check
+    that its own are removed while other tests, in other processes, retrieve theirs."""
+    folder = tmp_path / "temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture

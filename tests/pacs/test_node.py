@@ -4,17 +4,19 @@ down. Tables over what a user types or what a crash leaves behind."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
-from orthanc_server import free_port
+from orthanc_server import FIXTURE, SMALL_UNET, free_port
 
 from pipeline.io import SeriesRules
 from pipeline.pacs.dimse import DimseServer, parse_dimse_url
 from pipeline.pacs.errors import DimseError
 from pipeline.pacs.send import destination
 from pipeline.pacs.state import NodeState, SeriesRecord, record_name
-from pipeline.pacs.watch import check_study_date, first_day
+from pipeline.pacs.watch import check_study_date, first_day, window_start
 
 UID = "1.2.826.0.1.3680043.8.498.1"
 
@@ -87,6 +89,12 @@ def test_today_is_the_first_day_of_the_state_folder(tmp_path):
     with NodeState(tmp_path / "new") as state:
         today = first_day(state)
         assert today == time.strftime("%Y%m%d") and (tmp_path / "new" / "watch_since").read_text() == today + "\n"
+        assert window_start(today) == today  # a new watcher lists from today
+        week_ago = time.strftime("%Y%m%d", time.localtime(time.time() - 7 * 86400))
+        assert window_start("20000101") == week_ago  # one that has run for years: the last week
+        (tmp_path / "new" / "watch_since").write_text("\n")
+        with pytest.raises(ValueError, match="holds '', not a date YYYYMMDD"):
+            first_day(state)
 
 
 @pytest.mark.parametrize("value", ["2026-12-04", "20261340", "yesterday"])
@@ -133,3 +141,65 @@ def test_odd_uid_cannot_name_a_path(uid, tmp_path):
     with NodeState(tmp_path / "state") as state:
         state.put(SeriesRecord(uid, "1.2"), status="skipped")
         assert json.loads((tmp_path / "state" / "series" / name).read_text())["series_uid"] == uid
+
+
+# ------------------------------------------------------------------------ what a crash leaves, with the real model
+@pytest.fixture
+def demo_series(tmp_path) -> tuple[str, str, Path]:
+    """One series of the demo study in a folder of its own: (study UID, series UID, folder)."""
+    import pydicom
+
+    from pipeline.demo.study import write_demo_study
+
+    write_demo_study(tmp_path / "study", size=64, num_slices=8, seed=5)
+    headers = {p: pydicom.dcmread(p, stop_before_pixels=True) for p in sorted((tmp_path / "study").rglob("*.dcm"))}
+    axial = next(h.SeriesInstanceUID for h in headers.values() if "LOCALIZER" not in h.ImageType)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path, header in headers.items():
+        if header.SeriesInstanceUID == axial:
+            shutil.copy(path, folder / path.name)
+    return str(headers[path].StudyInstanceUID), str(axial), folder
+
+
+@pytest.mark.parametrize(
+    ("attempts", "status", "reason"),
+    [
+        (1, "written", ""),  # the node was stopped while the model ran: segmented again
+        (2, "failed", "segmenting it stopped the node 2 times"),  # killed twice by this series: not tried again
+    ],
+)
+def test_series_left_segmenting(attempts, status, reason, tmp_path, demo_series, bundle_workflow):
+    from pipeline.pacs.node import SeriesNode
+
+    study_uid, series_uid, folder = demo_series
+    workflow = bundle_workflow("inference", checkpoint=str(FIXTURE / "model.pt"), **SMALL_UNET)
+    workflow.initialize()
+    runner = workflow.parser.get_parsed_content("runner")
+    with NodeState(tmp_path / "state") as state:
+        state.put(SeriesRecord(series_uid, study_uid, output=series_uid), status="segmenting", attempts=attempts)
+        node = SeriesNode(runner, tmp_path / "out", state, target=None)
+        assert not node.taken(series_uid)
+        record = node.segment(folder, study_uid, series_uid, "dicom://CT1")
+        assert (record.status, record.instances) == (status, 8) and reason in record.reason
+        assert state.get(series_uid) == record and node.taken(series_uid)
+    assert (tmp_path / "out" / series_uid / "summary.json").is_file() == (status == "written")
+
+
+def test_series_left_segmented_is_finished_at_the_next_start(tmp_path, demo_series, bundle_workflow):
+    """A record left ``segmented`` (stopped before sending) is finished at the next start from the written files,
+    without the model (here with no ``send_to``: ``written``; ``test_node_orthanc.py`` sends to a real server)."""
+    from pipeline.pacs.node import SeriesNode
+
+    study_uid, series_uid, folder = demo_series
+    workflow = bundle_workflow("inference", checkpoint=str(FIXTURE / "model.pt"), **SMALL_UNET)
+    workflow.initialize()
+    runner = workflow.parser.get_parsed_content("runner")
+    with NodeState(tmp_path / "state") as state:
+        SeriesNode(runner, tmp_path / "out", state, target=None).segment(folder, study_uid, series_uid, "x")
+        state.put(state.get(series_uid), status="segmented")  # as if stopped before the send
+        reports = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("report.json")}
+        node = SeriesNode(runner.retargeted("/nonexistent", tmp_path / "elsewhere"), tmp_path / "out", state, None)
+        node.send_pending()
+        assert state.get(series_uid).status == "written"
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("report.json")} == reports

@@ -137,9 +137,11 @@ def test_watch_segments_each_new_series_once(tmp_path, orthanc_factory, bundle_w
 
     before = stored_instances(server, study.study_uid)
     restarted = _node(bundle_workflow, "watcher", out, **settings)
+    caplog.clear()
     with _running(restarted) as again:
         time.sleep(3)  # several polls
     assert again["taken"] == 0
+    assert not [m for m in caplog.messages if m.startswith("series ") and "sent to" in m]  # nothing sent again
     assert stored_instances(server, study.study_uid) == before  # nothing sent twice
     assert _statuses(out / "node-state") == statuses
     assert_secret_absent(PASSWORD, out, caplog.text)
@@ -221,8 +223,9 @@ def test_listener_segments_what_orthanc_pushes(tmp_path, orthanc_factory, bundle
 
 @pytest.mark.slow
 def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
+    from pydicom.uid import JPEGLSLossless
     from pynetdicom import AE
-    from pynetdicom.sop_class import Verification
+    from pynetdicom.sop_class import CTImageStorage, Verification
 
     port = free_port()
     out = tmp_path / "out"
@@ -236,6 +239,7 @@ def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
     try:
         ae = AE(ae_title="MODALITY")
         ae.add_requested_context(Verification)
+        ae.add_requested_context(CTImageStorage, [JPEGLSLossless])  # a compressed push is taken as it is
         deadline = time.monotonic() + 180
         while True:
             association = ae.associate("127.0.0.1", port, ae_title="PIPELINE")
@@ -244,6 +248,8 @@ def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
             time.sleep(0.5)
         assert association.send_c_echo().Status == 0x0000
+        (ct,) = [c for c in association.accepted_contexts if c.abstract_syntax == CTImageStorage]
+        assert ct.transfer_syntax == [JPEGLSLossless]
         association.release()
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=120)
