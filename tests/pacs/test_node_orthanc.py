@@ -259,3 +259,30 @@ def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
     assert process.returncode == 0, output[-3000:]
     assert "listening as PIPELINE on 127.0.0.1" in output and "stopped (Ctrl-C or SIGTERM)" in output, output[-3000:]
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_watch_command_stops_cleanly_on_sigterm(tmp_path, orthanc, netrc):
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "watch",
+        "--config_file", str(REPO / "bundles" / "unet" / "inference.json"),
+        "--checkpoint", str(FIXTURE / "model.pt"), "--network_def#channels", "[4,8,16,32,64]",
+        "--device", "cpu", "--output_dir", str(out), "--input", orthanc.dicomweb, "--poll_s", "0.5",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "node-state" / "watch_since").is_file():  # it has started watching
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
+            time.sleep(0.2)
+        time.sleep(1.5)  # a few polls
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-3000:]
+    assert f"watching {orthanc.dicomweb} every 0.5 s" in output and "stopped (Ctrl-C or SIGTERM)" in output, output
+    assert "Traceback" not in output
+    assert_secret_absent(PASSWORD, output, out)
