@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -141,3 +142,22 @@ def test_polyps_benchmark(tmp_path):
         3,
     )
     assert run["frames"] == 2 and 0 <= run["dice"] <= 1 and run["small_frames"] <= run["frames"]
+
+
+def test_cpu_lungmask_benchmark(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))  # the benchmark imports its neighbours, as when run as a script
+    bench = importlib.import_module("bench_cpu_lungmask")
+    with pytest.raises(SystemExit):  # lungmask needs weights: a folder to train them on, or a state dict
+        bench._arguments([])
+    with pytest.raises(SystemExit):
+        bench._arguments(["--lungmask_weights", "w.pth", "--checkpoint", "unet"])  # not BUNDLE=PATH
+    # the small path, which needs neither lungmask (the "bench" extra) nor data: the ceiling and the model-only
+    # variants of an untrained unet
+    args = ["--work_dir", str(tmp_path / "work"), "--bundles", "unet", "--spatial_size", "64", "--matmul_sizes", "128"]
+    args += ["--conv_channels", "16"]
+    args += ["--skip", "side_by_side", "--threads", "1", "--batch_size", "1", "--timing_repeats", "1"]
+    result = _json([bench.__file__, *args], tmp_path)
+    assert set(result["ceiling_gflops"]) == {"fp32", "bf16"} and result["checkpoints"]["unet"]["trained"] is False
+    rows = [(r["network"], r["dtype"], r["channels_last"]) for r in result["models"]]
+    assert rows == [("unet", dtype, layout) for dtype in ("fp32", "bf16") for layout in (False, True)]
+    assert all(r["images_per_s"] > 0 and r["share_of_ceiling"] > 0 for r in result["models"])
