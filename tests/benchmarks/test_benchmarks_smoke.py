@@ -161,3 +161,12 @@ def test_cpu_lungmask_benchmark(tmp_path, monkeypatch):
     rows = [(r["network"], r["dtype"], r["channels_last"]) for r in result["models"]]
     assert rows == [("unet", dtype, layout) for dtype in ("fp32", "bf16") for layout in (False, True)]
     assert all(r["images_per_s"] > 0 and r["share_of_ceiling"] > 0 for r in result["models"])
+
+
+def test_pacs_benchmark(tmp_path, monkeypatch, skip_unless_installed):
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "pacs"))
+    skip_unless_installed(importlib.import_module("orthanc_server").orthanc_missing(), "PACS", "PIPELINE_REQUIRE_PACS")
+    write_demo_study(tmp_path / "study", size=64, num_slices=4, seed=3)
+    result = _json([str(HERE / "bench_pacs.py"), "--input", str(tmp_path / "study"), "--repeats", "1"], tmp_path)
+    variants = ("file_path", "dicomweb_round_trip", "dicomweb_to_dimse", "listener")
+    assert all(result[name]["median_s"] > 0 for name in variants) and result["settings"]["instances"] == 9
