@@ -87,10 +87,8 @@ class DimseListener:
         self.host = str(host)
         aets = [calling_aets] if isinstance(calling_aets, str) else list(calling_aets or [])
         self.calling_aets = [check_ae_title(aet, "--calling_aets") for aet in aets]
-        self.send_to = None if send_to in (None, "") else str(send_to)
+        self.target = destination(send_to, ca_bundle, retries, self.ae_title)  # a malformed one refused here
         self.complete_after_s = float(complete_after_s)
-        self.ca_bundle = ca_bundle
-        self.retries = int(retries)
         self.stop = threading.Event()
         """Set it to stop the listener after its current step (Ctrl-C and SIGTERM stop it too)."""
         self.ready = threading.Event()
@@ -215,9 +213,8 @@ class DimseListener:
             OSError: the port cannot be listened on.
             RuntimeError: another node uses the state folder.
         """
-        target = None
-        if self.send_to is not None:
-            target = destination(self.send_to, self.ca_bundle, self.retries, self.ae_title)
+        target = self.target
+        if target is not None:
             target.check_access("checking --send_to before listening")
         taken = 0
         with NodeState(self.state_dir) as state:
@@ -234,7 +231,7 @@ class DimseListener:
                 self.port,
                 f" (calling AE titles {', '.join(self.calling_aets)})" if self.calling_aets else "",
                 self.complete_after_s,
-                self.send_to or "the output folder only",
+                target.root if target is not None else "the output folder only",
             )
             if not self.calling_aets and self.host not in ("127.0.0.1", "::1", "localhost"):
                 logger.warning(

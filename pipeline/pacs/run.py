@@ -19,9 +19,9 @@ from typing import Any
 
 from pipeline.atomic import write_json
 from pipeline.inference.runner import InferenceError, InferenceRunner
-from pipeline.pacs.address import is_dicomweb_url, parse_root, parse_study_url
+from pipeline.pacs.address import is_dicomweb_url, parse_study_url
 from pipeline.pacs.dicomweb import DEFAULT_RETRIES, DicomWebServer
-from pipeline.pacs.dimse import DEFAULT_AE_TITLE, check_ae_title, is_dimse_url, parse_dimse_url
+from pipeline.pacs.dimse import DEFAULT_AE_TITLE, check_ae_title
 from pipeline.pacs.retrieve import retrieved_study
 from pipeline.pacs.send import RECORD, Destination, destination, read_summary, send_results
 
@@ -57,14 +57,12 @@ class DicomWebInference:
     ) -> None:
         self.runner = runner
         self.source = parse_study_url(str(input)) if is_dicomweb_url(input) else None
-        self.send_to = None if send_to in (None, "") else str(send_to)
-        if self.send_to is not None:  # refused here, before anything runs
-            parse_dimse_url(self.send_to) if is_dimse_url(self.send_to) else parse_root(self.send_to)
-        if runner.shard is not None and (self.source is not None or self.send_to is not None):
+        check_ae_title(ae_title, "--ae_title")
+        self.target = destination(send_to, ca_bundle, retries, ae_title)  # a malformed one refused here
+        if runner.shard is not None and (self.source is not None or self.target is not None):
             raise ValueError("--input <DICOMweb URL> and --send_to run in one process: drop multi_gpu_inference.json")
         self.ca_bundle = ca_bundle
         self.retries = retries
-        self.ae_title = check_ae_title(ae_title, "--ae_title")
 
     def _server(self, root: str) -> DicomWebServer:
         return DicomWebServer(root, ca_bundle=self.ca_bundle, retries=self.retries)
@@ -81,9 +79,8 @@ class DicomWebInference:
             SendError: some results were not sent (they stay in the output folder; the summary lists them).
             InferenceError: some inputs failed (the others were written, and sent).
         """
-        target = None
-        if self.send_to is not None:
-            target = destination(self.send_to, self.ca_bundle, self.retries, self.ae_title)
+        target = self.target
+        if target is not None:
             target.check_access("checking --send_to before the model runs")
         if self.source is None:
             return self._segment_and_send(target, {})

@@ -54,15 +54,16 @@ class Destination(Protocol):
 
 
 def destination(
-    send_to: str,
+    send_to: str | None,
     ca_bundle: str | os.PathLike | None = None,
     retries: int = DEFAULT_RETRIES,
     ae_title: str = DEFAULT_AE_TITLE,
-) -> Destination:
-    """The destination ``--send_to`` names: ``dicom://AE@host:port`` (C-STORE), else a DICOMweb root (STOW-RS).
+) -> Destination | None:
+    """The destination ``--send_to`` names: ``dicom://AE@host:port`` (C-STORE), else a DICOMweb root (STOW-RS);
+    ``None`` for none. Nothing is sent or asked yet (the commands call its ``check_access`` before they start).
 
     Args:
-        send_to: the address as typed.
+        send_to: the address as typed; ``None`` or empty for none.
         ca_bundle: a PEM file of certificate authorities for a DICOMweb server on https (a private CA).
         retries: retries of a transient DICOMweb failure.
         ae_title: this node's calling AE title for a DIMSE peer.
@@ -70,6 +71,8 @@ def destination(
     Raises:
         ValueError: neither a DIMSE address nor an http(s) URL, or one with credentials in it.
     """
+    if send_to in (None, ""):
+        return None
     if is_dimse_url(send_to):
         return DimseServer(send_to, ae_title=ae_title)
     return DicomWebServer(parse_root(str(send_to)), ca_bundle=ca_bundle, retries=retries)

@@ -130,13 +130,11 @@ class DicomWebWatcher:
         self.runner = runner
         self.output_dir = Path(output_dir)
         self.state_dir = Path(state_dir)
-        self.send_to = None if send_to in (None, "") else str(send_to)
+        self.target = destination(send_to, ca_bundle, retries, ae_title)  # a malformed one refused here
         self.poll_s = float(poll_s)
         self.complete_after_s = float(complete_after_s)
         self.since = check_study_date(since)
-        self.ca_bundle = ca_bundle
-        self.retries = int(retries)
-        self.ae_title = ae_title
+        self.source = DicomWebServer(self.root, ca_bundle=ca_bundle, retries=int(retries))
         self.stop = threading.Event()
         """Set it to stop the watcher after its current step (Ctrl-C and SIGTERM stop it too)."""
         self._growing: dict[str, tuple[int | None, float]] = {}  # series seen: (instances, since when)
@@ -151,11 +149,10 @@ class DicomWebWatcher:
             PacsError: the server (or ``send_to``) did not answer or refused at the start.
             RuntimeError: another node uses the state folder.
         """
-        source = DicomWebServer(self.root, ca_bundle=self.ca_bundle, retries=self.retries)
+        source = self.source
         source.check_access("checking --input before watching")
-        target = None
-        if self.send_to is not None:
-            target = destination(self.send_to, self.ca_bundle, self.retries, self.ae_title)
+        target = self.target
+        if target is not None:
             target.check_access("checking --send_to before watching")
         taken = 0
         with NodeState(self.state_dir) as state:
@@ -166,7 +163,7 @@ class DicomWebWatcher:
                 self.root,
                 self.poll_s,
                 f" (studies dated since {window_start(first) if first else self.since})" if self.since else "",
-                self.send_to or "the output folder only",
+                target.root if target is not None else "the output folder only",
                 self.state_dir,
             )
             try:

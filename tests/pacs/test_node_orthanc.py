@@ -221,6 +221,31 @@ def test_listener_segments_what_orthanc_pushes(tmp_path, orthanc_factory, bundle
     assert_secret_absent(PASSWORD, out, caplog.text)
 
 
+def _node_command(run_id: str, out: Path, *args: str) -> subprocess.Popen:
+    """``python -m monai.bundle run <run_id>`` of the unet bundle with the fixture model, started."""
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", run_id,
+        "--config_file", str(REPO / "bundles" / "unet" / "inference.json"),
+        "--checkpoint", str(FIXTURE / "model.pt"), "--network_def#channels", "[4,8,16,32,64]",
+        "--device", "cpu", "--output_dir", str(out), *args,
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stop_with_sigterm(process: subprocess.Popen, started: Callable[[], bool]) -> str:
+    """Wait until ``started()`` (at most 180 s), send SIGTERM, and return the command's output once it ended."""
+    try:
+        deadline = time.monotonic() + 180
+        while not started():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 @pytest.mark.slow
 def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
     from pydicom.uid import JPEGLSLossless
@@ -228,34 +253,22 @@ def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
     from pynetdicom.sop_class import CTImageStorage, Verification
 
     port = free_port()
-    out = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "listen",
-        "--config_file", str(REPO / "bundles" / "unet" / "inference.json"),
-        "--checkpoint", str(FIXTURE / "model.pt"), "--network_def#channels", "[4,8,16,32,64]",
-        "--device", "cpu", "--output_dir", str(out), "--listen_port", str(port), "--listen_host", "127.0.0.1",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        ae = AE(ae_title="MODALITY")
-        ae.add_requested_context(Verification)
-        ae.add_requested_context(CTImageStorage, [JPEGLSLossless])  # a compressed push is taken as it is
-        deadline = time.monotonic() + 180
-        while True:
-            association = ae.associate("127.0.0.1", port, ae_title="PIPELINE")
-            if association.is_established:
-                break
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
-            time.sleep(0.5)
+    process = _node_command("listen", tmp_path / "out", "--listen_port", str(port), "--listen_host", "127.0.0.1")
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage, [JPEGLSLossless])  # a compressed push is taken as it is
+
+    def echoed() -> bool:
+        association = ae.associate("127.0.0.1", port, ae_title="PIPELINE")
+        if not association.is_established:
+            return False
         assert association.send_c_echo().Status == 0x0000
         (ct,) = [c for c in association.accepted_contexts if c.abstract_syntax == CTImageStorage]
         assert ct.transfer_syntax == [JPEGLSLossless]
         association.release()
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+        return True
+
+    output = _stop_with_sigterm(process, echoed)
     assert process.returncode == 0, output[-3000:]
     assert "listening as PIPELINE on 127.0.0.1" in output and "stopped (Ctrl-C or SIGTERM)" in output, output[-3000:]
     assert "Traceback" not in output
@@ -264,24 +277,15 @@ def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
 @pytest.mark.slow
 def test_watch_command_stops_cleanly_on_sigterm(tmp_path, orthanc, netrc):
     out = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "watch",
-        "--config_file", str(REPO / "bundles" / "unet" / "inference.json"),
-        "--checkpoint", str(FIXTURE / "model.pt"), "--network_def#channels", "[4,8,16,32,64]",
-        "--device", "cpu", "--output_dir", str(out), "--input", orthanc.dicomweb, "--poll_s", "0.5",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not (out / "node-state" / "watch_since").is_file():  # it has started watching
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
-            time.sleep(0.2)
-        time.sleep(1.5)  # a few polls
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    process = _node_command("watch", out, "--input", orthanc.dicomweb, "--poll_s", "0.5")
+
+    def watched_a_while() -> bool:  # it has started watching, then polled a few times
+        if not (out / "node-state" / "watch_since").is_file():
+            return False
+        time.sleep(1.5)
+        return True
+
+    output = _stop_with_sigterm(process, watched_a_while)
     assert process.returncode == 0, output[-3000:]
     assert f"watching {orthanc.dicomweb} every 0.5 s" in output and "stopped (Ctrl-C or SIGTERM)" in output, output
     assert "Traceback" not in output
