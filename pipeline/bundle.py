@@ -27,9 +27,10 @@ __all__ = [
     "BUNDLES_DIR",
     "IDS_FILE",
     "PACKAGED_BUNDLES_DIR",
-    "autocast_kwargs",
+    "amp_flag",
     "bundle_root",
     "bundles_are_packaged",
+    "channels_last_flag",
     "check_device",
     "check_settings",
     "default_device",
@@ -223,6 +224,48 @@ def gpu_flag(value: object, name: str, device: object) -> bool:
     return flag(value, name)
 
 
+def amp_flag(value: object, device: object) -> bool:
+    """The ``amp`` setting: ``auto`` means bfloat16 autocast where the device runs it natively (a CUDA device, or a
+    CPU with AVX512-BF16 or AMX: :func:`~pipeline.inference.autocast.native_bf16`); otherwise as :func:`flag`.
+
+    On the CPU, bfloat16 runs each network's forward pass 1.5-3 x as fast as float32 with the validation IoU within
+    0.0005 (``docs/evidence/cpu-speed.md``). Asked for on a CPU without those instructions, it is emulated and slower:
+    a warning says so.
+
+    Args:
+        value: ``"auto"``, or an on/off value.
+        device: the run's device (a ``torch.device`` or its name).
+
+    Returns:
+        Whether the network runs under bfloat16 autocast.
+    """
+    from pipeline.inference.autocast import native_bf16
+
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return native_bf16(str(device))
+    on = flag(value, "amp")
+    if on and not native_bf16(str(device)):
+        logging.getLogger("pipeline.bundle").warning(
+            "--amp true on %s: this device has no native bfloat16 (AVX512-BF16 or AMX on a CPU), so bfloat16 is "
+            "emulated and slower than float32; leave --amp at auto",
+            device,
+        )
+    return on
+
+
+def channels_last_flag(value: object, device: object) -> bool:
+    """The ``channels_last`` setting: ``auto`` means on for a CUDA device or a CPU, where channels-last convolutions
+    measured faster for every network (CPU: +13 to +44 %, ``docs/evidence/cpu-speed.md``); otherwise as :func:`flag`.
+
+    Args:
+        value: ``"auto"``, or an on/off value.
+        device: the run's device (a ``torch.device`` or its name).
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return str(device).split(":")[0] in ("cuda", "cpu")
+    return flag(value, "channels_last")
+
+
 def set_cudnn_benchmark(enabled: bool) -> bool:
     """Let cuDNN time its convolution algorithms for the input sizes it sees (fixed sizes: faster after the first
     batches, not bit-reproducible). Called after MONAI's ``set_determinism``, which turns it off.
@@ -312,13 +355,6 @@ def transform_list(parts: Sequence[Callable | Sequence[Callable] | None]) -> lis
         else:
             raise TypeError(f"transform_list takes transforms and lists of transforms, got {part!r}")
     return flat
-
-
-def autocast_kwargs(dtype: str = "bfloat16") -> dict[str, Any]:
-    """The engines' ``amp_kwargs``: autocast to ``dtype`` (bfloat16 needs no gradient scaler), named as in ``torch``."""
-    import torch
-
-    return {"dtype": getattr(torch, dtype)}
 
 
 def warn_unused(value: object, name: str, reason: str) -> None:

@@ -8,7 +8,17 @@ import pytest
 import torch
 from monai.transforms import Compose, Flipd, Lambdad
 
-from pipeline.bundle import autocast_kwargs, default_device, flag, gpu_flag, to_kwargs, transform_list, warn_unused
+from pipeline.bundle import (
+    amp_flag,
+    channels_last_flag,
+    default_device,
+    flag,
+    gpu_flag,
+    to_kwargs,
+    transform_list,
+    warn_unused,
+)
+from pipeline.inference import autocast
 
 A, B, C = (Lambdad(keys="x", func=lambda v, k=k: v + k) for k in (1, 2, 3))
 FLIP = Flipd(keys="x", spatial_axis=0)
@@ -54,9 +64,45 @@ def test_gpu_flag_is_on_for_cuda_when_auto(value, device, expected):
     assert gpu_flag(value, "amp", device) is expected
 
 
+# value, device, whether the CPU runs bfloat16 natively, expected
+AMP = [
+    ("auto", "cuda:0", False, True),
+    ("auto", "cpu", True, True),
+    ("auto", "cpu", False, False),
+    ("auto", torch.device("cpu"), True, True),
+    ("auto", "mps", True, False),
+    ("false", "cpu", True, False),
+    ("true", "cpu", True, True),
+    (False, "cuda:0", True, False),
+]
+
+
+@pytest.mark.parametrize("value, device, native, expected", AMP)
+def test_amp_auto_is_on_where_bfloat16_is_native(value, device, native, expected, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert amp_flag(value, device) is expected
+
+
+def test_amp_forced_on_an_emulating_cpu_says_it_is_slower(monkeypatch, caplog):
+    monkeypatch.setattr(autocast, "native_bf16", lambda device: False)
+    with caplog.at_level(logging.WARNING, logger="pipeline.bundle"):
+        assert amp_flag("true", "cpu") is True
+    assert "no native bfloat16" in caplog.text and "slower than float32" in caplog.text
+    with pytest.raises(ValueError, match="--amp must be true or false, got 'maybe'"):
+        amp_flag("maybe", "cpu")
+
+
+@pytest.mark.parametrize(
+    "value, device, expected",
+    [("auto", "cuda:1", True), ("auto", "cpu", True), ("auto", torch.device("cpu"), True), ("auto", "mps", False),
+     ("false", "cpu", False), (True, "mps", True)],
+)  # fmt: skip
+def test_channels_last_auto_is_on_for_cuda_and_cpu(value, device, expected):
+    assert channels_last_flag(value, device) is expected
+
+
 def test_speed_settings():
-    assert autocast_kwargs() == {"dtype": torch.bfloat16}
-    assert autocast_kwargs("float16") == {"dtype": torch.float16}
     assert to_kwargs(True) == {"memory_format": torch.channels_last} and to_kwargs(False) is None
     assert default_device() == torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 

@@ -57,7 +57,8 @@ class SlicePredictor:
             typically sigmoid, ``Invertd`` and a threshold. ``None`` keeps the logits.
         batch_size: slices per forward pass.
         device: where the network runs.
-        amp: run the forward pass under autocast (bf16 on CUDA; ignored on CPU).
+        amp: run the forward pass under bfloat16 autocast, on a GPU or a CPU (the bundles' ``--amp``: on where the
+            device runs bfloat16 natively, :func:`pipeline.bundle.amp_flag`).
 
     Attributes:
         forward_seconds: cumulated time spent in the inferer (the model) since the last ``reset_timers``,
@@ -82,7 +83,7 @@ class SlicePredictor:
         self.postprocessing = postprocessing
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.amp = amp and self.device.type == "cuda"
+        self.amp = bool(amp)
         self.forward_seconds = 0.0
 
     def reset_timers(self) -> None:

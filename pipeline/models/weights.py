@@ -173,7 +173,10 @@ def weights_names(weights: str | os.PathLike | Sequence[str | os.PathLike] | Non
 
 
 def load_ensemble(
-    network: nn.Module, checkpoints: Sequence[str | os.PathLike], device: str | torch.device = "cpu"
+    network: nn.Module,
+    checkpoints: Sequence[str | os.PathLike],
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
 ) -> list[nn.Module]:
     """One copy of ``network`` per weights file, each loaded with ``load_state_dict_file`` (``weights_only``).
 
@@ -183,6 +186,8 @@ def load_ensemble(
             pattern, e.g. ``outputs/inception_unet/latest/models/snapshot_*.pt`` for every cosine-annealing snapshot.
             A TorchScript (``.ts``) or ONNX (``.onnx``) export runs as it is (:class:`ExportedNetwork`).
         device: where the copies go.
+        channels_last: put the copies' weights in channels-last memory format (faster convolutions on a GPU and a
+            CPU; the inputs can stay contiguous). Exports run as they are.
 
     Returns:
         The loaded networks in ``checkpoints`` order (a pattern's matches sorted by name), in eval mode.
@@ -195,10 +200,11 @@ def load_ensemble(
     if not paths:
         raise ValueError("load_ensemble needs at least one weights file")
     exported = tuple(FORMATS.values())
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
     return [
         ExportedNetwork(path, device).eval()
         if path.endswith(exported)
-        else load_state_dict_file(copy.deepcopy(network), path).to(device).eval()
+        else load_state_dict_file(copy.deepcopy(network), path).to(device=device, memory_format=memory_format).eval()
         for path in paths
     ]
 
@@ -207,7 +213,8 @@ class ExportedNetwork(nn.Module):
     """A TorchScript (``.ts``) or ONNX (``.onnx``) export used like the network it came from: logits in, logits out.
 
     ONNX files run with ``onnxruntime`` (CUDA when the input is on a GPU and the provider is installed, else CPU);
-    inputs are copied to and from the host as float32.
+    inputs are copied to and from the host as float32. An export runs in the precision it was exported in (float32):
+    the inferers' bfloat16 autocast (``--amp``) is switched off around it, so that its masks are the export's own.
 
     Args:
         path: the exported file.
@@ -243,6 +250,7 @@ class ExportedNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) input -> (B, out_channels, H, W) logits, on the input's device."""
         if self.kind == "torchscript":
-            return self.module(x)
+            with torch.autocast(x.device.type, enabled=False):
+                return self.module(x.float())
         (logits,) = self.session.run(None, {self.input_name: x.detach().float().cpu().numpy()})
         return torch.from_numpy(logits).to(x.device)

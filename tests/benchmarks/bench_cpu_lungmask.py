@@ -13,9 +13,10 @@ In one process, on the same cores:
    work. Cached in ``--work_dir``; ``--lungmask_weights`` takes a state dict instead.
 3. **Side by side**, per series and alternating: lungmask's command line (``lungmask SERIES OUT.nii.gz --modelpath
    W``, on the CPU with its default batch of 20, start-up included) and, per bundle, our command line (``python -m
-   monai.bundle run inference``, start-up included), our runner warm in this process (float32, today's CPU default;
-   then with the predictor's bfloat16 autocast switched on) and the model alone on the same slices
-   (``bench_study_inference._model_only``).
+   monai.bundle run inference``, start-up included: the bundle's default, which on a CPU with native bfloat16 is
+   bfloat16 autocast with channels-last weights), our runner warm in this process (float32 with contiguous weights,
+   the CPU's default before issue 29; then bfloat16 with channels-last weights: :meth:`Bundle.use_bf16`) and the model
+   alone on the same slices (``bench_study_inference._model_only``).
 4. **The machine's ceiling**: the best GFLOP/s of square matmuls (MKL) and of a wide 3 x 3 convolution (oneDNN) in
    float32 and bfloat16, at each of ``--threads``, measured at the start and again beside the models; the best of all
    is the ceiling.
@@ -303,6 +304,15 @@ class Bundle:
     def predictor(self) -> Any:
         return self.parser.get_parsed_content("predictor")
 
+    def use_bf16(self, bf16: bool) -> None:
+        """float32 with contiguous weights (the CPU's default before issue 29), or bfloat16 autocast (the inferer's
+        ``amp``) with channels-last weights (the default since, on a CPU with native bfloat16)."""
+        self.predictor.amp = False
+        self.parser.get_parsed_content("validate#inferer").amp = bf16
+        memory_format = torch.channels_last if bf16 else torch.contiguous_format
+        for network in self.parser.get_parsed_content("networks"):
+            network.to(memory_format=memory_format)
+
     def command(self, series: Path, output_dir: Path) -> list[str]:
         """The README's inference command on ``series``."""
         command = [
@@ -358,7 +368,7 @@ def load_bundle(name: str, args: argparse.Namespace) -> Bundle:
 
 def run_warm(bundle: Bundle, series: Path, amp: bool) -> dict[str, Any]:
     """Our runner, already loaded, on one series into a fresh folder: seconds and the series report's stage times."""
-    bundle.predictor.amp = amp  # the predictor's own switch; on the CPU it is off unless set here
+    bundle.use_bf16(amp)
     with tempfile.TemporaryDirectory() as out:
         runner = bundle.runner.retargeted(series, out)
         tick = time.perf_counter()
@@ -366,18 +376,14 @@ def run_warm(bundle: Bundle, series: Path, amp: bool) -> dict[str, Any]:
         seconds = time.perf_counter() - tick
         (report_file,) = Path(out).rglob("report.json")
         report = json.loads(report_file.read_text())
-    bundle.predictor.amp = False
     stages = {k: round(v, 3) for k, v in report["timings"].items()}
     return {"seconds": seconds, "stages": stages, "volume_ml": round(report["segmented_volume_ml"], 1)}
 
 
 def model_only(bundle: Bundle, series: Path, amp: bool) -> float:
     """Seconds of the model alone over the series' slices, preprocessed beforehand (``_model_only``)."""
-    bundle.predictor.amp = amp
-    try:
-        return _model_only(bundle.parser, bundle.options(series))[0]
-    finally:
-        bundle.predictor.amp = False
+    bundle.use_bf16(amp)
+    return _model_only(bundle.parser, bundle.options(series))[0]
 
 
 def side_by_side(series: Sequence[Path], bundles: Sequence[Bundle], weights: Path, args: argparse.Namespace) -> list:
@@ -538,11 +544,10 @@ def bf16_accuracy(bundle: Bundle, dataset_dir: Path) -> dict[str, Any]:
     truth = [load(item["label"])[0].numpy() > 0 for item in items]
     masks = {}
     for amp in (False, True):
-        bundle.predictor.amp = amp
+        bundle.use_bf16(amp)
         tick = time.perf_counter()
         masks[amp] = [m[0].numpy() > 0 for m in bundle.predictor(images)]
         masks[f"{amp}_s"] = time.perf_counter() - tick
-    bundle.predictor.amp = False
 
     def overlap(a: np.ndarray, b: np.ndarray, dice: bool) -> float:
         both, either = np.logical_and(a, b).sum(), np.logical_or(a, b).sum()

@@ -144,6 +144,18 @@ def test_polyps_benchmark(tmp_path):
     assert run["frames"] == 2 and 0 <= run["dice"] <= 1 and run["small_frames"] <= run["frames"]
 
 
+@pytest.mark.slow
+def test_cpu_training_benchmark(tmp_path):
+    """float32 against bfloat16 training, one tiny run each on the demo data: both finish and report their figures."""
+    data = write_demo_dataset(tmp_path / "data", num_cases=6, size=64, val_fraction=0.34, seed=3)
+    args = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "runs"), "--epochs", "1", "--batch_size", "2"]
+    args += ["--", "--spatial_size", "[64,64]", "--batch_size", "2", "--num_workers", "0", "--device", "cpu"]
+    result = _json([str(HERE / "bench_cpu_training.py"), *args], tmp_path)
+    rows = {row["precision"]: row for row in result["rows"]}
+    assert set(rows) == {"fp32", "bf16"} and all("error" not in row for row in rows.values())
+    assert all(row["images_per_s"] > 0 and 0 <= row["val_iou"] <= 1 and row["epochs"] == 1 for row in rows.values())
+
+
 def test_cpu_lungmask_benchmark(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(HERE))  # the benchmark imports its neighbours, as when run as a script
     bench = importlib.import_module("bench_cpu_lungmask")

@@ -277,7 +277,7 @@ FLAGS = [
     ("save_cases", "evaluate", lambda p: p.get_parsed_content("handlers")[0].save_cases),
     ("largest_series_only", "inference", lambda p: _runner(p).series_rules.largest_only),
     ("volume_fill_holes", "inference", lambda p: _runner(p).volume_cleanup.fill_holes),
-    ("amp", "train", lambda p: _trainer(p).amp or _validator(p).amp),
+    ("amp", "train", lambda p: _trainer(p).inferer.amp and _validator(p).inferer.amp),
     (
         "extra_augmentation",
         "train",

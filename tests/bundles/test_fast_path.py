@@ -1,8 +1,10 @@
-"""GPU speed-ups (bf16 autocast, channels-last, cuDNN benchmark, compile): ``auto`` means on CUDA only, so a CPU run is
-unchanged, and each can be switched on or off from the command line."""
+"""Speed settings (bf16 autocast, channels-last, cuDNN benchmark, compile, device cache): what ``auto`` means on the
+CPU, and each can be switched on or off from the command line. bf16 autocast runs in the inferers
+(:mod:`pipeline.inference.autocast`), so that it works on the CPU, where MONAI's engines do not autocast."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from monai.bundle import ConfigParser
 
 from pipeline.bundle import gpu_flag
 from pipeline.demo import write_demo_dataset
+from pipeline.inference import autocast
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,21 +39,61 @@ def test_a_bad_value_is_named():
         gpu_flag("maybe", "channels_last", "cuda:0")
 
 
+@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("kind", ["train", "evaluate", "inference"])
-def test_cpu_defaults_leave_the_run_as_it_was(kind, tmp_path):
+def test_cpu_defaults(kind, native, tmp_path, monkeypatch):
+    """On the CPU ``auto`` means bf16 autocast where the CPU runs it natively, in the inferers (MONAI's engines keep
+    ``amp`` off: they would autocast CUDA only), and channels-last weights (and training batches) everywhere."""
+    monkeypatch.setattr(autocast, "native_bf16", lambda device: native)
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / "unet" / f"{kind}.json"))
     data = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, label_maps=True)
     parser.update({"device": "cpu", "dataset_dir": str(data), "output_dir": str(tmp_path / "out")})
-    assert parser.get_parsed_content("use_amp") is False
+    if kind != "train":  # untrained weights to load
+        torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "model.pt")
+        parser["checkpoint"] = str(tmp_path / "model.pt")
+    assert parser.get_parsed_content("use_amp") is native
+    assert parser.get_parsed_content("use_channels_last") is True
+    assert parser.get_parsed_content("validate#inferer").amp is native
     if kind == "train":
-        assert parser.get_parsed_content("use_channels_last") is False
         trainer = parser.get_parsed_content("train#trainer")
-        assert trainer.amp is False and trainer.non_blocking is True and not trainer.to_kwargs
+        assert trainer.non_blocking is True and trainer.to_kwargs == {"memory_format": torch.channels_last}
+        assert trainer.inferer.amp is native
+        engines = [trainer, parser.get_parsed_content("validate#evaluator")]
+    elif kind == "evaluate":
+        engines = [parser.get_parsed_content("evaluator")]
+    else:
+        engines = []
+        conv = next(m for m in parser.get_parsed_content("network").modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(engine.amp is False for engine in engines)
+
+
+def test_bf16_on_the_cpu_trains_and_infers(tmp_path, bundle_workflow):
+    """Forced on (whatever the CPU): a training run completes with float32 weights, and inference writes masks."""
+    dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=12)
+    out = tmp_path / "out"
+    workflow = bundle_workflow("train", dataset_dir=str(dataset), output_dir=str(out), amp=True, epochs=2)
+    workflow.initialize()
+    workflow.run()
+    weights = torch.load(out / "latest" / "models" / "model.pt", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+    assert all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point())
+    runner = bundle_workflow(
+        "inference",
+        input=str(dataset / "images"),
+        train_output_dir=str(out),
+        output_dir=str(out / "inference"),
+        amp=True,
+    )
+    runner.initialize()
+    runner.run()
+    summary = json.loads((out / "inference" / "summary.json").read_text())
+    assert summary["num_failed"] == 0 and summary["num_ok"] + summary["num_flagged"] == 4  # flagged: barely trained
 
 
 def test_channels_last_on_cpu_trains(tmp_path, bundle_workflow):
-    """Switched on where ``auto`` would not: the weights and the batches are channels-last, and a run completes."""
+    """The weights and the batches are channels-last, and a run completes (cuDNN benchmark forced on as well)."""
     dataset = write_demo_dataset(tmp_path / "data", num_cases=4, size=64, val_fraction=0.5, seed=12)
     workflow = bundle_workflow(
         "train", dataset_dir=str(dataset), output_dir=str(tmp_path / "out"), channels_last=True, cudnn_benchmark=True

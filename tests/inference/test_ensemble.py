@@ -108,6 +108,19 @@ def test_load_ensemble(tmp_path):
         load_ensemble(nn.Conv2d(1, 1, 3), [str(tmp_path / "snapshot_*.pt")])
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_load_ensemble_in_channels_last(channels_last, tmp_path):
+    """Channels-last weights (the CPU's and GPU's faster convolutions) give the same logits on a contiguous input."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    (loaded,) = load_ensemble(net, [tmp_path / "model.pt"], channels_last=channels_last)
+    assert loaded[0].weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    x = torch.rand(2, 2, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("config", ["bundles/unet/inference.json", "bundles/unet/evaluate.json"])
 def test_bundles_take_folds_and_flip_tta_from_the_command_line(config, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
