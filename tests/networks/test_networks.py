@@ -134,6 +134,28 @@ def test_eval_batch_of_one(name: str, in_channels: int, out_channels: int) -> No
     _check_logits(y, (1, out_channels, *case.shape))
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_channels_last_weights_give_the_same_logits(name: str) -> None:
+    """Channels-last weights (the CPU's and GPU's default) compute the same logits from a contiguous 1-channel image,
+    and the inception blocks keep their maps channels-last (where the stride-1 max-pool is fast)."""
+    case = CASES[name]
+    net = case.build(2, 1, 2).eval()
+    x = torch.randn(2, 1, *case.shape)
+    with torch.no_grad():
+        reference = net(x)
+        net = net.to(memory_format=torch.channels_last)
+        formats = []
+        hooks = [
+            m.register_forward_hook(lambda m, i, o: formats.append(o.is_contiguous(memory_format=torch.channels_last)))
+            for m in net.modules()
+            if type(m).__name__ == "InceptionBlock"
+        ]
+        torch.testing.assert_close(net(x), reference, rtol=1e-4, atol=1e-4)
+    for hook in hooks:
+        hook.remove()
+    assert all(formats) and (bool(formats) is (name == "InceptionUNet"))
+
+
 @pytest.mark.parametrize(("name", "shape"), SIZE_CHECKED)
 def test_bad_size_names_valid_sizes(name: str, shape: tuple[int, int]) -> None:
     """A size the network cannot take fails before any layer runs, with the rule and the offending shape."""
