@@ -479,11 +479,10 @@ def model_variants(
     for threads in args.threads:
         for bf16 in (False, True):
             for channels_last in (False, True):
-                net = copy.deepcopy(network).eval()
-                images = batch
-                if channels_last:
-                    net = net.to(memory_format=torch.channels_last)
-                    images = batch.contiguous(memory_format=torch.channels_last)
+                # both layouts set explicitly: the bundles load their weights channels-last on the CPU
+                layout = torch.channels_last if channels_last else torch.contiguous_format
+                net = copy.deepcopy(network).eval().to(memory_format=layout)
+                images = batch.contiguous(memory_format=layout)
 
                 def forward(net: nn.Module = net, images: torch.Tensor = images, bf16: bool = bf16) -> None:
                     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

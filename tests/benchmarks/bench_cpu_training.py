@@ -6,7 +6,9 @@ true`` (bfloat16 autocast of the network, channels-last weights and batches: the
 natively). The order alternates between repeats, so that a drift in the machine's speed falls on both. Per run it
 reports the training images per second (the epochs' time less their validation, from the training log), the epoch
 time with validation, and the best validation IoU and Dice of ``summary.json`` (the ``val`` split at native
-resolution). Prints a Markdown table, then one JSON object (the last line of standard output).
+resolution). First, each bundle's training step alone (forward, loss, backward, Adam on a random batch) in both
+precisions, to tell the model's share from the data pipeline's. Prints a Markdown table, then one JSON object (the
+last line of standard output).
 
 Run from the repository root, on a quiet machine (minutes per run on a 2-core CPU)::
 
@@ -23,9 +25,11 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
+from monai.bundle import ConfigParser
 
 REPO = Path(__file__).resolve().parents[2]
 PRECISIONS = {
@@ -80,6 +84,36 @@ def train(bundle: str, precision: str, repeat: int, args: argparse.Namespace) ->
     }
 
 
+def step_rates(bundle: str, size: int, batch_size: int, in_channels: int = 1, steps: int = 6) -> dict[str, float]:
+    """Training steps alone (forward, DiceCE loss, backward, Adam) on a random batch: images per second in float32
+    with contiguous weights and in bfloat16 autocast with channels-last weights, best of two rounds."""
+    from monai.losses import DiceCELoss
+
+    parser = ConfigParser(json.loads((REPO / "bundles" / bundle / "model.json").read_text()))
+    parser.config = {"network_def": parser.config["network_def"], "in_channels": in_channels, "out_channels": 1}
+    network = parser.get_parsed_content("network_def")
+    loss = DiceCELoss(sigmoid=True)
+    torch.manual_seed(0)
+    images = torch.rand(batch_size, in_channels, size, size)
+    labels = (torch.rand(batch_size, 1, size, size) > 0.7).float()
+    rates: dict[str, float] = {}
+    for _ in range(2):
+        for name, bf16 in (("fp32", False), ("bf16", True)):
+            network.to(memory_format=torch.channels_last if bf16 else torch.contiguous_format)
+            optimizer = torch.optim.Adam(network.parameters(), 1e-4)
+
+            for step in range(steps + 1):  # the first step warms up, untimed
+                if step == 1:
+                    tick = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = network(images)
+                loss(logits.float(), labels).backward()
+                optimizer.step()
+            rates[name] = max(rates.get(name, 0.0), round(batch_size * steps / (time.perf_counter() - tick), 1))
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset_dir", required=True)
@@ -88,10 +122,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs (0: the recipe's)")
     parser.add_argument("--batch_size", type=int, default=4, help="the recipe's batch size, for images per second")
+    parser.add_argument("--steps_only", action="store_true", help="only the training steps alone, no training runs")
+    parser.add_argument("--step_size", type=int, default=192, help="image size of the training steps alone")
     parser.add_argument("extra", nargs="*", help="more overrides for every run, after --")
     args = parser.parse_args()
+    steps = {bundle: step_rates(bundle, args.step_size, args.batch_size) for bundle in args.bundle or ["unet"]}
+    for bundle, rates in steps.items():
+        print(f"training steps alone, {bundle} at {args.step_size} px, batch {args.batch_size}: {rates} images/s")
     rows = []
-    for bundle in args.bundle or ["unet"]:
+    for bundle in [] if args.steps_only else args.bundle or ["unet"]:
         for repeat in range(args.repeats):
             order = list(PRECISIONS) if repeat % 2 == 0 else list(reversed(PRECISIONS))
             for precision in order:
@@ -114,7 +153,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "load": os.getloadavg()[0],
     }
-    print(json.dumps({"machine": machine, "dataset_dir": args.dataset_dir, "rows": rows}))
+    print(json.dumps({"machine": machine, "dataset_dir": args.dataset_dir, "steps_alone": steps, "rows": rows}))
 
 
 if __name__ == "__main__":
