@@ -50,8 +50,10 @@ WIDTH = 120
 # MONAI's reference syntax (monai.bundle.ReferenceResolver): "@id#sub#sub", counted in "$" expressions or as a
 # whole string; "::" is the older separator.
 _REF = re.compile(r"@(\w*(?:(?:#|::)\w*)*)")
-# A training recipe setting: "$@recipes[@recipe]['<setting>']".
-_RECIPE_SETTING = re.compile(r"\$@recipes\[@recipe\]\['(\w+)'\]")
+# A training recipe setting: "$@recipes[@chosen_recipe]['<setting>']".
+_RECIPE_SETTING = re.compile(r"\$@recipes\[@chosen_recipe\]\['(\w+)'\]")
+DEFAULT_RECIPE = "default"
+"""The recipe whose values evaluation and inference fall back to when the model card lacks a setting."""
 
 
 class BundleSourceError(ValueError):
@@ -170,10 +172,10 @@ def _from_card(name: str, value: Any) -> Any:
 
 
 def _default_recipe(library: dict) -> dict:
-    """``library`` with each training recipe setting (``"$@recipes[@recipe]['epochs']"``) replaced by its value in the
-    default recipe: evaluation and inference take their settings from the model card, and fall back to the defaults
-    without carrying the training recipes along."""
-    recipes, chosen = library.get("recipes", {}), library.get("recipe")
+    """``library`` with each training recipe setting (``"$@recipes[@chosen_recipe]['epochs']"``) replaced by its value
+    in the default recipe: evaluation and inference take their settings from the model card, and fall back to the
+    defaults without carrying the training recipes along."""
+    recipes, chosen = library.get("recipes", {}), DEFAULT_RECIPE
     out = {}
     for key, value in library.items():
         match = _RECIPE_SETTING.fullmatch(value) if isinstance(value, str) else None

@@ -11,6 +11,7 @@ from monai.transforms import Compose, Flipd, Lambdad
 from pipeline.bundle import (
     amp_flag,
     channels_last_flag,
+    choose_recipe,
     default_device,
     flag,
     gpu_flag,
@@ -100,6 +101,20 @@ def test_amp_forced_on_an_emulating_cpu_says_it_is_slower(monkeypatch, caplog):
 )  # fmt: skip
 def test_channels_last_auto_is_on_for_cuda_and_cpu(value, device, expected):
     assert channels_last_flag(value, device) is expected
+
+
+@pytest.mark.parametrize(
+    "recipe, in_channels, expected",
+    [("auto", 3, "colour"), ("auto", 1, "default"), (" Auto ", 2, "default"), ("seeds", 3, "seeds"),
+     ("default", 3, "default"), ("colour", 1, "colour")],
+)  # fmt: skip
+def test_auto_recipe_follows_the_images(recipe, in_channels, expected):
+    assert choose_recipe(recipe, in_channels, ["default", "colour", "seeds"]) == expected
+
+
+def test_an_unknown_recipe_is_named():
+    with pytest.raises(ValueError, match="--recipe must be auto or one of default, colour, seeds, got 'nnunet'"):
+        choose_recipe("nnunet", 1, ["default", "colour", "seeds"])
 
 
 def test_speed_settings():

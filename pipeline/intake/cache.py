@@ -191,6 +191,8 @@ def training_transforms(
     augmentation: Sequence[Callable],
     extra_augmentation: Sequence[Callable] = (),
     use_extra_augmentation: bool | str = True,
+    colour_augmentation: Sequence[Callable] = (),
+    use_colour_augmentation: bool | str = False,
     to_device: Callable | None = None,
     cache_on_device: bool = False,
     cache: str = "memory",
@@ -200,7 +202,7 @@ def training_transforms(
     ``prepare`` (read, scale, binarise) -> ``resize`` -> ``cache_types`` (the compact type the cache keeps) ->
     ``to_device`` (only with a memory cache: the cached slices then live on the GPU) -> ``after_cache`` (back to
     float32; the cache stops at it, :class:`pipeline.transforms.AfterCache`) -> ``augmentation`` -> with
-    ``use_extra_augmentation``, ``extra_augmentation``.
+    ``use_colour_augmentation``, ``colour_augmentation`` -> with ``use_extra_augmentation``, ``extra_augmentation``.
 
     Args:
         prepare: the transforms that read and prepare an item.
@@ -210,6 +212,9 @@ def training_transforms(
         augmentation: the random transforms every recipe uses (flips, contrast).
         extra_augmentation: the default recipe's others (rotation, zoom, noise, blur...).
         use_extra_augmentation: the ``--extra_augmentation`` setting (:func:`pipeline.bundle.flag`).
+        colour_augmentation: colour and illumination changes for colour images (per-channel gain and offset, a
+            smooth illumination field).
+        use_colour_augmentation: the ``--colour_augmentation`` setting (:func:`pipeline.bundle.flag`).
         to_device: moves the cached items to the device.
         cache_on_device: use ``to_device`` (``--cache_on_device``, :func:`pipeline.bundle.gpu_flag`); otherwise the
             cached items stay on the host.
@@ -217,4 +222,5 @@ def training_transforms(
     """
     on_device = [to_device] if to_device is not None and cache_on_device and cache == "memory" else []
     extra = list(extra_augmentation) if flag(use_extra_augmentation, "extra_augmentation") else []
-    return Compose([*prepare, resize, cache_types, *on_device, after_cache, *augmentation, *extra])
+    colour = list(colour_augmentation) if flag(use_colour_augmentation, "colour_augmentation") else []
+    return Compose([*prepare, resize, cache_types, *on_device, after_cache, *augmentation, *colour, *extra])

@@ -59,10 +59,22 @@ def scores(per_image: Path, small: float) -> dict:
     }
 
 
-def _run(spec: str, args: argparse.Namespace) -> dict:
+def parse_run(spec: str) -> tuple[str, str, str, str, dict[str, str]]:
+    """``bundle:size:epochs[:recipe][:setting=value...]`` as (bundle, size, epochs, recipe, overrides).
+
+    Example: ``unet:192:30:colour:colour_augmentation=false`` trains the colour recipe without colour augmentation;
+    without a recipe the run takes ``auto`` (the bundles' default: ``colour`` for colour frames).
+    """
     bundle, size, epochs, *rest = spec.split(":")
-    recipe = rest[0] if rest else "default"
-    out = Path(args.output_dir) / f"{bundle}_{size}_{epochs}_{recipe}"
+    overrides = dict(part.split("=", 1) for part in rest if "=" in part)
+    recipes = [part for part in rest if "=" not in part]
+    return bundle, size, epochs, recipes[0] if recipes else "auto", overrides
+
+
+def _run(spec: str, args: argparse.Namespace) -> dict:
+    bundle, size, epochs, recipe, overrides = parse_run(spec)
+    suffix = "".join(f"_{key}-{value}" for key, value in overrides.items())
+    out = Path(args.output_dir) / f"{bundle}_{size}_{epochs}_{recipe}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     config = REPO / "bundles" / bundle
     # the README's command: only what is asked for is passed
@@ -74,6 +86,7 @@ def _run(spec: str, args: argparse.Namespace) -> dict:
         sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(config / "train.json"),
         "--dataset_dir", args.dataset_dir, "--output_dir", str(out), "--recipe", recipe,
         "--spatial_size", f"[{size},{size}]", "--epochs", epochs, *settings,
+        *(item for key, value in overrides.items() for item in (f"--{key}", value)),
     ]  # fmt: skip
     tick = time.perf_counter()
     trained = _command(train, out / "train.log")
@@ -89,7 +102,7 @@ def _run(spec: str, args: argparse.Namespace) -> dict:
     card = json.loads((out / "latest" / "models" / "model.json").read_text()) if trained == 0 else {}
     return {
         "bundle": bundle,
-        "recipe": recipe,
+        "recipe": recipe + "".join(f", {key}={value}" for key, value in overrides.items()),
         "spatial_size": int(size),
         "epochs": int(epochs),
         "training_exit": trained,
@@ -116,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset_dir", required=True, help="a polyp set: folder or datalist (validation split)")
     parser.add_argument("--output_dir", required=True, help="where each run's folder goes")
-    parser.add_argument("--run", action="append", required=True, help="bundle:size:epochs[:recipe]")
+    parser.add_argument("--run", action="append", required=True, help="bundle:size:epochs[:recipe][:setting=value...]")
     parser.add_argument("--small", type=float, default=0.02, help="a polyp under this share of its frame is small")
     parser.add_argument("--device", default=None, help="default: the bundles' own (a GPU when there is one)")
     parser.add_argument("--num_workers", type=int, default=None, help="default: the bundles' own")

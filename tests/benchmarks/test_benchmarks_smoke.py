@@ -134,9 +134,12 @@ def _polyp_frames(root: Path, count: int = 10, size: int = 80) -> Path:
 @pytest.mark.slow
 def test_polyps_benchmark(tmp_path):
     data = _polyp_frames(tmp_path / "polyps")
-    args = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "runs"), "--run", "unet:64:1"]
+    args = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "runs")]
+    args += ["--run", "unet:64:1:colour:colour_augmentation=false"]
     result = _json([str(HERE / "bench_polyps.py"), *args, "--device", "cpu", "--num_workers", "0"], tmp_path)
     (run,) = result["runs"]
+    assert run["recipe"] == "colour, colour_augmentation=false"
+    assert Path(run["output_dir"]).name == "unet_64_1_colour_colour_augmentation-false"
     assert (run["training_exit"], run["evaluation_exit"]) == (0, 0) and (run["modality"], run["in_channels"]) == (
         "OT",
         3,
@@ -149,8 +152,9 @@ def test_cpu_training_benchmark(tmp_path):
     """float32 against bfloat16 training, one tiny run each on the demo data: both finish and report their figures."""
     data = write_demo_dataset(tmp_path / "data", num_cases=6, size=64, val_fraction=0.34, seed=3)
     args = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "runs"), "--epochs", "1", "--batch_size", "2"]
-    args += ["--", "--spatial_size", "[64,64]", "--batch_size", "2", "--num_workers", "0", "--device", "cpu"]
-    result = _json([str(HERE / "bench_cpu_training.py"), *args], tmp_path)
+    args += ["--step_size", "64", "--", "--spatial_size", "[64,64]", "--batch_size", "2", "--num_workers", "0"]
+    result = _json([str(HERE / "bench_cpu_training.py"), *args, "--device", "cpu"], tmp_path)
+    assert set(result["steps_alone"]["unet"]) == {"fp32", "bf16"}
     rows = {row["precision"]: row for row in result["rows"]}
     assert set(rows) == {"fp32", "bf16"} and all("error" not in row for row in rows.values())
     assert all(row["images_per_s"] > 0 and 0 <= row["val_iou"] <= 1 and row["epochs"] == 1 for row in rows.values())

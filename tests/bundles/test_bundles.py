@@ -133,6 +133,14 @@ def test_bundle_files(bundle):
         ({}, "output_bias", True),
         ({"recipe": "seeds", "epochs": 3}, "epochs", 3),
         ({"learning_rate": 0.01}, "optimizer", 0.01),
+        # auto: the demo's grey CT takes the default recipe; colour images the colour one
+        ({}, "chosen_recipe", "default"),
+        ({}, "colour_augmentation", False),
+        ({"in_channels": 3}, "chosen_recipe", "colour"),
+        ({"in_channels": 3}, "epochs", 30),
+        ({"in_channels": 3}, "colour_augmentation", False),  # measured no better on Kvasir-SEG
+        ({"in_channels": 3, "recipe": "default"}, "epochs", 10),
+        ({"in_channels": 3, "colour_augmentation": True}, "colour_augmentation", True),
     ],
 )
 def test_plain_overrides(override, key, expected):

@@ -16,7 +16,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle.utils import DEFAULT_HANDLERS_ID, DEFAULT_MLFLOW_SETTINGS
 from monai.handlers import EarlyStopHandler, ValidationHandler
-from monai.transforms import AsDiscreted, RandGaussianNoised, RandScaleIntensityFixedMeand, Resized
+from monai.transforms import AsDiscreted, RandBiasFieldd, RandGaussianNoised, RandScaleIntensityFixedMeand, Resized
 from torch.utils.data import RandomSampler
 
 from pipeline.demo import write_demo_dataset
@@ -282,6 +282,11 @@ FLAGS = [
         "extra_augmentation",
         "train",
         lambda p: any(isinstance(t, RandGaussianNoised) for t in _trainer(p).data_loader.dataset.transform.transforms),
+    ),
+    (
+        "colour_augmentation",
+        "train",
+        lambda p: any(isinstance(t, RandBiasFieldd) for t in _trainer(p).data_loader.dataset.transform.transforms),
     ),
 ]
 

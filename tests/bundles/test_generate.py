@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -99,10 +100,14 @@ def test_a_model_default_replaces_the_common_value(tmp_path):
     assert json.loads((bundles / "cenet" / "train.json").read_text())["learning_rate"] == common["learning_rate"]
 
 
+_RECIPE_LOOKUP = re.compile(r"\$@recipes\[@chosen_recipe\]\['\w+'\]")
+
+
 def _expressions(value) -> int:
-    """How many ``$`` expressions a config value holds."""
+    """How many ``$`` expressions a config value holds, not counting the recipe lookups
+    (``"$@recipes[@chosen_recipe]['epochs']"``: one per recipe setting, a table rather than logic)."""
     if isinstance(value, str):
-        return int(value.startswith("$"))
+        return int(value.startswith("$") and not _RECIPE_LOOKUP.fullmatch(value))
     if isinstance(value, dict):
         return sum(_expressions(v) for v in value.values())
     if isinstance(value, list):
@@ -111,9 +116,10 @@ def _expressions(value) -> int:
 
 
 def test_the_training_wiring_declares_and_code_computes():
-    """``bundles/common/train.json`` keeps its logic in named Python components: at most 25 ``$`` expressions."""
+    """``bundles/common/train.json`` keeps its logic in named Python components: at most 15 ``$`` expressions besides
+    the recipe lookups (25 in all before the colour recipe, when the 10 lookups counted)."""
     common = json.loads((REPO / "bundles" / "common" / "train.json").read_text())
-    assert _expressions(common) <= 25
+    assert _expressions(common) <= 15
 
 
 @pytest.mark.parametrize("workflow", ["evaluate", "inference"])

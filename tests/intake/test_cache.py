@@ -134,21 +134,23 @@ def test_the_dtype_spelling_names_one_disk_cache(items, tmp_path) -> None:
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
-# (cache_on_device, cache kind) -> whether ToDeviced is in the pipeline; extra augmentation on/off
+# cache_on_device, cache kind, extra augmentation, colour augmentation -> the pipeline's order
 TRAINING_ORDERS = [
-    (False, "memory", True, ["load", "resize", "cast", "after", "flip", "noise"]),
-    (True, "memory", True, ["load", "resize", "cast", "device", "after", "flip", "noise"]),
-    (True, "disk", "true", ["load", "resize", "cast", "after", "flip", "noise"]),
-    (False, "memory", "false", ["load", "resize", "cast", "after", "flip"]),
+    (False, "memory", True, False, ["load", "resize", "cast", "after", "flip", "noise"]),
+    (True, "memory", True, False, ["load", "resize", "cast", "device", "after", "flip", "noise"]),
+    (True, "disk", "true", False, ["load", "resize", "cast", "after", "flip", "noise"]),
+    (False, "memory", "false", False, ["load", "resize", "cast", "after", "flip"]),
+    (False, "memory", True, True, ["load", "resize", "cast", "after", "flip", "colour", "noise"]),
+    (False, "memory", False, True, ["load", "resize", "cast", "after", "flip", "colour"]),
 ]
 
 
-@pytest.mark.parametrize("on_device, cache, extra, expected", TRAINING_ORDERS)
-def test_training_transforms_in_cache_order(on_device, cache, extra, expected) -> None:
+@pytest.mark.parametrize("on_device, cache, extra, colour, expected", TRAINING_ORDERS)
+def test_training_transforms_in_cache_order(on_device, cache, extra, colour, expected) -> None:
     from monai.transforms import Lambdad
 
     named = {name: Lambdad(keys="x", func=lambda v: v) for name in ("load", "resize", "cast", "device", "after")}
-    named |= {"flip": Lambdad(keys="x", func=lambda v: v), "noise": Lambdad(keys="x", func=lambda v: v)}
+    named |= {name: Lambdad(keys="x", func=lambda v: v) for name in ("flip", "noise", "colour")}
     compose = training_transforms(
         prepare=[named["load"]],
         resize=named["resize"],
@@ -157,6 +159,8 @@ def test_training_transforms_in_cache_order(on_device, cache, extra, expected) -
         augmentation=[named["flip"]],
         extra_augmentation=[named["noise"]],
         use_extra_augmentation=extra,
+        colour_augmentation=[named["colour"]],
+        use_colour_augmentation=colour,
         to_device=named["device"],
         cache_on_device=on_device,
         cache=cache,
