@@ -209,6 +209,11 @@ def terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def _is_auto(value: object) -> bool:
+    """Whether a setting is ``auto`` (any case, spaces around), the value that lets the device decide."""
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
 def gpu_flag(value: object, name: str, device: object) -> bool:
     """A GPU speed-up setting: ``auto`` means on for a CUDA device and off elsewhere; otherwise as :func:`flag`.
 
@@ -220,7 +225,7 @@ def gpu_flag(value: object, name: str, device: object) -> bool:
     Returns:
         Whether the speed-up is used.
     """
-    if isinstance(value, str) and value.strip().lower() == "auto":
+    if _is_auto(value):
         return str(device).startswith("cuda")
     return flag(value, name)
 
@@ -242,7 +247,7 @@ def amp_flag(value: object, device: object) -> bool:
     """
     from pipeline.inference.autocast import native_bf16
 
-    if isinstance(value, str) and value.strip().lower() == "auto":
+    if _is_auto(value):
         return native_bf16(str(device))
     on = flag(value, "amp")
     if on and not native_bf16(str(device)):
@@ -289,7 +294,7 @@ def channels_last_flag(value: object, device: object) -> bool:
         value: ``"auto"``, or an on/off value.
         device: the run's device (a ``torch.device`` or its name).
     """
-    if isinstance(value, str) and value.strip().lower() == "auto":
+    if _is_auto(value):
         return str(device).split(":")[0] in ("cuda", "cpu")
     return flag(value, "channels_last")
 
