@@ -40,7 +40,7 @@ _EPOCH = re.compile(r"epoch \d+/\d+ .* ([\d.]+) s \(validation ([\d.]+) s\)")
 
 
 def timings(log: str, batch_size: int) -> dict:
-    """Training images per second and mean epoch seconds from a training log.
+    """Training images per second and mean epoch seconds from a training log (times to 0.1 s).
 
     Args:
         log: the command's output (the ``pipeline.training`` lines).

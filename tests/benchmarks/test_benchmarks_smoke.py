@@ -150,7 +150,8 @@ def test_polyps_benchmark(tmp_path):
 @pytest.mark.slow
 def test_cpu_training_benchmark(tmp_path):
     """float32 against bfloat16 training, one tiny run each on the demo data: both finish and report their figures."""
-    data = write_demo_dataset(tmp_path / "data", num_cases=6, size=64, val_fraction=0.34, seed=3)
+    # enough slices that an epoch's training outlasts the log's 0.1 s resolution beside its validation
+    data = write_demo_dataset(tmp_path / "data", num_cases=40, size=64, val_fraction=0.1, seed=3)
     args = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "runs"), "--epochs", "1", "--batch_size", "2"]
     args += ["--step_size", "64", "--", "--spatial_size", "[64,64]", "--batch_size", "2", "--num_workers", "0"]
     result = _json([str(HERE / "bench_cpu_training.py"), *args, "--device", "cpu"], tmp_path)
