@@ -142,9 +142,11 @@ class NodeState:
         return record
 
     def records(self) -> Iterator[SeriesRecord]:
-        """Every record, oldest file name first."""
+        """Every record, oldest file name first; a record being written (its hidden ``.tmp-*`` file, renamed into
+        place when complete) is not one yet."""
         for path in sorted(self._records.glob("*.json")):
-            yield _read(path)
+            if not path.name.startswith("."):
+                yield _read(path)
 
     def with_status(self, *statuses: str) -> list[SeriesRecord]:
         """The records in any of ``statuses``."""
