@@ -1,10 +1,11 @@
-"""Training: the Ignite handlers MONAI lacks (reports, named LR schedules, NaN stop, atomic checkpoints, resumable
-state, learning curves, validation pictures, MLflow extras), amounts of training in epochs, samples or steps, and run
-folders."""
+"""Training: the Ignite handlers MONAI lacks (reports, named LR schedules, Dice fine-tuning, NaN stop, atomic
+checkpoints, resumable state, learning curves, validation pictures, MLflow extras), amounts of training in epochs,
+samples or steps, and run folders."""
 
 from pipeline.training.amount import Amount, validation_rounds
 from pipeline.training.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver
 from pipeline.training.curves import write_curves
+from pipeline.training.fine_tuning import DiceFineTuning, schedule_epochs
 from pipeline.training.loss import segmentation_loss
 from pipeline.training.lr_schedule import (
     LR_SCHEDULES,
@@ -35,6 +36,7 @@ __all__ = [
     "Amount",
     "AtomicCheckpointSaver",
     "AtomicDiskSaver",
+    "DiceFineTuning",
     "LrSchedule",
     "NonFiniteLossError",
     "RandomStates",
@@ -53,6 +55,7 @@ __all__ = [
     "point_latest",
     "resume_run_dir",
     "run_name",
+    "schedule_epochs",
     "segmentation_loss",
     "snapshot_interval",
     "tracking_uri",

@@ -126,6 +126,8 @@ class LrSchedule:
         evaluator: the validation engine (needed for ``ReduceLROnPlateau``).
         metric_name: the evaluator metric that drives ``ReduceLROnPlateau``.
         optimizer: the optimizer whose learning rate is recorded; default the scheduler's.
+        epochs: the epochs it steps the scheduler in; after them it leaves the learning rate alone (the Dice
+            fine-tuning, :class:`~pipeline.training.DiceFineTuning`, holds its own). Default: every epoch.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class LrSchedule:
         evaluator: Engine | None = None,
         metric_name: str | None = None,
         optimizer: torch.optim.Optimizer | None = None,
+        epochs: int | None = None,
     ) -> None:
         if isinstance(lr_scheduler, ReduceLROnPlateau) and (evaluator is None or metric_name is None):
             raise ValueError("ReduceLROnPlateau needs the evaluator and the metric_name that drives it.")
@@ -141,7 +144,11 @@ class LrSchedule:
         self.evaluator = evaluator
         self.metric_name = metric_name
         self.optimizer = optimizer if optimizer is not None else getattr(lr_scheduler, "optimizer", None)
+        self.epochs = epochs
         self._validated = False
+
+    def _scheduling(self, engine: Engine) -> bool:
+        return self.lr_scheduler is not None and (self.epochs is None or engine.state.epoch <= self.epochs)
 
     def attach(self, engine: Engine) -> None:
         if self.evaluator is not None:
@@ -159,11 +166,13 @@ class LrSchedule:
     def _mark_validated(self, _: Engine) -> None:
         self._validated = True
 
-    def _step(self, _: Engine) -> None:
-        self.lr_scheduler.step()
+    def _step(self, engine: Engine) -> None:
+        if self._scheduling(engine):
+            self.lr_scheduler.step()
 
     def __call__(self, engine: Engine) -> None:
-        if self.lr_scheduler is None:
+        if not self._scheduling(engine):
+            self._validated = False
             return
         if isinstance(self.lr_scheduler, ReduceLROnPlateau):
             if self._validated:
