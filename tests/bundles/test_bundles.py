@@ -137,7 +137,7 @@ def test_bundle_files(bundle):
         ({}, "chosen_recipe", "default"),
         ({}, "colour_augmentation", False),
         ({"in_channels": 3}, "chosen_recipe", "colour"),
-        ({"in_channels": 3}, "epochs", 30),
+        ({"in_channels": 3}, "epochs", 60),
         ({"in_channels": 3}, "colour_augmentation", False),  # measured no better on Kvasir-SEG
         ({"in_channels": 3, "recipe": "default"}, "epochs", 10),
         ({"in_channels": 3, "colour_augmentation": True}, "colour_augmentation", True),
