@@ -86,8 +86,7 @@ class DiceFineTuning:
         if dice:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate
-        if epoch in (1, self.after_epoch + 1):
-            logger.info(
-                "epoch %d: %s", epoch, f"Dice fine-tuning at learning rate {self.learning_rate:g}" if dice
-                else f"cross-entropy alone through epoch {self.after_epoch}, then Dice fine-tuning",
-            )  # fmt: skip
+        if epoch == self.after_epoch + 1:
+            logger.info("epoch %d: Dice fine-tuning at learning rate %g", epoch, self.learning_rate)
+        elif epoch == 1:
+            logger.info("epoch 1: cross-entropy alone through epoch %d, then Dice fine-tuning", self.after_epoch)
