@@ -141,6 +141,19 @@ def test_cleanup_in_the_foreground_box_equals_the_whole_stack(seed: int, cleanup
     np.testing.assert_array_equal(cleaned, _reference_cleanup(mask, cleanup, float(np.prod(SPACING)) / 1000.0))
 
 
+def test_more_components_and_holes_than_uint16_labels_hold() -> None:
+    """Labels fall back from uint16 to int32 past 65,535 components: 90,000 specks, and a grid of 90,000 holes."""
+    specks = np.zeros((1, 600, 600), bool)
+    specks[0, ::2, ::2] = True
+    specks[0, 100:110, 100:110] = True  # the largest component: this square and the specks it touches
+    cleaned, info = VolumeCleanup(keep_largest=1)(specks, (1.0, 1.0, 1.0))
+    assert info["components_found"] == 90_000 - 36 + 1 and cleaned.sum() == 100 + 11
+    np.testing.assert_array_equal(cleaned[0] > 0, _reference_cleanup(specks, VolumeCleanup(keep_largest=1), 1e-3)[0])
+    grid = np.ones((1, 602, 602), bool)
+    grid[0, 1:-1:2, 1:-1:2] = False  # 90,000 one-pixel holes
+    assert fill_slice_holes(grid).all()
+
+
 def test_cleanup_of_an_empty_stack() -> None:
     cleaned, info = VolumeCleanup(keep_largest=2, fill_holes=True)(np.zeros((3, 16, 16)), SPACING)
     assert cleaned.shape == (3, 16, 16) and not cleaned.any() and info["components_found"] == 0
