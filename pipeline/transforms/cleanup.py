@@ -31,7 +31,7 @@ __all__ = ["VolumeCleanup", "fill_slice_holes", "mask_cleanup"]
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connected: slices are thick, lungs join across them diagonally
 _IN_SLICE_CROSS = np.zeros((3, 3, 3), dtype=bool)
 _IN_SLICE_CROSS[1] = ndimage.generate_binary_structure(2, 1)  # 4-connected within a slice, never across slices
-_SLAB_BYTES = 1 << 23  # int64 copy of a slab that ``_counts`` hands to ``np.bincount``: reused, never first-touched
+_SLAB_BYTES = 1 << 23  # the int64 copy ``np.bincount`` makes of one slab in ``_counts``: small enough to be reused
 
 
 def mask_cleanup(
