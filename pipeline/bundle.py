@@ -235,8 +235,8 @@ def amp_flag(value: object, device: object) -> bool:
     CPU with AVX512-BF16 or AMX: :func:`~pipeline.inference.autocast.native_bf16`); otherwise as :func:`flag`.
 
     On the CPU, bfloat16 runs each network's forward pass 1.5-3 x as fast as float32 with the validation IoU within
-    0.0005 (``docs/evidence/cpu-speed.md``). Asked for on a CPU without those instructions, it is emulated and slower:
-    a warning says so.
+    0.0005 (``docs/evidence/cpu-speed.md``). Asked for on a CPU without those instructions, it is emulated and slower
+    (2-4 x with AVX-512, 8-50 x with AVX2 only, measured with oneDNN held to those instructions): a warning says so.
 
     Args:
         value: ``"auto"``, or an on/off value.
@@ -253,7 +253,8 @@ def amp_flag(value: object, device: object) -> bool:
     if on and not native_bf16(str(device)):
         logging.getLogger("pipeline.bundle").warning(
             "--amp true on %s: this device has no native bfloat16 (AVX512-BF16 or AMX on a CPU), so bfloat16 is "
-            "emulated and slower than float32; leave --amp at auto",
+            "emulated and slower than float32 (measured 2-4 x slower with AVX-512, 8-50 x with AVX2 only); leave "
+            "--amp at auto",
             device,
         )
     return on
