@@ -107,8 +107,9 @@ def finish() -> None:
     """Close the process group, if one is open, once every process has come this far.
 
     Without the barrier a process that finishes first tears its gloo or NCCL connections down while another may still
-    be using them (a rare abort at exit, "terminate called without an active exception", was seen once in the
-    2-process tests).
+    be using them. The barrier was added for a rare abort ("terminate called without an active exception") in the
+    2-process tests; it did not end it: a rank still aborts so now and then under the parallel test suite's load
+    (2026-12-05: rank 1 of a resumed run, SIGABRT), cause unknown. The tests print the aborted process's Python stack.
     """
     if _active():
         dist.barrier()
