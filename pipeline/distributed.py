@@ -17,6 +17,7 @@ pictures) are ``"_disabled_": "@is_not_rank0"`` in ``train.json``, so that the o
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from collections.abc import Callable
@@ -106,13 +107,17 @@ def start(enabled: object, run_device: str | torch.device | None = None) -> bool
 def finish() -> None:
     """Close the process group, if one is open, once every process has come this far.
 
-    Without the barrier a process that finishes first tears its gloo or NCCL connections down while another may still
-    be using them. The barrier was added for a rare abort ("terminate called without an active exception") in the
-    2-process tests; it did not end it: a rank still aborts so now and then under the parallel test suite's load
-    (2026-12-05: rank 1 of a resumed run, SIGABRT), cause unknown. The tests print the aborted process's Python stack.
+    The last barrier's work is kept for the life of the process, on purpose. A gloo worker thread lets go of a finished
+    collective a moment after the caller sees it finish. If the interpreter has begun to shut down when that thread
+    frees a tensor Python made (a gathered metric), the thread cannot take the GIL and the process aborts ("terminate
+    called without an active exception", SIGABRT, torchrun exit 1; PyTorch 2.13, on a loaded machine). A barrier's work
+    holds every collective still queued or in progress when it is issued, so with that work never freed no worker
+    thread frees a Python tensor after this point. Measured by ``tests/benchmarks/probe_distributed_exit.py``.
     """
     if _active():
-        dist.barrier()
+        work = dist.barrier(async_op=True)
+        work.wait()
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(work))  # never freed (see above); the process is ending
         dist.destroy_process_group()
 
 
