@@ -187,3 +187,12 @@ def test_pacs_benchmark(tmp_path, monkeypatch, skip_unless_installed):
     result = _json([str(HERE / "bench_pacs.py"), "--input", str(tmp_path / "study"), "--repeats", "1"], tmp_path)
     variants = ("file_path", "dicomweb_round_trip", "dicomweb_to_dimse", "listener")
     assert all(result[name]["median_s"] > 0 for name in variants) and result["settings"]["instances"] == 9
+
+
+@pytest.mark.slow
+def test_distributed_exit_probe(tmp_path):
+    if shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    result = _json([str(HERE / "probe_distributed_exit.py"), "--runs", "1", "--load", "1"], tmp_path)
+    assert {name: counts["runs"] for name, counts in result["variants"].items()} == {"finish": 1, "barrier": 1}
+    assert result["variants"]["finish"]["ok"] == 1  # the bundles' way of ending never aborts; "barrier" may
