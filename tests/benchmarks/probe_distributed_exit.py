@@ -72,10 +72,13 @@ def _busy() -> None:
 
 
 def _run(variant: str, torchrun: str) -> str:
-    """``ok``, ``abort`` (a rank died of SIGABRT) or ``failed``."""
+    """``ok``, ``abort`` (a rank died of SIGABRT) or ``failed`` (any other failure, a run past 5 minutes included)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     command = [torchrun, "--standalone", "--nproc_per_node=2", __file__, "--worker", variant]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    except subprocess.TimeoutExpired:
+        return "failed"
     if result.returncode == 0:
         return "ok"
     output = result.stdout + result.stderr
