@@ -4,8 +4,10 @@ In one process, on the same cores:
 
 1. **Series.** A phantom chest CT of ``--slices`` axial slices of ``--size`` pixels (the demo study's phantom,
    :func:`pipeline.demo.synthesize_ct_volume`, reconstructed with the smooth B40f kernel and written 1 mm apart by
-   :func:`pipeline.demo.write_ct_series`), plus each series of ``--study`` when that folder exists. The phantom is
-   cached in ``--work_dir``.
+   :func:`pipeline.demo.write_ct_series`), plus each series of ``--study`` that our inference selects (the bundles'
+   series rules: localizers, dose reports and the like are left out, each named with its reason). Each selected
+   series is linked, file by file, into a folder of its own in ``--work_dir``, so that both tools read exactly that
+   series, whatever the export's layout or file names. The phantom is cached in ``--work_dir``.
 2. **lungmask's weights.** lungmask's own cannot be downloaded here, so its R231 architecture (built as
    ``lungmask.mask.get_model`` builds it) is trained for ``--lungmask_steps`` steps on ``--dataset_dir``'s training
    split, preprocessed as lungmask preprocesses (body crop, 256 x 256, [-1024, 600] HU); the right and left lungs are
@@ -13,10 +15,10 @@ In one process, on the same cores:
    work. Cached in ``--work_dir``; ``--lungmask_weights`` takes a state dict instead.
 3. **Side by side**, per series and alternating: lungmask's command line (``lungmask SERIES OUT.nii.gz --modelpath
    W``, on the CPU with its default batch of 20, start-up included) and, per bundle, our command line (``python -m
-   monai.bundle run inference``, start-up included: the bundle's default, which on a CPU with native bfloat16 is
-   bfloat16 autocast with channels-last weights), our runner warm in this process (float32 with contiguous weights,
-   the CPU's default before issue 29; then bfloat16 with channels-last weights: :meth:`Bundle.use_bf16`) and the model
-   alone on the same slices (``bench_study_inference._model_only``).
+   monai.bundle run inference``, start-up included), our runner warm in this process and the model alone on the same
+   slices (``bench_study_inference._model_only``), the last two in float32 with contiguous weights (the CPU's default
+   before issue 29) and in the bundles' default on this CPU (:func:`cpu_default`: bfloat16 autocast with
+   channels-last weights on a CPU with native bfloat16, float32 with channels-last weights on any other).
 4. **The machine's ceiling**: the best GFLOP/s of square matmuls (MKL) and of a wide 3 x 3 convolution (oneDNN) in
    float32 and bfloat16, at each of ``--threads``, measured at the start and again beside the models; the best of all
    is the ceiling.
@@ -27,6 +29,10 @@ In one process, on the same cores:
    float32 with ``--onnx``.
 6. **bfloat16 against float32**: our predictor on ``--dataset_dir``'s validation split at native resolution, in
    float32 and then under bfloat16 autocast: Dice between the two masks, IoU of each against the ground truth.
+
+On a CPU without native bfloat16 (no AVX512-BF16 or AMX) bfloat16 is emulated, 2-50 x slower than float32, and the
+bundles run in float32: the bfloat16 rows of sections 5 and 6 are then left out (``--emulated_bf16`` times them
+anyway), and R231 trains in float32.
 
 Our checkpoints: ``--checkpoint bundle=path``, else ``--train_epochs`` epochs of the bundle's own training command at
 ``--spatial_size`` on ``--dataset_dir`` (``bench_recipes._train``, cached in ``--work_dir``), else untrained weights
@@ -42,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -68,15 +75,50 @@ from scipy import ndimage
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from pipeline.bundle import amp_flag, channels_last_flag
 from pipeline.demo import scan, synthesize_ct_volume, write_ct_series
+from pipeline.inference import find_inputs
+from pipeline.inference.autocast import native_bf16
 from pipeline.intake import load_datalist, split_datalist
 from pipeline.io import LoadSlice
+from pipeline.io.dicom_series import SeriesRules
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = ("cenet", "unet", "aspp", "inception_unet")
 #: lungmask.mask.get_model's R231 U-Net (R231's state dict has 3 output channels: background, right, left lung).
 R231 = {"n_classes": 3, "padding": True, "depth": 5, "up_mode": "upsample", "batch_norm": True, "residual": False}
 LUNGMASK_SIZE = 256  # lungmask's input size (lungmask.mask.LMInferer._inference)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How our networks run: bfloat16 autocast or float32, channels-last or contiguous weights."""
+
+    amp: bool
+    channels_last: bool
+
+    @property
+    def dtype(self) -> str:
+        """``"bf16"`` or ``"fp32"``: which of the machine's ceilings the model's speed is a share of."""
+        return "bf16" if self.amp else "fp32"
+
+
+BEFORE = Setting(amp=False, channels_last=False)
+"""The CPU's default before issue 29: float32 with contiguous weights."""
+
+
+def cpu_default() -> Setting:
+    """The bundles' default on this CPU (``--amp auto``, ``--channels_last auto``): bfloat16 autocast where the CPU
+    runs it natively, channels-last weights on every CPU."""
+    return Setting(amp_flag("auto", "cpu"), channels_last_flag("auto", "cpu"))
+
+
+@dataclass(frozen=True)
+class Series:
+    """A series both tools segment: a folder holding its files and nothing else, and its number of slices."""
+
+    folder: Path
+    slices: int
 
 
 @contextlib.contextmanager
@@ -138,16 +180,16 @@ def machine_ceiling(
 
 
 # ------------------------------------------------------------------------------------------------------------ series
-def phantom_series(work_dir: Path, slices: int, size: int, seed: int = 0) -> Path:
+def phantom_series(work_dir: Path, slices: int, size: int, seed: int = 0) -> Series:
     """A one-series phantom chest CT of ``slices`` axial slices 1 mm apart, written once into ``work_dir``.
 
     Returns:
-        The series folder (its completion marker is a ``.json`` beside it, so that no reader meets it).
+        The series (its folder's completion marker is a ``.json`` beside it, so that no reader meets it).
     """
     folder = work_dir / f"phantom_{size}px_{slices}slices_seed{seed}"
     marker = folder.with_suffix(".json")
     if marker.is_file() and folder.is_dir():
-        return folder
+        return Series(folder, slices)
     shutil.rmtree(folder, ignore_errors=True)
     tick = time.perf_counter()
     hu, _ = synthesize_ct_volume(size, slices, seed)
@@ -169,12 +211,36 @@ def phantom_series(work_dir: Path, slices: int, size: int, seed: int = 0) -> Pat
         convolution_kernel="B40f",
     )
     marker.write_text(json.dumps({"slices": slices, "size": size, "seed": seed, "seconds": time.perf_counter() - tick}))
-    return folder
+    return Series(folder, slices)
 
 
-def study_series(study: Path) -> list[Path]:
-    """Each folder under ``study`` that holds ``.dcm`` files: one series each in a TCIA or PACS export."""
-    return sorted({path.parent for path in study.rglob("*.dcm")})
+def study_series(study: Path, rules: SeriesRules, work_dir: Path) -> list[Series]:
+    """The series of ``study`` that our inference selects, each linked file by file into its own folder.
+
+    The selection is the runner's own (:func:`pipeline.inference.find_inputs` with the bundles' series rules), so a
+    localizer or a dose report is left out, and each series left out is printed with the reason. Each
+    selected series (or part of one, when the rules split it) gets a folder of symbolic links to its files under
+    ``work_dir/series``, named by its de-identified label: lungmask reads every file of the folder it is given, and
+    a study folder, or one folder holding several series, would hand it more than the series.
+
+    Raises:
+        ValueError: ``study`` holds no series that the rules select (the message says what was found instead).
+    """
+    inputs = find_inputs(study, rules)
+    for series, reason in inputs.rejected:
+        print(f"{series.label} ({len(series.files)} files) left out: {reason}", flush=True)
+    if not inputs.series:
+        found = f"{len(inputs.rejected)} series left out (above), {len(inputs.skipped)} other files"
+        raise ValueError(f"--study {study}: no DICOM series our inference would segment ({found})")
+    selected = []
+    for series in inputs.series:
+        folder = work_dir / "series" / series.label
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for k, file in enumerate(series.files):
+            (folder / f"{k:05d}_{file.name}").symlink_to(file.resolve())
+        selected.append(Series(folder, len(series.files)))
+    return selected
 
 
 # ---------------------------------------------------------------------------------------------------------- lungmask
@@ -202,8 +268,8 @@ def train_r231(
     """Train lungmask's R231 U-Net briefly and save its state dict to ``weights`` (reused when it exists).
 
     Bands of ``rows`` full-width rows of the 256 x 256 body crop, so that each band shows which side it is on; Adam,
-    negative log-likelihood of R231's log-softmax output, bfloat16 autocast. Scored on the validation split (no
-    post-processing): IoU of each lung and of both.
+    negative log-likelihood of R231's log-softmax output, bfloat16 autocast where the CPU runs it natively (float32
+    elsewhere). Scored on the validation split (no post-processing): IoU of each lung and of both.
 
     Args:
         dataset_dir: 2D CT slices in HU with lung masks (any format :func:`pipeline.intake.load_datalist` reads).
@@ -227,11 +293,12 @@ def train_r231(
     rng = np.random.default_rng(0)
     network = UNet(in_channels=1, **R231)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+    bf16 = native_bf16("cpu")
     tick = time.perf_counter()
     for _ in range(steps):
         pick = rng.choice(len(images), batch_size, replace=False)
         top = int(rng.integers(0, LUNGMASK_SIZE - rows + 1))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             log_probs = network(images[pick, :, top : top + rows])
         loss = nn.functional.nll_loss(log_probs.float(), labels[pick, top : top + rows])
         optimizer.zero_grad(set_to_none=True)
@@ -252,6 +319,7 @@ def train_r231(
         "batch_size": batch_size,
         "rows": rows,
         "lr": lr,
+        "precision": "bf16" if bf16 else "fp32",
         "train_s": round(seconds, 1),
         "val_iou_right": iou(predicted == 1, val_labels == 1),
         "val_iou_left": iou(predicted == 2, val_labels == 2),
@@ -304,12 +372,12 @@ class Bundle:
     def predictor(self) -> Any:
         return self.parser.get_parsed_content("predictor")
 
-    def use_bf16(self, bf16: bool) -> None:
-        """float32 with contiguous weights (the CPU's default before issue 29), or bfloat16 autocast (the inferer's
-        ``amp``) with channels-last weights (the default since, on a CPU with native bfloat16)."""
+    def use(self, setting: Setting) -> None:
+        """Run the warm runner's networks in ``setting``: bfloat16 autocast (the inferer's ``amp``) or float32,
+        channels-last or contiguous weights."""
         self.predictor.amp = False
-        self.parser.get_parsed_content("validate#inferer").amp = bf16
-        memory_format = torch.channels_last if bf16 else torch.contiguous_format
+        self.parser.get_parsed_content("validate#inferer").amp = setting.amp
+        memory_format = torch.channels_last if setting.channels_last else torch.contiguous_format
         for network in self.parser.get_parsed_content("networks"):
             network.to(memory_format=memory_format)
 
@@ -366,9 +434,17 @@ def load_bundle(name: str, args: argparse.Namespace) -> Bundle:
     return Bundle(name, checkpoint, trained, size, parser, parser.get_parsed_content("runner"))
 
 
-def run_warm(bundle: Bundle, series: Path, amp: bool) -> dict[str, Any]:
+def series_rules(name: str) -> SeriesRules:
+    """The bundle's DICOM series selection rules, as its inference command reads them."""
+    parser = ConfigParser()
+    parser.read_config(REPO / "bundles" / name / "inference.json")
+    parser.read_meta(REPO / "bundles" / name / "metadata.json")
+    return parser.get_parsed_content("series_rules")
+
+
+def run_warm(bundle: Bundle, series: Path, setting: Setting) -> dict[str, Any]:
     """Our runner, already loaded, on one series into a fresh folder: seconds and the series report's stage times."""
-    bundle.use_bf16(amp)
+    bundle.use(setting)
     with tempfile.TemporaryDirectory() as out:
         runner = bundle.runner.retargeted(series, out)
         tick = time.perf_counter()
@@ -380,19 +456,22 @@ def run_warm(bundle: Bundle, series: Path, amp: bool) -> dict[str, Any]:
     return {"seconds": seconds, "stages": stages, "volume_ml": round(report["segmented_volume_ml"], 1)}
 
 
-def model_only(bundle: Bundle, series: Path, amp: bool) -> float:
+def model_only(bundle: Bundle, series: Path, setting: Setting) -> float:
     """Seconds of the model alone over the series' slices, preprocessed beforehand (``_model_only``)."""
-    bundle.use_bf16(amp)
+    bundle.use(setting)
     return _model_only(bundle.parser, bundle.options(series))[0]
 
 
-def side_by_side(series: Sequence[Path], bundles: Sequence[Bundle], weights: Path, args: argparse.Namespace) -> list:
-    """Every timing of section 3, one row per (repeat, series, bundle); lungmask runs once per series and repeat."""
+def side_by_side(series: Sequence[Series], bundles: Sequence[Bundle], weights: Path, args: argparse.Namespace) -> list:
+    """Every timing of section 3, one row per (repeat, series, bundle); lungmask runs once per series and repeat.
+
+    Our warm runner and model alone run in float32 with contiguous weights (``before``) and in the bundles' default
+    on this CPU (``default``, :func:`cpu_default`)."""
     rows = []
+    default = cpu_default()
     cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # lungmask's CPU path, with its default batch of 20
     for repeat in range(args.repeats):
-        for folder in series:
-            slices = len(list(folder.glob("*.dcm")))
+        for folder, slices in ((s.folder, s.slices) for s in series):
             with tempfile.TemporaryDirectory() as out:
                 mask_file = Path(out) / "lungmask.nii.gz"
                 lungmask_s = _timed_command(lungmask_command(folder, mask_file, weights), cpu_only)
@@ -402,7 +481,7 @@ def side_by_side(series: Sequence[Path], bundles: Sequence[Bundle], weights: Pat
             for bundle in bundles:
                 with tempfile.TemporaryDirectory() as out:
                     command_s = _timed_command(bundle.command(folder, Path(out)))
-                fp32, bf16 = run_warm(bundle, folder, amp=False), run_warm(bundle, folder, amp=True)
+                before, ours = run_warm(bundle, folder, BEFORE), run_warm(bundle, folder, default)
                 row = {
                     "repeat": repeat,
                     "series": folder.name,
@@ -410,21 +489,21 @@ def side_by_side(series: Sequence[Path], bundles: Sequence[Bundle], weights: Pat
                     "bundle": bundle.name,
                     "lungmask_command_s": round(lungmask_s, 2),
                     "ours_command_s": round(command_s, 2),
-                    "ours_warm_fp32_s": round(fp32["seconds"], 2),
-                    "ours_warm_bf16_s": round(bf16["seconds"], 2),
-                    "model_only_fp32_s": round(model_only(bundle, folder, amp=False), 2),
-                    "model_only_bf16_s": round(model_only(bundle, folder, amp=True), 2),
+                    "ours_warm_before_s": round(before["seconds"], 2),
+                    "ours_warm_default_s": round(ours["seconds"], 2),
+                    "model_only_before_s": round(model_only(bundle, folder, BEFORE), 2),
+                    "model_only_default_s": round(model_only(bundle, folder, default), 2),
                     "lungmask_volume_ml": lungmask_ml,
-                    "ours_fp32_volume_ml": fp32["volume_ml"],
-                    "ours_bf16_volume_ml": bf16["volume_ml"],
-                    "stages_fp32": fp32["stages"],
-                    "stages_bf16": bf16["stages"],
+                    "ours_before_volume_ml": before["volume_ml"],
+                    "ours_default_volume_ml": ours["volume_ml"],
+                    "stages_before": before["stages"],
+                    "stages_default": ours["stages"],
                 }
                 rows.append(row)
                 print(
-                    f"    {bundle.name}: command {command_s:.1f} s, warm fp32 {row['ours_warm_fp32_s']} s, bf16 "
-                    f"{row['ours_warm_bf16_s']} s, model only fp32 {row['model_only_fp32_s']} s, bf16 "
-                    f"{row['model_only_bf16_s']} s",
+                    f"    {bundle.name}: command {command_s:.1f} s, warm before {row['ours_warm_before_s']} s, default "
+                    f"{row['ours_warm_default_s']} s, model only before {row['model_only_before_s']} s, default "
+                    f"{row['model_only_default_s']} s",
                     flush=True,
                 )
     return rows
@@ -444,14 +523,13 @@ def summarise(rows: Sequence[dict], gflops: dict[str, float], ceiling: dict[str,
         for name, seconds in med.items():
             entry[name] = round(seconds, 2)
             entry[name.removesuffix("_s") + "_ms_per_slice"] = round(1000 * seconds / slices, 1)
-        for name in ("ours_command_s", "ours_warm_fp32_s", "ours_warm_bf16_s"):
+        for name in ("ours_command_s", "ours_warm_before_s", "ours_warm_default_s"):
             entry[name.removesuffix("_s") + "_over_lungmask"] = round(med[name] / med["lungmask_command_s"], 3)
-        entry["warm_fp32_over_model_only"] = round(med["ours_warm_fp32_s"] / med["model_only_fp32_s"], 2)
-        entry["warm_bf16_over_model_only"] = round(med["ours_warm_bf16_s"] / med["model_only_bf16_s"], 2)
-        for dtype in ("fp32", "bf16"):
-            peak = ceiling[dtype].get(threads)
-            rate = slices * gflops[key[1]] / med[f"model_only_{dtype}_s"]
-            entry[f"model_only_{dtype}_share_of_ceiling"] = round(rate / peak, 3) if peak else None
+        for setting, name in ((BEFORE, "before"), (cpu_default(), "default")):
+            entry[f"warm_{name}_over_model_only"] = round(med[f"ours_warm_{name}_s"] / med[f"model_only_{name}_s"], 2)
+            peak = ceiling[setting.dtype].get(threads)
+            rate = slices * gflops[key[1]] / med[f"model_only_{name}_s"]
+            entry[f"model_only_{name}_share_of_ceiling"] = round(rate / peak, 3) if peak else None
         table.append(entry)
     return table
 
@@ -474,10 +552,11 @@ def _onnx_seconds(network: nn.Module, batch: torch.Tensor, threads: int, repeats
 def model_variants(
     name: str, network: nn.Module, gflop: float, batch: torch.Tensor, ceiling: dict, args: argparse.Namespace
 ) -> list[dict]:
-    """Section 5 for one network: images/s, GFLOP/s and share of the ceiling per precision, layout and threads."""
+    """Section 5 for one network: images/s, GFLOP/s and share of the ceiling per precision, layout and threads
+    (bfloat16 only where ``args.bf16``)."""
     rows = []
     for threads in args.threads:
-        for bf16 in (False, True):
+        for bf16 in (False, True)[: 1 + args.bf16]:
             for channels_last in (False, True):
                 # both layouts set explicitly: the bundles load their weights channels-last on the CPU
                 layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -543,7 +622,7 @@ def bf16_accuracy(bundle: Bundle, dataset_dir: Path) -> dict[str, Any]:
     truth = [load(item["label"])[0].numpy() > 0 for item in items]
     masks = {}
     for amp in (False, True):
-        bundle.use_bf16(amp)
+        bundle.use(Setting(amp, channels_last=True))
         tick = time.perf_counter()
         masks[amp] = [m[0].numpy() > 0 for m in bundle.predictor(images)]
         masks[f"{amp}_s"] = time.perf_counter() - tick
@@ -589,6 +668,11 @@ def _arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     cli.add_argument("--matmul_sizes", type=int, nargs="+", default=[2048, 4096], help="the ceiling's square matmuls")
     cli.add_argument("--conv_channels", type=int, default=512, help="channels of the ceiling's 3 x 3 convolution")
     cli.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (float32)")
+    cli.add_argument(
+        "--emulated_bf16",
+        action="store_true",
+        help="time bfloat16 (models, accuracy) on a CPU without native bfloat16 too, where it is 2-50 x slower",
+    )
     cli.add_argument("--skip", nargs="*", default=[], choices=["side_by_side", "models", "accuracy"])
     args = cli.parse_args(argv)
     for spec in args.checkpoint:
@@ -597,6 +681,11 @@ def _arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
             cli.error(f"--checkpoint {spec!r}: expected BUNDLE=PATH with BUNDLE one of {', '.join(BUNDLES)}")
     if args.slices and not args.slices >= 2:
         cli.error(f"--slices must be 0 or at least 2, got {args.slices}")
+    if args.study is not None and not args.study.is_dir():
+        cli.error(f"--study {args.study}: no such folder")
+    if "side_by_side" not in args.skip and not args.slices and args.study is None:
+        cli.error("no series to time: --slices 0 and no --study (or skip the section: --skip side_by_side)")
+    args.bf16 = native_bf16("cpu") or args.emulated_bf16
     if "side_by_side" not in args.skip and args.lungmask_weights is None and args.dataset_dir is None:
         cli.error("lungmask needs weights: pass --dataset_dir to train R231 briefly, or --lungmask_weights")
     return args
@@ -616,7 +705,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _arguments(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"machine": machine(), "settings": {k: str(v) for k, v in vars(args).items()}}
+    result["default_setting"] = dataclasses.asdict(cpu_default())
     print(f"machine: {json.dumps(result['machine'])}", flush=True)
+    print(f"the bundles' default on this CPU: {json.dumps(result['default_setting'])}", flush=True)
+    if not args.bf16:
+        print(
+            "this CPU has no native bfloat16 (AVX512-BF16 or AMX): the bundles run in float32 here, and the bfloat16 "
+            "rows (models, accuracy) are left out; --emulated_bf16 times them anyway (2-50 x slower)",
+            flush=True,
+        )
+    series = []
+    if "side_by_side" not in args.skip:  # chosen first: a study with nothing to segment ends the run at once
+        series = [phantom_series(args.work_dir, args.slices, args.size)] if args.slices else []
+        if args.study is not None:
+            try:
+                series += study_series(args.study, series_rules(args.bundles[0]), args.work_dir)
+            except ValueError as e:
+                raise SystemExit(f"bench_cpu_lungmask: {e}") from None
     result["ceiling_runs"] = [_ceiling(args)]
 
     bundles = [load_bundle(name, args) for name in args.bundles]
@@ -631,11 +736,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"R231 for lungmask: {json.dumps(result['lungmask_training'])}", flush=True)
 
     if "side_by_side" not in args.skip:
-        series = [phantom_series(args.work_dir, args.slices, args.size)] if args.slices else []
-        series += study_series(args.study) if args.study and args.study.is_dir() else []
-        smallest = min(series, key=lambda folder: len(list(folder.glob("*.dcm"))))
+        smallest = min(series, key=lambda s: s.slices).folder
         for bundle in bundles:  # first-call costs (allocator, highdicom's tables, lazy imports) out of the timings
-            run_warm(bundle, smallest, amp=False)
+            run_warm(bundle, smallest, BEFORE)
         result["side_by_side_runs"] = side_by_side(series, bundles, weights, args)
 
     if "models" not in args.skip:
@@ -663,7 +766,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             lean = argparse.Namespace(**{**vars(args), "threads": [max(args.threads)], "onnx": False})
             result["models"] += model_variants("lungmask_r231", r231, gflop, batch, ceiling, lean)
 
-    if "accuracy" not in args.skip and args.dataset_dir is not None:
+    if "accuracy" not in args.skip and args.dataset_dir is not None and args.bf16:
         result["accuracy"] = [bf16_accuracy(b, args.dataset_dir) for b in bundles if b.trained]
         for row in result["accuracy"]:
             print(f"bf16 against fp32: {json.dumps(row)}", flush=True)

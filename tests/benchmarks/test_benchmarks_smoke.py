@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -17,6 +18,7 @@ from PIL import Image
 
 from pipeline.demo import write_demo_dataset
 from pipeline.demo.study import write_demo_study
+from pipeline.inference.autocast import native_bf16
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -176,8 +178,56 @@ def test_cpu_lungmask_benchmark(tmp_path, monkeypatch):
     result = _json([bench.__file__, *args], tmp_path)
     assert set(result["ceiling_gflops"]) == {"fp32", "bf16"} and result["checkpoints"]["unet"]["trained"] is False
     rows = [(r["network"], r["dtype"], r["channels_last"]) for r in result["models"]]
-    assert rows == [("unet", dtype, layout) for dtype in ("fp32", "bf16") for layout in (False, True)]
+    dtypes = ("fp32", "bf16") if native_bf16("cpu") else ("fp32",)  # emulated bfloat16 only on request
+    assert rows == [("unet", dtype, layout) for dtype in dtypes for layout in (False, True)]
+    assert result["default_setting"] == {"amp": native_bf16("cpu"), "channels_last": True}
     assert all(r["images_per_s"] > 0 and r["share_of_ceiling"] > 0 for r in result["models"])
+
+
+def test_cpu_lungmask_benchmark_series(tmp_path, monkeypatch, capsys):
+    """The series both tools time are the ones our inference selects, each alone in a folder, whatever the export's
+    layout: here every file of the demo study flat in one folder, without extensions, beside its localizer."""
+    monkeypatch.syspath_prepend(str(HERE))
+    bench = importlib.import_module("bench_cpu_lungmask")
+    study = write_demo_study(tmp_path / "study", size=64, num_slices=3, seed=3)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for k, file in enumerate(sorted(study.rglob("*.dcm"))):
+        shutil.copy(file, flat / f"IM{k:04d}")
+    series = bench.study_series(flat, bench.series_rules("unet"), tmp_path / "work")
+    assert [s.slices for s in series] == [3, 3]  # both axial series; the localizer is left out
+    assert "left out" in capsys.readouterr().out
+    for s in series:
+        files = sorted(s.folder.iterdir())
+        assert len(files) == s.slices and all(f.is_symlink() and f.resolve().parent == flat for f in files)
+        assert len({pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID for f in files}) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no DICOM series"):
+        bench.study_series(empty, bench.series_rules("unet"), tmp_path / "work")
+    with pytest.raises(SystemExit):
+        bench._arguments(["--lungmask_weights", "w.pth", "--study", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit):  # nothing to time side by side
+        bench._arguments(["--lungmask_weights", "w.pth", "--slices", "0"])
+
+
+@pytest.mark.parametrize(
+    "native, emulated, dtypes",
+    [(True, False, ["fp32", "bf16"]), (False, False, ["fp32"]), (False, True, ["fp32", "bf16"])],
+)
+def test_cpu_lungmask_benchmark_bf16_only_where_native(monkeypatch, native, emulated, dtypes):
+    """On a CPU without native bfloat16 (emulated: 2-50 x slower) the bfloat16 rows are left out unless asked for."""
+    monkeypatch.syspath_prepend(str(HERE))
+    bench = importlib.import_module("bench_cpu_lungmask")
+    monkeypatch.setattr(bench, "native_bf16", lambda device="cpu": native)
+    args = bench._arguments(
+        ["--skip", "side_by_side", "--threads", "1", "--timing_repeats", "1"] + ["--emulated_bf16"] * emulated
+    )
+    assert args.bf16 is (native or emulated)
+    ceiling = {"fp32": {"1": 1.0}, "bf16": {"1": 1.0}}
+    network = torch.nn.Conv2d(1, 2, 3, padding=1)
+    rows = bench.model_variants("conv", network, 1e-4, torch.rand(1, 1, 16, 16), ceiling, args)
+    assert [r["dtype"] for r in rows] == [d for d in dtypes for _ in (False, True)]  # each in both layouts
 
 
 def test_pacs_benchmark(tmp_path, monkeypatch, skip_unless_installed):
