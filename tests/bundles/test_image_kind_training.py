@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import Segmenter
 from pipeline.models.card import card_path
 from pipeline.overrides import help_text
 
@@ -92,6 +93,15 @@ def test_colour_training_needs_no_overrides(tmp_path, run_bundle):
     # one epoch learns little: the result may be flagged as empty, never the input as the wrong kind of image
     assert not any("colour" in flag or "grey" in flag for flag in summary["inputs"][0].get("flags", [])), summary
     assert Image.open(tmp_path / "i" / summary["inputs"][0]["outputs"][0]).size == (SIZE, SIZE)
+
+    # from Python: a frame as a file, as PIL's (H, W, 3) array and channel first, all the same mask
+    model = Segmenter.from_run(out / "latest", device="cpu")
+    frame = data / "images" / "frame0.jpg"
+    rgb = np.asarray(Image.open(frame))
+    expected = model.predict(frame)
+    assert expected.shape == (SIZE, SIZE)
+    assert np.array_equal(model.predict(rgb), expected)
+    assert np.array_equal(model.predict(rgb.transpose(2, 0, 1)), expected)
 
 
 def test_weights_with_a_card_never_read_the_data_for_their_settings(tmp_path, run_bundle, bundle_workflow):
