@@ -49,6 +49,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -714,6 +715,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "rows (models, accuracy) are left out; --emulated_bf16 times them anyway (2-50 x slower)",
             flush=True,
         )
+    if (args.lungmask_weights or args.dataset_dir) and importlib.util.find_spec("lungmask") is None:
+        raise SystemExit('bench_cpu_lungmask: lungmask is not installed: pip install -e ".[bench]"')
     series = []
     if "side_by_side" not in args.skip:  # chosen first: a study with nothing to segment ends the run at once
         series = [phantom_series(args.work_dir, args.slices, args.size)] if args.slices else []

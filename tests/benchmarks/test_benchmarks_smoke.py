@@ -209,6 +209,9 @@ def test_cpu_lungmask_benchmark_series(tmp_path, monkeypatch, capsys):
         bench._arguments(["--lungmask_weights", "w.pth", "--study", str(tmp_path / "missing")])
     with pytest.raises(SystemExit):  # nothing to time side by side
         bench._arguments(["--lungmask_weights", "w.pth", "--slices", "0"])
+    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)  # lungmask missing: said at once
+    with pytest.raises(SystemExit, match=r"lungmask is not installed: pip install"):
+        bench.main(["--lungmask_weights", "w.pth", "--work_dir", str(tmp_path / "work"), "--skip", "models"])
 
 
 @pytest.mark.parametrize(
