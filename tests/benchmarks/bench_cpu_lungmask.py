@@ -78,7 +78,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.bundle import amp_flag, channels_last_flag
 from pipeline.demo import scan, synthesize_ct_volume, write_ct_series
-from pipeline.inference import find_inputs
+from pipeline.inference import EXIT_FLAGGED, find_inputs
 from pipeline.inference.autocast import native_bf16
 from pipeline.intake import load_datalist, split_datalist
 from pipeline.io import LoadSlice
@@ -348,11 +348,13 @@ def lungmask_volume_ml(mask_file: Path) -> float:
     return float((sitk.GetArrayViewFromImage(image) > 0).sum() * np.prod(image.GetSpacing()) / 1000)
 
 
-def _timed_command(command: list[str], env: dict[str, str] | None = None) -> float:
+def _timed_command(command: list[str], env: dict[str, str] | None = None, accept: Sequence[int] = (0,)) -> float:
+    """Seconds the command took; ``RuntimeError`` with the end of its error output when it exits outside
+    ``accept``."""
     tick = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - tick
-    if result.returncode != 0:
+    if result.returncode not in accept:
         raise RuntimeError(f"{' '.join(command[:6])} ... exited {result.returncode}:\n{result.stderr[-3000:]}")
     return seconds
 
@@ -454,7 +456,8 @@ def run_warm(bundle: Bundle, series: Path, setting: Setting) -> dict[str, Any]:
         (report_file,) = Path(out).rglob("report.json")
         report = json.loads(report_file.read_text())
     stages = {k: round(v, 3) for k, v in report["timings"].items()}
-    return {"seconds": seconds, "stages": stages, "volume_ml": round(report["segmented_volume_ml"], 1)}
+    volume_ml = round(report["segmented_volume_ml"], 1)
+    return {"seconds": seconds, "stages": stages, "volume_ml": volume_ml, "quality": report["quality"]["status"]}
 
 
 def model_only(bundle: Bundle, series: Path, setting: Setting) -> float:
@@ -463,26 +466,49 @@ def model_only(bundle: Bundle, series: Path, setting: Setting) -> float:
     return _model_only(bundle.parser, bundle.options(series))[0]
 
 
-def side_by_side(series: Sequence[Series], bundles: Sequence[Bundle], weights: Path, args: argparse.Namespace) -> list:
+def side_by_side(
+    series: Sequence[Series], bundles: Sequence[Bundle], weights: Path, args: argparse.Namespace
+) -> tuple[list[dict], list[dict]]:
     """Every timing of section 3, one row per (repeat, series, bundle); lungmask runs once per series and repeat.
 
     Our warm runner and model alone run in float32 with contiguous weights (``before``) and in the bundles' default
-    on this CPU (``default``, :func:`cpu_default`)."""
-    rows = []
+    on this CPU (``default``, :func:`cpu_default`). A flagged result (exit status 3: an input or result unlike the
+    training data, as briefly trained weights may give) is timed like any other, its status in the row. A series
+    that lungmask, or one of our bundles, fails on is printed with the reason and left out of the rows, and the run
+    goes on.
+
+    Returns:
+        ``(rows, failures)``: the timings, and what failed (repeat, series, tool, reason).
+    """
+    rows, failures = [], []
     default = cpu_default()
     cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # lungmask's CPU path, with its default batch of 20
+
+    def failed(repeat: int, folder: Path, tool: str, error: Exception) -> None:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1][:300]
+        failures.append({"repeat": repeat, "series": folder.name, "tool": tool, "reason": reason})
+        print(f"[{repeat}] {folder.name}: {tool} failed, left out: {reason}", flush=True)
+
     for repeat in range(args.repeats):
         for folder, slices in ((s.folder, s.slices) for s in series):
-            with tempfile.TemporaryDirectory() as out:
-                mask_file = Path(out) / "lungmask.nii.gz"
-                lungmask_s = _timed_command(lungmask_command(folder, mask_file, weights), cpu_only)
-                lungmask_ml = round(lungmask_volume_ml(mask_file), 1)
+            try:
+                with tempfile.TemporaryDirectory() as out:
+                    mask_file = Path(out) / "lungmask.nii.gz"
+                    lungmask_s = _timed_command(lungmask_command(folder, mask_file, weights), cpu_only)
+                    lungmask_ml = round(lungmask_volume_ml(mask_file), 1)
+            except Exception as e:  # a series lungmask cannot segment is a finding, not the end of the run
+                failed(repeat, folder, "lungmask", e)
+                continue
             heading = f"[{repeat}] {folder.name}, {slices} slices"
             print(f"{heading}: lungmask {lungmask_s:.1f} s, {lungmask_ml} mL", flush=True)
             for bundle in bundles:
-                with tempfile.TemporaryDirectory() as out:
-                    command_s = _timed_command(bundle.command(folder, Path(out)))
-                before, ours = run_warm(bundle, folder, BEFORE), run_warm(bundle, folder, default)
+                try:
+                    with tempfile.TemporaryDirectory() as out:
+                        command_s = _timed_command(bundle.command(folder, Path(out)), accept=(0, EXIT_FLAGGED))
+                    before, ours = run_warm(bundle, folder, BEFORE), run_warm(bundle, folder, default)
+                except Exception as e:
+                    failed(repeat, folder, bundle.name, e)
+                    continue
                 row = {
                     "repeat": repeat,
                     "series": folder.name,
@@ -499,15 +525,16 @@ def side_by_side(series: Sequence[Series], bundles: Sequence[Bundle], weights: P
                     "ours_default_volume_ml": ours["volume_ml"],
                     "stages_before": before["stages"],
                     "stages_default": ours["stages"],
+                    "quality": ours["quality"],
                 }
                 rows.append(row)
                 print(
                     f"    {bundle.name}: command {command_s:.1f} s, warm before {row['ours_warm_before_s']} s, default "
                     f"{row['ours_warm_default_s']} s, model only before {row['model_only_before_s']} s, default "
-                    f"{row['model_only_default_s']} s",
+                    f"{row['model_only_default_s']} s ({ours['quality']})",
                     flush=True,
                 )
-    return rows
+    return rows, failures
 
 
 def summarise(rows: Sequence[dict], gflops: dict[str, float], ceiling: dict[str, dict[str, float]]) -> list[dict]:
@@ -742,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         smallest = min(series, key=lambda s: s.slices).folder
         for bundle in bundles:  # first-call costs (allocator, highdicom's tables, lazy imports) out of the timings
             run_warm(bundle, smallest, BEFORE)
-        result["side_by_side_runs"] = side_by_side(series, bundles, weights, args)
+        result["side_by_side_runs"], result["side_by_side_failures"] = side_by_side(series, bundles, weights, args)
 
     if "models" not in args.skip:
         result["ceiling_runs"].append(_ceiling(args))  # again beside the models: the best of both is the ceiling

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import shutil
@@ -212,6 +213,22 @@ def test_cpu_lungmask_benchmark_series(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)  # lungmask missing: said at once
     with pytest.raises(SystemExit, match=r"lungmask is not installed: pip install"):
         bench.main(["--lungmask_weights", "w.pth", "--work_dir", str(tmp_path / "work"), "--skip", "models"])
+
+
+def test_cpu_lungmask_benchmark_goes_on_after_a_failure(tmp_path, monkeypatch, capsys):
+    """A flagged result (exit status 3) is timed like any other; a series a tool fails on is left out with the reason,
+    and the run goes on."""
+    monkeypatch.syspath_prepend(str(HERE))
+    bench = importlib.import_module("bench_cpu_lungmask")
+    assert bench._timed_command([sys.executable, "-c", "raise SystemExit(3)"], accept=(0, 3)) > 0
+    with pytest.raises(RuntimeError, match="exited 3"):
+        bench._timed_command([sys.executable, "-c", "raise SystemExit(3)"])
+    folder = tmp_path / "series"
+    folder.mkdir()
+    series = [bench.Series(folder, 2), bench.Series(folder, 2)]
+    rows, failures = bench.side_by_side(series, [], tmp_path / "missing.pth", argparse.Namespace(repeats=1))
+    assert rows == [] and [f["tool"] for f in failures] == ["lungmask", "lungmask"]  # both series tried
+    assert capsys.readouterr().out.count("lungmask failed, left out") == 2
 
 
 @pytest.mark.parametrize(
