@@ -48,7 +48,7 @@ __all__ = ["Segmenter", "SeriesResult"]
 
 logger = logging.getLogger("pipeline.inference")
 
-_COLOUR = (3, 4)  # the channels of an RGB or RGBA array
+_CHANNELS = (1, 3, 4)  # grey, RGB and RGBA
 
 
 @dataclass
@@ -167,9 +167,9 @@ class Segmenter:
 
         Args:
             image: a file (PNG, TIFF, JPEG, DICOM, a NIfTI slice or volume), or an (H, W) or (C, H, W) array in the
-                units the model was trained on (Hounsfield units for CT, raw intensities otherwise). A colour image
-                may also come as PIL, imageio and scikit-image give it, (H, W, 3) or (H, W, 4) in RGB order
-                (OpenCV's ``imread`` gives BGR: convert it first).
+                units the model was trained on (Hounsfield units for CT, raw intensities otherwise). An image may
+                also come channel-last, (H, W, 1), (H, W, 3) or (H, W, 4), as PIL, imageio and scikit-image give
+                colour, in RGB order (OpenCV's ``imread`` gives BGR: convert it first).
             probabilities: also return each channel's probability at the image's own size: ``(K + 1, H, W)``
                 softmax (background first) for ``K`` structures, ``(1, H, W)`` sigmoid for one.
 
@@ -226,8 +226,8 @@ class Segmenter:
             array = self.runner.loader(image)  # the command's reader and pixel limit
         else:
             tensor = torch.as_tensor(np.asarray(image, dtype=np.float32))
-            if tensor.ndim == 3 and tensor.shape[-1] in _COLOUR and tensor.shape[0] not in _COLOUR:
-                tensor = tensor.permute(2, 0, 1)  # (H, W, C), as PIL gives colour: no image is 3 or 4 pixels high
+            if tensor.ndim == 3 and tensor.shape[-1] in _CHANNELS and tensor.shape[0] not in _CHANNELS:
+                tensor = tensor.permute(2, 0, 1)  # (H, W, C), as PIL gives colour: no image is 1, 3 or 4 pixels high
             array = MetaTensor(tensor[None] if tensor.ndim == 2 else tensor)
         if array.ndim != 3:
             raise ValueError(f"predict takes an (H, W) or (C, H, W) image, got shape {tuple(array.shape)}")

@@ -44,8 +44,10 @@ def test_images_match_the_command(run):
         from_file = model.predict(path)
         assert from_file.dtype == np.uint8 and from_file.shape == expected.shape
         assert np.array_equal(from_file > 0, expected), path.name
-        from_array = model.predict(np.asarray(LoadSlice()(path))[0])  # (H, W) in HU
-        assert np.array_equal(from_array, from_file)
+        hu = np.asarray(LoadSlice()(path))[0]
+        assert np.array_equal(model.predict(hu), from_file)  # (H, W) in HU
+        assert np.array_equal(model.predict(hu[None]), from_file)  # (1, H, W)
+        assert np.array_equal(model.predict(hu[..., None]), from_file)  # (H, W, 1), channel last
 
 
 def test_series_match_the_command(run):
