@@ -230,7 +230,7 @@ class Segmenter:
                 tensor = tensor.permute(2, 0, 1)  # (H, W, C), as PIL gives colour: no image is 1, 3 or 4 pixels high
             array = MetaTensor(tensor[None] if tensor.ndim == 2 else tensor)
         if array.ndim != 3:
-            raise ValueError(f"predict takes an (H, W) or (C, H, W) image, got shape {tuple(array.shape)}")
+            raise ValueError(f"predict takes an (H, W), (C, H, W) or (H, W, C) image, got shape {tuple(array.shape)}")
         if not bool(torch.isfinite(array).all()):
             raise ValueError("the image holds NaN or infinite values; nothing can be segmented from them")
         name = Path(image).name if isinstance(image, (str, os.PathLike)) else "the image"
