@@ -506,6 +506,7 @@ def side_by_side(
                     with tempfile.TemporaryDirectory() as out:
                         command_s = _timed_command(bundle.command(folder, Path(out)), accept=(0, EXIT_FLAGGED))
                     before, ours = run_warm(bundle, folder, BEFORE), run_warm(bundle, folder, default)
+                    alone = model_only(bundle, folder, BEFORE), model_only(bundle, folder, default)
                 except Exception as e:
                     failed(repeat, folder, bundle.name, e)
                     continue
@@ -518,8 +519,8 @@ def side_by_side(
                     "ours_command_s": round(command_s, 2),
                     "ours_warm_before_s": round(before["seconds"], 2),
                     "ours_warm_default_s": round(ours["seconds"], 2),
-                    "model_only_before_s": round(model_only(bundle, folder, BEFORE), 2),
-                    "model_only_default_s": round(model_only(bundle, folder, default), 2),
+                    "model_only_before_s": round(alone[0], 2),
+                    "model_only_default_s": round(alone[1], 2),
                     "lungmask_volume_ml": lungmask_ml,
                     "ours_before_volume_ml": before["volume_ml"],
                     "ours_default_volume_ml": ours["volume_ml"],
