@@ -202,7 +202,7 @@ def _montgomery_plan(label_maps: bool = False) -> LabelPlan | None:
 
 def _merge_masks(items: list[dict], out: Path) -> list[dict]:
     """Replace each item's ``"labels"`` by one mask, their union, written to ``out/masks/<image stem>.png``."""
-    loader, binarize = LoadSlice(), BinarizeMask()
+    loader, binarize = LoadSlice(palette="indices"), BinarizeMask()
     merged_items = []
     for item in items:
         if "labels" not in item:

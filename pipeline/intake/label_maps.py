@@ -86,7 +86,7 @@ class LabelPlan:
 def _stack_masks(item: dict, names: Sequence[str]) -> LabelMap:
     """The label map of one image's structure masks (each binarised as the loader does), values 1..K in the order of
     ``names``; a pixel inside several masks takes the value of the last of them."""
-    loader, binarize = LoadSlice(), BinarizeMask()
+    loader, binarize = LoadSlice(palette="indices"), BinarizeMask()
     label: np.ndarray | None = None
     made = LabelMap(np.zeros((0, 0), np.uint8))
     for value, (name, path) in enumerate(zip(names, item["labels"], strict=True), start=1):
@@ -262,9 +262,8 @@ _SIDES_RULE = (
 
 
 def _lung_sides(item: dict) -> LabelMap:
-    loader = LoadSlice()
-    image = np.asarray(loader(item["image"]))
-    mask = np.asarray(BinarizeMask()(loader(item["label"])))[0]
+    image = np.asarray(LoadSlice()(item["image"]))
+    mask = np.asarray(BinarizeMask()(LoadSlice(palette="indices")(item["label"])))[0]
     return split_lung_sides(mask, image[0] if image.shape[0] == 1 else None)
 
 

@@ -261,7 +261,7 @@ def _label_map_problem(mask: np.ndarray, path: str, values: tuple[int, ...]) -> 
 
 
 def _check_pair(
-    item: dict, loader: LoadSlice, root: str, empty_masks: str, values: tuple[int, ...] | None = None
+    item: dict, loaders: Mapping[str, LoadSlice], root: str, empty_masks: str, values: tuple[int, ...] | None = None
 ) -> tuple[list[Finding], float | dict[int, float], ImageStats | None, ImageMoments | None]:
     def show(path: str) -> str:
         return os.path.relpath(os.path.abspath(path), root) if root else path
@@ -277,7 +277,7 @@ def _check_pair(
     arrays = {}
     for key, path in (("image", image_path), ("mask", label_path)):
         try:
-            arrays[key] = np.asarray(loader(path, slice_index=item.get("slice_index")))
+            arrays[key] = np.asarray(loaders[key](path, slice_index=item.get("slice_index")))
         except Exception as e:  # every reader failure is reported by name rather than stopping the scan
             findings.append(Finding(show(path), f"unreadable {key}: {e}", True))
     stats = moments = None
@@ -358,12 +358,12 @@ def check_dataset(
     """
     if empty_masks not in EMPTY_MASK_POLICIES:
         raise ValueError(f"empty_masks must be one of {EMPTY_MASK_POLICIES}, got {empty_masks!r}.")
-    loader = LoadSlice(max_pixels=max_pixels)
+    loaders = {"image": LoadSlice(max_pixels=max_pixels), "mask": LoadSlice(max_pixels=max_pixels, palette="indices")}
     root = _display_root(items)
     values = tuple(sorted(label_values(structures))) if structures else None
     values = None if values == (1,) else values
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        results = list(pool.map(lambda item: _check_pair(item, loader, root, empty_masks, values), items))
+        results = list(pool.map(lambda item: _check_pair(item, loaders, root, empty_masks, values), items))
     report = DatasetReport(num_pairs=len(items))
     fractions, per_structure = [], []
     for findings, fraction, _, moments in results:

@@ -17,7 +17,7 @@ from monai.utils import ImageMetaKey
 
 from pipeline.io.dicom_slice import load_dicom_slice
 from pipeline.io.nifti_slice import load_nifti_slice
-from pipeline.io.pillow_slice import load_pil_slice
+from pipeline.io.pillow_slice import PALETTE_READINGS, load_pil_slice
 from pipeline.io.readers import (
     MAX_SLICE_PIXELS,
     SliceFileNotFoundError,
@@ -44,10 +44,17 @@ class LoadSlice(Transform):
         frame_index: frame of a multi-frame DICOM or page of a multi-page TIFF.
         max_pixels: refuse a slice larger than this (height x width), from its header, before decoding it; ``None``
             or 0: no limit. Defaults to :data:`~pipeline.io.readers.MAX_SLICE_PIXELS` (50 megapixels).
+        palette: how a palette (indexed) PNG, GIF or TIFF is read: ``"colours"`` (default), the picture it shows,
+            one grey channel when all its colours are greys and RGB otherwise; ``"indices"``, its palette indices,
+            for a label map.
 
     Example::
 
         image = LoadSlice()("images/ID_0000.tif")  # MetaTensor (1, 512, 512), float32 HU
+        label = LoadSlice(palette="indices")("labels/ID_0000.png")  # a palette label map: its values as stored
+
+    Raises:
+        ValueError: ``palette`` is not one of ``"colours"``, ``"indices"``.
     """
 
     def __init__(
@@ -56,8 +63,15 @@ class LoadSlice(Transform):
         slice_index: int | None = None,
         frame_index: int | None = None,
         max_pixels: int | None = MAX_SLICE_PIXELS,
+        palette: str = "colours",
     ) -> None:
         self.dtype = dtype
+        if palette not in PALETTE_READINGS:
+            raise ValueError(
+                f"palette must be one of {', '.join(map(repr, PALETTE_READINGS))} (a picture, or a label map's "
+                f"indices), got {palette!r}"
+            )
+        self.palette = palette
         self.max_pixels = max_pixels
         self.slice_index = slice_index
         self.frame_index = frame_index
@@ -86,7 +100,7 @@ class LoadSlice(Transform):
         frame_index = self.frame_index if frame_index is None else frame_index
         reader = reader_for(path)
         if isinstance(reader, PILReader):
-            array, meta = load_pil_slice(path, reader, frame_index, self.max_pixels)
+            array, meta = load_pil_slice(path, reader, frame_index, self.max_pixels, self.palette)
         elif isinstance(reader, PydicomReader):
             array, meta = load_dicom_slice(path, reader, frame_index, self.max_pixels)
         elif isinstance(reader, NibabelReader):

@@ -41,12 +41,19 @@ def _grey_with_marker(seed: int) -> np.ndarray:
     return image
 
 
+def _rgb_indexed(seed: int) -> Image.Image:
+    """A colour image saved with a palette of 64 colours (as GIF, or a PNG optimiser, writes it)."""
+    return Image.fromarray(_rgb(seed)).quantize(64)
+
+
 def _hounsfield(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(-1024, 1500, (SIZE, SIZE), dtype=np.int16)
 
 
-def _write_image(path: Path, array: np.ndarray) -> None:
-    if path.suffix in (".nii", ".gz"):
+def _write_image(path: Path, array: np.ndarray | Image.Image) -> None:
+    if isinstance(array, Image.Image):
+        array.save(path)
+    elif path.suffix in (".nii", ".gz"):
         nib.save(nib.Nifti1Image(array.astype(np.float32), np.eye(4)), path)
     else:
         Image.fromarray(array).save(path)
@@ -72,7 +79,11 @@ def _write_dicom(path: Path, array: np.ndarray, modality: str) -> None:
 
 
 def _dataset(
-    root: Path, make: Callable[[int], np.ndarray], suffix: str, count: int = 3, datalist: dict | None = None
+    root: Path,
+    make: Callable[[int], np.ndarray | Image.Image],
+    suffix: str,
+    count: int = 3,
+    datalist: dict | None = None,
 ) -> Path:
     """``root`` with ``images/<k><suffix>`` made by ``make(k)``, ``masks/<k>.png`` and optionally a ``dataset.json``
     (``datalist``'s keys with a training list of every pair)."""
@@ -93,6 +104,7 @@ def _dataset(
     [
         (_rgb, ".jpg", None, "OT", 3),
         (_rgb, ".png", None, "OT", 3),
+        (_rgb_indexed, ".png", None, "OT", 3),  # its colours, not its palette indices
         (_grey, ".png", None, "OT", 1),
         (lambda k: _grey(k, np.uint16), ".png", None, "OT", 1),
         (_hounsfield, ".tif", None, "CT", 1),  # the Kaggle lung CT files: int16 HU

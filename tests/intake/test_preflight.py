@@ -10,9 +10,9 @@ from PIL import Image
 from pipeline.intake import DatasetCheckError, check_dataset, load_datalist, preflight
 
 
-def _write(path: Path, array: np.ndarray) -> str:
+def _write(path: Path, array: np.ndarray | Image.Image) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    (array if isinstance(array, Image.Image) else Image.fromarray(array)).save(path)
     return str(path)
 
 
@@ -191,12 +191,20 @@ def _label_map(shape=(32, 40), values=(1, 2, 3)) -> np.ndarray:
     return labels
 
 
+def _coloured(labels: np.ndarray) -> Image.Image:
+    """A label map as a palette PNG with a colour per value (as VOC's masks are): its indices are the labels."""
+    picture = Image.frombytes("P", labels.shape[::-1], labels.tobytes())
+    picture.putpalette([0, 0, 0, 200, 30, 30, 30, 200, 30, 30, 30, 200])
+    return picture
+
+
 THREE = [{"value": 1}, {"value": 2}, {"value": 3}]
 LABEL_CASES = [
     # (description, label map, file name, expected fatal substring or None)
     ("good", _label_map(), "a.png", None),
     ("a structure absent", _label_map(values=(1, 3)), "a.png", None),
     ("a value the labels do not name", _label_map(values=(1, 2, 7)), "a.png", "value(s) 7 that the dataset's labels"),
+    ("a palette label map, a colour per structure", _coloured(_label_map()), "a.png", None),
     ("a JPEG label map", _label_map(), "a.jpg", "is a JPEG: lossy compression"),
     ("a binary mask of 0/255", _mask(high=255), "a.png", "value(s) 255"),
 ]

@@ -156,6 +156,34 @@ def _png_rgba(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
     return tmp / "rgba.png", _chw(RGB), {}
 
 
+def _indexed(pixels: np.ndarray, path: Path, transparency: int | None = None) -> Path:
+    """Save (H, W) or (H, W, 3) ``pixels`` as a palette PNG whose palette lists the colours from the most frequent,
+    as an optimiser writes it: no index equals the grey or colour it stands for."""
+    flat = pixels.reshape(H * W, -1)
+    colours, inverse, counts = np.unique(flat, axis=0, return_inverse=True, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    index = np.empty(len(order), dtype=np.uint8)
+    index[order] = np.arange(len(order))
+    picture = Image.frombytes("P", (W, H), index[inverse.ravel()].tobytes())
+    picture.putpalette(np.repeat(colours[order], 3 // colours.shape[1], axis=1).astype(np.uint8).tobytes())
+    picture.save(path, **({"transparency": transparency} if transparency is not None else {}))
+    assert Image.open(path).mode == "P" and not np.isin(np.asarray(Image.open(path)), np.unique(pixels)).all()
+    return path
+
+
+def _png_palette_grey(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
+    return _indexed(PICTURE, tmp / "grey_palette.png"), _chw(PICTURE), {}
+
+
+def _png_palette_rgb(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
+    return _indexed(RGB, tmp / "rgb_palette.png"), _chw(RGB), {}
+
+
+def _png_palette_transparent(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
+    # a transparent palette entry (the background's) is dropped like any alpha: the greys as they show
+    return _indexed(PICTURE, tmp / "transparent_palette.png", transparency=0), _chw(PICTURE), {}
+
+
 def _tiff_hu(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
     Image.fromarray(HU.astype(np.int16)).save(tmp / "hu.tif")
     return tmp / "hu.tif", _chw(HU), {}
@@ -253,6 +281,9 @@ FORMAT_CASES: list[tuple[str, Writer, float]] = [
     ("png16", _png16, 0.0),
     ("png_rgb", _png_rgb, 0.0),
     ("png_rgba_drops_alpha", _png_rgba, 0.0),
+    ("png_palette_grey_as_greys", _png_palette_grey, 0.0),
+    ("png_palette_rgb_as_rgb", _png_palette_rgb, 0.0),
+    ("png_palette_transparent_as_greys", _png_palette_transparent, 0.0),
     ("tiff_int16_hu", _tiff_hu, 0.0),
     ("tiff_uint8_lzw", _tiff_lzw, 0.0),
     ("tiff_mask_lzw", _tiff_mask_lzw, 0.0),
@@ -548,6 +579,22 @@ def test_missing_file_is_also_file_not_found(tmp_path: Path) -> None:
         reader_for(tmp_path / "nothing")
 
 
+def test_palette_label_map_keeps_its_indices(tmp_path: Path) -> None:
+    """A palette label map (colours per class, as VOC's) reads as its indices with ``palette="indices"``, and as its
+    colours by default; an unknown reading is refused by name."""
+    labels = np.zeros((H, W), np.uint8)
+    labels[3:11, 4:16], labels[16:21, 30:37] = 1, 2
+    picture = Image.frombytes("P", (W, H), labels.tobytes())
+    picture.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0])
+    picture.save(tmp_path / "labels.png")
+    np.testing.assert_array_equal(LoadSlice(palette="indices")(tmp_path / "labels.png").numpy(), labels[None])
+    colours = LoadSlice()(tmp_path / "labels.png").numpy()
+    np.testing.assert_array_equal(colours[:, 3, 4], [128, 0, 0])
+    np.testing.assert_array_equal(colours[:, 16, 30], [0, 128, 0])
+    with pytest.raises(ValueError, match=r"palette must be one of 'colours', 'indices'.*'colors'"):
+        LoadSlice(palette="colors")
+
+
 # ---- LoadSliced ----
 
 
@@ -598,6 +645,20 @@ def test_loadsliced_missing_slice_index_and_keys(tmp_path: Path) -> None:
     out = LoadSliced(keys=["image", "label"], allow_missing_keys=True)({"image": path})
     assert set(out) == {"image"}
     np.testing.assert_array_equal(out["image"].numpy(), expected)
+
+
+def test_loadsliced_palette_per_key(tmp_path: Path) -> None:
+    """The bundles' ``palette=["colours", "indices"]``: a palette picture under "image" reads as its greys, a palette
+    mask under "label" as its indices; one value serves every key, and an unknown one is refused at construction."""
+    image_path, expected, _ = _png_palette_grey(tmp_path)
+    mask_path = _indexed(MASK * 255, tmp_path / "mask_palette.png")  # background first: index 0, the block index 1
+    out = LoadSliced(keys=["image", "label"], palette=["colours", "indices"])({"image": image_path, "label": mask_path})
+    np.testing.assert_array_equal(out["image"].numpy(), expected)
+    np.testing.assert_array_equal(out["label"].numpy(), _chw(MASK))
+    both = LoadSliced(keys=["image", "label"])({"image": image_path, "label": mask_path})
+    np.testing.assert_array_equal(both["label"].numpy(), _chw(MASK * 255))
+    with pytest.raises(ValueError, match="palette must be one of"):
+        LoadSliced(keys=["image", "label"], palette=["colours", "labels"])
 
 
 def test_loadsliced_frame_index_key(tmp_path: Path) -> None:
