@@ -44,7 +44,7 @@ class LoadSlice(Transform):
         frame_index: frame of a multi-frame DICOM or page of a multi-page TIFF.
         max_pixels: refuse a slice larger than this (height x width), from its header, before decoding it; ``None``
             or 0: no limit. Defaults to :data:`~pipeline.io.readers.MAX_SLICE_PIXELS` (50 megapixels).
-        palette: how a palette (indexed) PNG, GIF or TIFF is read: ``"colours"`` (default), the picture it shows,
+        palette: how a palette (indexed) PNG or TIFF is read: ``"colours"`` (default), the picture it shows,
             one grey channel when all its colours are greys and RGB otherwise; ``"indices"``, its palette indices,
             for a label map.
 

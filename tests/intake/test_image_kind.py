@@ -42,7 +42,7 @@ def _grey_with_marker(seed: int) -> np.ndarray:
 
 
 def _rgb_indexed(seed: int) -> Image.Image:
-    """A colour image saved with a palette of 64 colours (as GIF, or a PNG optimiser, writes it)."""
+    """A colour image saved with a palette of 64 colours (as a PNG optimiser writes it)."""
     return Image.fromarray(_rgb(seed)).quantize(64)
 
 

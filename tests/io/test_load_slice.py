@@ -179,6 +179,11 @@ def _png_palette_rgb(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
     return _indexed(RGB, tmp / "rgb_palette.png"), _chw(RGB), {}
 
 
+def _tiff_palette_grey(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
+    # as ImageJ saves an 8-bit image with a lookup table
+    return _indexed(PICTURE, tmp / "grey_palette.tif"), _chw(PICTURE), {}
+
+
 def _png_palette_transparent(tmp: Path) -> tuple[Path, np.ndarray, dict[str, Any]]:
     # a transparent palette entry (the background's) is dropped like any alpha: the greys as they show
     return _indexed(PICTURE, tmp / "transparent_palette.png", transparency=0), _chw(PICTURE), {}
@@ -284,6 +289,7 @@ FORMAT_CASES: list[tuple[str, Writer, float]] = [
     ("png_palette_grey_as_greys", _png_palette_grey, 0.0),
     ("png_palette_rgb_as_rgb", _png_palette_rgb, 0.0),
     ("png_palette_transparent_as_greys", _png_palette_transparent, 0.0),
+    ("tiff_palette_grey_as_greys", _tiff_palette_grey, 0.0),
     ("tiff_int16_hu", _tiff_hu, 0.0),
     ("tiff_uint8_lzw", _tiff_lzw, 0.0),
     ("tiff_mask_lzw", _tiff_mask_lzw, 0.0),
