@@ -232,15 +232,26 @@ def _node_command(run_id: str, out: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=out.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _stop_with_sigterm(process: subprocess.Popen, started: Callable[[], bool]) -> str:
-    """Wait until ``started()`` (at most 180 s), send SIGTERM, and return the command's output once it ended."""
+def _stop_with_sigterm(process: subprocess.Popen, started: Callable[[str], bool]) -> str:
+    """Wait until ``started(its output so far)`` (at most 180 s), send SIGTERM, and return the command's output once
+    it ended. The output is read as it comes, so that ``started`` can wait for the command's own words."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 180
-        while not started():
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
+        while not started("".join(lines)):
+            assert process.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
-        return process.communicate(timeout=120)[0]
+        process.wait(timeout=120)
+        reader.join(timeout=30)
+        return "".join(lines)
     finally:
         if process.poll() is None:
             process.kill()
@@ -258,7 +269,10 @@ def test_listen_command_stops_cleanly_on_sigterm(tmp_path):
     ae.add_requested_context(Verification)
     ae.add_requested_context(CTImageStorage, [JPEGLSLossless])  # a compressed push is taken as it is
 
-    def echoed() -> bool:
+    def echoed(output: str) -> bool:
+        # only once it says so: another test's server may have been given the same free port before it bound it
+        if f"listening as PIPELINE on 127.0.0.1:{port}" not in output:
+            return False
         association = ae.associate("127.0.0.1", port, ae_title="PIPELINE")
         if not association.is_established:
             return False
@@ -279,7 +293,7 @@ def test_watch_command_stops_cleanly_on_sigterm(tmp_path, orthanc, netrc):
     out = tmp_path / "out"
     process = _node_command("watch", out, "--input", orthanc.dicomweb, "--poll_s", "0.5")
 
-    def watched_a_while() -> bool:  # it has started watching, then polled a few times
+    def watched_a_while(output: str) -> bool:  # it has started watching, then polled a few times
         if not (out / "node-state" / "watch_since").is_file():
             return False
         time.sleep(1.5)
