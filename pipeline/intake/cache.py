@@ -30,6 +30,7 @@ from pipeline.bundle import flag
 from pipeline.version import __version__
 
 __all__ = [
+    "CACHE_FORMAT",
     "CACHE_MODES",
     "available_memory_bytes",
     "cached_dataset",
@@ -37,6 +38,11 @@ __all__ = [
     "estimated_cache_bytes",
     "training_transforms",
 ]
+
+CACHE_FORMAT = 2
+"""What the same file and settings give when loaded and preprocessed, as a number hashed into the disk cache's folder
+name: raised when reading or preprocessing changes, so that a run never reads tensors the older code cached (2: a
+palette image is read as its colours, not its palette indices)."""
 
 logger = logging.getLogger("pipeline.intake")
 
@@ -153,7 +159,8 @@ def cached_dataset(
             this machine, each caching the whole set, exceeds ``memory_budget``).
         cache_dir: the disk cache's folder; a subfolder per ``settings`` is used.
         settings: what shapes the cached tensors (training size, window, channels...); hashed into the subfolder name
-            with ``cached_dtype`` and the package version, so that other settings never read this cache.
+            with ``cached_dtype``, the package version and :data:`CACHE_FORMAT`, so that other settings, or tensors
+            the code before a change cached, are never read.
         cached_dtype: the type the cache holds its tensors in (``train#cache_types#dtype``: ``"float16"`` or
             ``torch.float16``, the same cache).
         spatial_size: the training size, for the estimate.
@@ -175,7 +182,7 @@ def cached_dataset(
     if cache_dir is None:
         raise ValueError("--cache disk needs a cache folder (--cache_dir)")
     dtype = get_equivalent_dtype(cached_dtype, torch.Tensor)  # "float16" and torch.float16 name one cache
-    settings = {**(settings or {}), "cached_dtype": str(dtype), "pipeline": __version__}
+    settings = {**(settings or {}), "cached_dtype": str(dtype), "pipeline": __version__, "format": CACHE_FORMAT}
     key = json.dumps({k: settings[k] for k in sorted(settings)}, default=str, sort_keys=True)
     folder = Path(cache_dir) / hashlib.sha1(key.encode()).hexdigest()[:12]
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from monai.data import CacheDataset, PersistentDataset
 from monai.transforms import CastToTyped, Compose, RandFlipd, Resized
 
 from pipeline.demo import write_demo_dataset
+from pipeline.intake import cache as cache_module
 from pipeline.intake import cached_dataset, estimated_cache_bytes, training_transforms
 from pipeline.intake.datalist import load_datalist
 from pipeline.io import LoadSliced
@@ -124,6 +125,14 @@ def test_training_with_the_cache_on_disk(run_bundle, tmp_path) -> None:
     (run,) = (tmp_path / "out" / "runs").iterdir()
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert np.isfinite(json.loads((run / "summary.json").read_text())["last"]["loss"])
+
+
+def test_a_new_cache_format_never_reads_the_old_cache(items, tmp_path, monkeypatch) -> None:
+    """Tensors that the code before a change of reading cached (``CACHE_FORMAT``) are not served after it."""
+    cached_dataset(items, _transform(), "disk", tmp_path / "cache", SETTINGS)[0]
+    monkeypatch.setattr(cache_module, "CACHE_FORMAT", cache_module.CACHE_FORMAT + 1)
+    cached_dataset(items, _transform(), "disk", tmp_path / "cache", SETTINGS)[0]
+    assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
 def test_the_dtype_spelling_names_one_disk_cache(items, tmp_path) -> None:
